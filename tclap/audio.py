@@ -1,0 +1,258 @@
+"""Audio I/O: load, resample, normalise, pad/crop and save.
+
+Every loader returns ``float32`` numpy arrays in ``[-1, 1]`` shaped ``[T]`` (mono) or ``[C, T]``
+(``mono=False``). Resampling uses soxr (the SoX resampler, "HQ" quality). Bad input raises
+:class:`tclap.errors.UserError` with one line naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import soxr
+from scipy import signal as sps
+
+from tclap.errors import UserError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+PadMode = Literal["repeatpad", "repeat", "pad", "center", "random"]
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sr: int | None = None,
+    mono: bool = True,
+    min_seconds: float = 0.0,
+) -> np.ndarray:
+    """Load ``path`` (wav/flac/ogg/mp3, any rate, mono or stereo) as float32.
+
+    Args:
+        path: audio file.
+        sr: target sample rate; ``None`` keeps the file's rate (see :func:`load_audio_with_sr`).
+        mono: average channels to ``[T]``; otherwise return ``[C, T]``.
+        min_seconds: refuse clips shorter than this (after loading).
+
+    Returns:
+        ``[T]`` or ``[C, T]`` float32 array.
+    """
+    wav, _ = load_audio_with_sr(path, sr=sr, mono=mono, min_seconds=min_seconds)
+    return wav
+
+
+def load_audio_with_sr(
+    path: str | os.PathLike, sr: int | None = None, mono: bool = True, min_seconds: float = 0.0
+) -> tuple[np.ndarray, int]:
+    """Like :func:`load_audio` but also returns the sample rate of the returned array."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"audio file not found: {p} (check the path, or the manifest's 'audio' field)")
+    if p.stat().st_size == 0:
+        raise UserError(f"audio file is empty (0 bytes): {p} (re-export or remove it)")
+    try:
+        data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        raise UserError(
+            f"cannot decode audio file {p}: {str(exc).splitlines()[0]} "
+            "(is it a valid wav/flac/ogg/mp3? re-encode it, e.g. with sox or ffmpeg)"
+        ) from None
+    if data.shape[0] == 0:
+        raise UserError(f"audio file has no samples: {p} (re-export or remove it)")
+    if not np.all(np.isfinite(data)):
+        raise UserError(f"audio file holds NaN or infinite samples: {p} (re-export it)")
+    wav = data.T  # [C, T]
+    if mono:
+        wav = wav.mean(axis=0)
+    if sr is not None and sr != file_sr:
+        wav = resample(wav, file_sr, sr)
+        file_sr = sr
+    n = wav.shape[-1]
+    if min_seconds and n < min_seconds * file_sr:
+        raise UserError(
+            f"audio file too short: {p} is {n / file_sr:.3f} s, at least {min_seconds:g} s is needed "
+            "(remove it or lower the minimum)"
+        )
+    return np.ascontiguousarray(wav, dtype=np.float32), int(file_sr)
+
+
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``[T]`` or ``[C, T]`` from ``sr_in`` to ``sr_out`` with soxr (HQ)."""
+    if sr_in == sr_out:
+        return wav.astype(np.float32, copy=False)
+    if sr_in <= 0 or sr_out <= 0:
+        raise UserError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    x = np.asarray(wav, dtype=np.float32)
+    if x.ndim == 1:
+        return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32)
+    # soxr takes [T, C]
+    return soxr.resample(x.T, sr_in, sr_out, quality="HQ").T.astype(np.float32).copy()
+
+
+def peak_normalize(wav: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale so that max |x| == ``peak``; silent input is returned unchanged."""
+    m = float(np.max(np.abs(wav))) if wav.size else 0.0
+    if m == 0.0:
+        return wav.astype(np.float32, copy=True)
+    return (wav * (peak / m)).astype(np.float32)
+
+
+def _k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """ITU-R BS.1770-4 K-weighting (shelf + high-pass) biquads for any sample rate.
+
+    Coefficients come from the analogue prototypes via the bilinear transform (the 48 kHz values of the
+    standard are reproduced to ~1e-6).
+    """
+    # Stage 1: high shelf, f0 = 1681.97 Hz, gain 3.99984 dB, Q = 0.70717
+    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+    k = np.tan(np.pi * f0 / sr)
+    vh = 10 ** (gain_db / 20)
+    vb = vh**0.4996667741545416
+    a0 = 1 + k / q + k * k
+    b1 = np.array([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
+    a1 = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    # Stage 2: RLB high-pass, f0 = 38.14 Hz, Q = 0.50033
+    f0, q = 38.13547087602444, 0.5003270373238773
+    k = np.tan(np.pi * f0 / sr)
+    a0 = 1 + k / q + k * k
+    b2 = np.array([1.0, -2.0, 1.0])
+    a2 = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    return [(b1, a1), (b2, a2)]
+
+
+def loudness_lufs(wav: np.ndarray, sr: int) -> float:
+    """Integrated loudness (BS.1770, gated) of ``[T]`` or ``[C, T]`` audio in LUFS.
+
+    Returns ``-inf`` for digital silence. Clips shorter than one 400 ms block are measured as one block.
+    """
+    x = np.atleast_2d(np.asarray(wav, dtype=np.float64))
+    for b, a in _k_weighting(sr):
+        x = sps.lfilter(b, a, x, axis=-1)
+    block = int(round(0.4 * sr))
+    step = int(round(0.1 * sr))
+    n = x.shape[-1]
+    if n <= block:
+        starts = [0]
+        block = n
+    else:
+        starts = range(0, n - block + 1, step)
+    z = np.array([np.mean(x[:, s : s + block] ** 2, axis=-1).sum() for s in starts])
+    with np.errstate(divide="ignore"):
+        lk = -0.691 + 10 * np.log10(z)
+    keep = lk > -70.0
+    if not np.any(keep):
+        return float("-inf")
+    rel = -0.691 + 10 * np.log10(np.mean(z[keep])) - 10.0
+    keep &= lk > rel
+    return float(-0.691 + 10 * np.log10(np.mean(z[keep])))
+
+
+def loudness_normalize(wav: np.ndarray, sr: int, target_lufs: float = -23.0, peak_limit: float = 0.999) -> np.ndarray:
+    """Scale to ``target_lufs`` integrated loudness; the gain is reduced if the peak would pass ``peak_limit``."""
+    lufs = loudness_lufs(wav, sr)
+    if not np.isfinite(lufs):
+        return wav.astype(np.float32, copy=True)
+    gain = 10 ** ((target_lufs - lufs) / 20)
+    peak = float(np.max(np.abs(wav))) * gain
+    if peak > peak_limit:
+        gain *= peak_limit / peak
+    return (wav * gain).astype(np.float32)
+
+
+def pad_or_crop(
+    wav: np.ndarray,
+    length: int,
+    mode: PadMode = "repeatpad",
+    generator: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Bring the last axis of ``wav`` to exactly ``length`` samples.
+
+    Modes for clips that are too short: ``repeatpad`` (tile whole copies, then zero-pad, as LAION-CLAP and
+    transformers' ``ClapFeatureExtractor``), ``repeat`` (tile and cut), ``pad`` (zero-pad at the end).
+    Clips that are too long are cropped: centre crop for the deterministic modes, a random crop drawn from
+    ``generator`` for ``random`` (training only; ``generator`` is required so that runs are reproducible).
+    ``center`` centre-crops long clips and zero-pads short ones on both sides.
+    """
+    n = wav.shape[-1]
+    if length <= 0:
+        raise UserError(f"target length must be positive, got {length} samples")
+    if n == 0:
+        raise UserError("cannot pad an empty clip (0 samples)")
+    if n > length:
+        if mode == "random":
+            if generator is None:
+                raise ValueError("pad_or_crop(mode='random') needs an explicit numpy Generator")
+            start = int(generator.integers(0, n - length + 1))
+        else:
+            start = (n - length) // 2
+        return wav[..., start : start + length].copy()
+    if n == length:
+        return wav.copy()
+    missing = length - n
+    widths = [(0, 0)] * (wav.ndim - 1)
+    if mode in ("repeatpad", "random"):
+        reps = length // n
+        tiled = np.concatenate([wav] * reps, axis=-1)
+        return np.pad(tiled, widths + [(0, length - tiled.shape[-1])])
+    if mode == "repeat":
+        reps = -(-length // n)
+        return np.concatenate([wav] * reps, axis=-1)[..., :length].copy()
+    if mode == "pad":
+        return np.pad(wav, widths + [(0, missing)])
+    if mode == "center":
+        left = missing // 2
+        return np.pad(wav, widths + [(left, missing - left)])
+    raise ValueError(f"unknown pad mode {mode!r}; use repeatpad, repeat, pad, center or random")
+
+
+def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
+    """Write ``[T]`` or ``[C, T]`` audio atomically (temp file in the same folder, then rename).
+
+    The format follows the extension (``.wav``, ``.flac``, ``.ogg``). Samples are clipped to [-1, 1].
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    x = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
+    data = x.T if x.ndim == 2 else x
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(p.suffix.lower())
+    if fmt is None:
+        raise UserError(f"cannot write {p}: use a .wav, .flac or .ogg file name")
+    if fmt == "OGG":
+        subtype = "VORBIS"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent))
+    os.close(fd)
+    try:
+        sf.write(tmp, data, sr, format=fmt, subtype=subtype)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically (temp file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """Audio files (by extension) directly under ``folder``, sorted by name."""
+    f = Path(folder)
+    if not f.is_dir():
+        raise UserError(f"not a folder: {f}")
+    return sorted(p for p in f.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())

@@ -1,0 +1,54 @@
+"""``tclap`` command line: one sub-command per module under :mod:`tclap.commands`.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported
+only when their command runs, so ``tclap --help`` is fast and needs no optional dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from tclap.errors import cli_entry
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "mixup": ("tclap.commands.mixup", "build temporal mix-ups (clips, captions, negatives) from a clip bank"),
+    "negatives": ("tclap.commands.negatives", "make order-swapped negative captions for free-form captions"),
+    "train": ("tclap.commands.train", "train or fine-tune a CLAP model with L_c + λ·L_t (accelerate)"),
+    "evaluate": ("tclap.commands.evaluate", "T-Classify, retrieval and zero-shot evaluation of a CLAP model"),
+    "export": ("tclap.commands.export", "export a model as a transformers ClapModel directory"),
+    "reproduce": ("tclap.commands.reproduce", "run the paper's pipeline end to end (tiny or paper preset)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tclap", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily for the chosen command only (see main).
+    return parser
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 0
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"tclap {name}", description=help_text)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return module.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tclap`` CLI (see :mod:`tclap.cli`)."""
