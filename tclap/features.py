@@ -1,0 +1,479 @@
+"""Mel front ends in torch: batched, on any device, precomputed window and filterbank.
+
+Two front ends live here:
+
+* :class:`ClapMelFrontEnd` re-implements the ``truncation="rand_trunc"`` path of transformers'
+  ``ClapFeatureExtractor`` (the one LAION-CLAP's unfused HTSAT models use): repeat-pad or crop the clip to
+  ``max_length_s``, centred STFT with a periodic Hann window and reflect padding, power spectrum, Slaney
+  mel filterbank with Slaney area normalisation (``librosa.filters.mel``), then ``10 * log10(max(x, 1e-10))``.
+  Output ``[B, 1, frames, n_mels]`` in dB, equal to ``ClapFeatureExtractor(...).input_features``.
+* :class:`AudioLDMMelFrontEnd` re-implements AudioLDM's ``TacotronSTFT`` mel: magnitude (not power) STFT,
+  the same Slaney mel, ``log(clamp(x, 1e-5))``. Output ``[B, 1, frames, 64]``.
+
+Both keep the Hann window and the mel matrix as non-persistent buffers (derived from the config, so they
+never appear in a checkpoint's ``state_dict``) and move with ``.to(device)``.
+
+Precision: the reference ``ClapFeatureExtractor`` computes its FFT in float64. A float32 FFT carries
+rounding noise of about 1e-7 of a frame's peak, so bands 120+ dB below a pure tone come out a few hundredths
+of a dB off. ``ClapMelFrontEnd`` therefore runs the STFT in float64 by default (the mel product and the log
+run in float32, which keeps ~1e-6 relative precision at any magnitude); ``dtype=torch.float32`` is faster on
+consumer GPUs and stays within 1e-3 dB on natural (noisy, broadband) audio.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tclap.errors import UserError
+
+Truncation = Literal["rand_trunc"]
+Padding = Literal["repeatpad", "repeat", "pad"]
+_PADDINGS = ("repeatpad", "repeat", "pad")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Filterbank and window (numpy, float64: computed once per front end)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def hz_to_mel_slaney(freq: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale (``librosa.hz_to_mel(htk=False)``): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(freq, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz_slaney(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel_slaney`."""
+    m = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def slaney_mel_filterbank(
+    n_freqs: int, n_mels: int, f_min: float, f_max: float, sample_rate: int
+) -> np.ndarray:
+    """Triangular mel filters on the Slaney scale with Slaney area normalisation.
+
+    Same maths as ``librosa.filters.mel(norm="slaney")`` and
+    ``transformers.audio_utils.mel_filter_bank(norm="slaney", mel_scale="slaney")``.
+
+    Returns:
+        ``[n_freqs, n_mels]`` float64 matrix (spectrum ``[..., n_freqs] @ fb -> [..., n_mels]``).
+    """
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise UserError(
+            f"mel range {f_min}-{f_max} Hz does not fit sample rate {sample_rate} Hz "
+            f"(need 0 <= f_min < f_max <= {sample_rate / 2:g})"
+        )
+    if n_mels < 1 or n_freqs < 2:
+        raise UserError(f"need n_mels >= 1 and n_fft >= 2, got n_mels={n_mels}, n_freqs={n_freqs}")
+    # filter edges: n_mels + 2 points equally spaced on the mel scale
+    edges = mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(f_min), hz_to_mel_slaney(f_max), n_mels + 2))
+    fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    widths = np.diff(edges)  # [n_mels + 1]
+    ramps = edges[None, :] - fft_freqs[:, None]  # [n_freqs, n_mels + 2]
+    rising = -ramps[:, :-2] / widths[:-1]
+    falling = ramps[:, 2:] / widths[1:]
+    fb = np.maximum(0.0, np.minimum(rising, falling))
+    # Slaney normalisation: each triangle has unit area in Hz (constant energy per channel)
+    fb *= (2.0 / (edges[2:] - edges[:-2]))[None, :]
+    return fb
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    """Periodic Hann window ``0.5 - 0.5 cos(2 pi k / n)``, k = 0..n-1 (``scipy.signal.get_window('hann')``)."""
+    k = np.arange(n, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * k / n)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared input handling
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _as_batch(
+    waves: torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor],
+    lengths: torch.Tensor | Sequence[int] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn ``[B, T]`` / ``[T]`` / a list of ``[T_i]`` clips into a padded ``[B, T_max]`` batch and lengths ``[B]``.
+
+    A list may hold clips of different lengths (they are zero-padded here; ``lengths`` keeps the true
+    lengths so that repeat-padding repeats only real samples).
+    """
+    if isinstance(waves, (list, tuple)):
+        if len(waves) == 0:
+            raise UserError("empty batch: pass at least one audio clip")
+        clips = [torch.as_tensor(np.asarray(w) if not torch.is_tensor(w) else w) for w in waves]
+        for i, c in enumerate(clips):
+            if c.ndim != 1:
+                raise UserError(f"clip {i} has shape {tuple(c.shape)}; pass mono clips shaped [T] (average channels)")
+        if lengths is None:
+            lengths = [int(c.shape[0]) for c in clips]
+        t_max = max(int(c.shape[0]) for c in clips)
+        x = torch.zeros(len(clips), t_max, dtype=dtype, device=device)
+        for i, c in enumerate(clips):
+            x[i, : c.shape[0]] = c.to(device=device, dtype=dtype)
+    else:
+        x = torch.as_tensor(waves) if not torch.is_tensor(waves) else waves
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2:
+            raise UserError(
+                f"audio batch has shape {tuple(x.shape)}; pass [B, T] mono waves (or [T], or a list of [T] clips)"
+            )
+        if not x.is_floating_point():
+            raise UserError(f"audio batch has dtype {x.dtype}; pass float waves in [-1, 1]")
+        x = x.to(device=device, dtype=dtype)
+    b, t = x.shape
+    if lengths is None:
+        lens = torch.full((b,), t, dtype=torch.long, device=device)
+    else:
+        lens = torch.as_tensor(lengths, dtype=torch.long).to(device).reshape(-1)
+        if lens.shape[0] != b:
+            raise UserError(f"got {lens.shape[0]} lengths for a batch of {b} clips")
+        if bool((lens > t).any()):
+            raise UserError(f"a length in {lens.tolist()} exceeds the batch width {t} samples")
+    if bool((lens <= 0).any()):
+        bad = torch.nonzero(lens <= 0).flatten().tolist()
+        raise UserError(f"clip(s) {bad} in the batch are empty (0 samples); remove them")
+    if not bool(torch.isfinite(x).all()):
+        bad = torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten().tolist()
+        raise UserError(f"clip(s) {bad} in the batch hold NaN or infinite samples; fix the audio")
+    return x, lens
+
+
+def fit_length(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    target: int,
+    padding: str = "repeatpad",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Repeat-pad / pad short clips and crop long ones to exactly ``target`` samples, all rows at once.
+
+    Semantics follow ``ClapFeatureExtractor._get_input_mel``: a clip of ``n < target`` samples becomes
+    ``target // n`` whole copies then zeros (``repeatpad``), copies cut at ``target`` (``repeat``), or the clip
+    then zeros (``pad``). A clip of ``n > target`` samples is cropped at an offset drawn uniformly from
+    ``[0, n - target]`` with ``generator`` (training), or the centre offset ``(n - target) // 2`` when
+    ``generator`` is None (deterministic evaluation).
+
+    Args:
+        x: ``[B, T]`` waves (row ``b`` valid up to ``lengths[b]``).
+        lengths: ``[B]`` int64 valid lengths.
+        target: output length in samples.
+        padding: ``repeatpad`` | ``repeat`` | ``pad``.
+        generator: torch generator for random crops, or None.
+
+    Returns:
+        ``[B, target]``.
+    """
+    if padding not in _PADDINGS:
+        raise UserError(f"unknown padding {padding!r}; use one of {', '.join(_PADDINGS)}")
+    b = x.shape[0]
+    dev = x.device
+    n = lengths.to(dev)
+    over = (n - target).clamp(min=0)  # [B] crop slack
+    if generator is None:
+        start = over // 2
+    else:
+        # one uniform draw per row on the generator's own device, as torch requires
+        u = torch.rand(b, generator=generator, device=generator.device, dtype=torch.float64).to(dev)
+        start = torch.minimum((u * (over + 1).to(torch.float64)).floor().long(), over)
+    j = torch.arange(target, device=dev)[None, :]  # [1, target]
+    short = (n < target)[:, None]
+    # long (or exact) rows: start + j; short rows: j mod n (a repeat of the clip)
+    idx = torch.where(short, j % n[:, None], start[:, None] + j)
+    if padding == "repeatpad":
+        valid = ~short | (j < (target // n * n)[:, None])
+    elif padding == "pad":
+        valid = ~short | (j < n[:, None])
+    else:  # repeat
+        valid = torch.ones_like(idx, dtype=torch.bool)
+    out = torch.gather(x, 1, idx.clamp(max=x.shape[1] - 1))
+    return out * valid.to(out.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Front ends
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _StftMel(nn.Module):
+    """STFT + mel filterbank shared by both front ends (window and filterbank as buffers)."""
+
+    def __init__(
+        self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float, f_max: float,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        if hop_length <= 0 or n_fft <= 0:
+            raise UserError(f"n_fft and hop_length must be positive, got n_fft={n_fft}, hop_length={hop_length}")
+        if dtype not in (torch.float32, torch.float64):
+            raise UserError(f"front-end dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.n_mels = int(n_mels)
+        self.f_min = float(f_min)
+        self.f_max = float(f_max)
+        self.compute_dtype = dtype
+        fb = slaney_mel_filterbank(self.n_fft // 2 + 1, self.n_mels, self.f_min, self.f_max, self.sample_rate)
+        if (fb.max(axis=0) == 0).any():
+            raise UserError(
+                f"{n_mels} mel bands between {f_min} and {f_max} Hz are too many for n_fft={n_fft}: "
+                "some bands hold no FFT bin (use fewer mels or a larger n_fft)"
+            )
+        self.register_buffer("window", torch.from_numpy(periodic_hann(self.n_fft)).to(dtype), persistent=False)
+        # the mel product runs in float32: after the (float64) STFT the power values only need ~1e-7
+        # relative precision, which float32 keeps at any magnitude
+        self.register_buffer("mel_fb", torch.from_numpy(fb).to(torch.float32), persistent=False)
+
+    def _spectrum(self, x: torch.Tensor, power: float) -> torch.Tensor:
+        """``[B, T]`` -> ``[B, frames, n_freqs]`` power (2.0) or magnitude (1.0) spectrum, float32."""
+        if x.shape[1] <= self.n_fft // 2:
+            raise UserError(
+                f"clips of {x.shape[1]} samples are too short for a centred STFT with n_fft={self.n_fft} "
+                f"(need more than {self.n_fft // 2} samples)"
+            )
+        spec = torch.stft(
+            x.to(self.compute_dtype),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )  # [B, n_freqs, frames]
+        p = spec.real.square() + spec.imag.square()
+        if power == 1.0:
+            p = p.sqrt()
+        return p.to(torch.float32).transpose(1, 2)
+
+    def _mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, n_freqs]`` -> ``[B, frames, n_mels]``."""
+        return torch.matmul(spec, self.mel_fb)
+
+    def _device(self) -> torch.device:
+        return self.mel_fb.device
+
+
+@dataclass
+class ClapMelConfig:
+    """Settings of :class:`ClapMelFrontEnd` (the defaults are LAION-CLAP's HTSAT front end)."""
+
+    sample_rate: int = 48000
+    n_fft: int = 1024
+    hop_length: int = 480
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 14000.0
+    max_length_s: float = 10.0
+    truncation: str = "rand_trunc"
+    padding: str = "repeatpad"
+
+
+class ClapMelFrontEnd(_StftMel):
+    """Torch twin of ``ClapFeatureExtractor(truncation="rand_trunc")``: waves -> log-mel in dB.
+
+    ``forward(waves [B, T], generator=None) -> [B, 1, frames, n_mels]`` with
+    ``frames = 1 + max_length // hop_length`` (centred STFT), float32 on the module's device.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 48000,
+        n_fft: int = 1024,
+        hop_length: int = 480,
+        n_mels: int = 64,
+        f_min: float = 50.0,
+        f_max: float = 14000.0,
+        max_length_s: float = 10.0,
+        truncation: str = "rand_trunc",
+        padding: str = "repeatpad",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__(sample_rate, n_fft, hop_length, n_mels, f_min, f_max, dtype)
+        if truncation != "rand_trunc":
+            raise UserError(
+                f"truncation {truncation!r} is not supported by ClapMelFrontEnd; it implements 'rand_trunc' "
+                "(the unfused CLAP models). For fused checkpoints use transformers' ClapFeatureExtractor"
+            )
+        if padding not in _PADDINGS:
+            raise UserError(f"unknown padding {padding!r}; use one of {', '.join(_PADDINGS)}")
+        if max_length_s <= 0:
+            raise UserError(f"max_length_s must be positive, got {max_length_s}")
+        self.max_length_s = float(max_length_s)
+        self.max_length = int(round(max_length_s * sample_rate))
+        self.truncation = truncation
+        self.padding = padding
+
+    @property
+    def config(self) -> ClapMelConfig:
+        return ClapMelConfig(
+            self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max,
+            self.max_length_s, self.truncation, self.padding,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self.config)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per output: ``1 + max_length // hop_length``."""
+        return 1 + self.max_length // self.hop_length
+
+    @classmethod
+    def from_feature_extractor(cls, fe, **overrides) -> "ClapMelFrontEnd":
+        """Build a front end with the settings of a ``transformers.ClapFeatureExtractor``.
+
+        ``fe.top_db`` is ignored on purpose: ``ClapFeatureExtractor`` stores it but never applies it.
+        ``overrides`` replace single settings (e.g. ``truncation="rand_trunc"`` for an extractor saved with the
+        ``fusion`` default whose model is unfused, or ``dtype``).
+        """
+        kwargs = dict(
+            sample_rate=int(fe.sampling_rate),
+            n_fft=int(fe.fft_window_size),
+            hop_length=int(fe.hop_length),
+            n_mels=int(fe.feature_size),
+            f_min=float(fe.frequency_min),
+            f_max=float(fe.frequency_max),
+            max_length_s=float(fe.nb_max_samples) / float(fe.sampling_rate),
+            truncation=str(fe.truncation),
+            padding=str(fe.padding),
+        )
+        kwargs.update(overrides)
+        if kwargs["truncation"] == "fusion":
+            raise UserError(
+                "the feature extractor uses truncation='fusion' (fused CLAP); ClapMelFrontEnd implements "
+                "'rand_trunc' only: pass truncation='rand_trunc' if the model is unfused (enable_fusion=False)"
+            )
+        return cls(**kwargs)
+
+    def prepare(
+        self,
+        waves: torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor],
+        generator: torch.Generator | None = None,
+        lengths: torch.Tensor | Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Pad/crop waves to ``max_length`` samples as ``ClapFeatureExtractor`` does: ``[B, T] -> [B, max_length]``."""
+        x, lens = _as_batch(waves, lengths, self._device(), self.compute_dtype)
+        return fit_length(x, lens, self.max_length, self.padding, generator)
+
+    def forward(
+        self,
+        waves: torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor],
+        generator: torch.Generator | None = None,
+        lengths: torch.Tensor | Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Log-mel features in dB.
+
+        Args:
+            waves: ``[B, T]`` (or ``[T]``, or a list of ``[T_i]`` numpy/torch clips of any lengths) mono audio at
+                ``sample_rate``.
+            generator: draws the crop offsets of clips longer than ``max_length_s`` (training); None gives a
+                centre crop (deterministic evaluation).
+            lengths: ``[B]`` valid samples per row when ``waves`` is a zero-padded batch; None = all of ``T``.
+
+        Returns:
+            ``[B, 1, frames, n_mels]`` float32, ``frames = 1 + max_length // hop_length``.
+        """
+        x = self.prepare(waves, generator, lengths)
+        mel = self._mel(self._spectrum(x, power=2.0))
+        # power_to_db with reference 1.0 and amin 1e-10 (transformers' mel_floor and min_value); no top_db
+        db = 10.0 * torch.log10(mel.clamp(min=1e-10))
+        return db[:, None]
+
+
+@dataclass
+class AudioLDMMelConfig:
+    """Settings of :class:`AudioLDMMelFrontEnd` (AudioLDM's 16 kHz, 64-band front end)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float = 8000.0
+
+
+class AudioLDMMelFrontEnd(_StftMel):
+    """AudioLDM's ``TacotronSTFT`` log-mel: magnitude STFT, Slaney mel, ``log(clamp(mel, 1e-5))``.
+
+    ``forward(waves [B, T]) -> [B, 1, mel_frames(T), n_mels]``. The centred STFT yields ``1 + T // hop``
+    frames; the last one (centred beyond the clip's end) is dropped, as AudioLDM's data pipeline does
+    (10.24 s -> 1024 frames), so a vocoder with ``hop_length`` samples per frame gives back ``T`` samples.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        hop_length: int = 160,
+        n_mels: int = 64,
+        f_min: float = 0.0,
+        f_max: float = 8000.0,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(sample_rate, n_fft, hop_length, n_mels, f_min, f_max, dtype)
+
+    @property
+    def config(self) -> AudioLDMMelConfig:
+        return AudioLDMMelConfig(self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max)
+
+    def to_dict(self) -> dict:
+        return asdict(self.config)
+
+    def mel_frames(self, num_samples: int) -> int:
+        """Number of mel frames :meth:`forward` returns for ``num_samples`` samples: ``num_samples // hop``."""
+        return int(num_samples) // self.hop_length
+
+    def num_samples(self, frames: int) -> int:
+        """Samples that ``frames`` mel frames span (the vocoder's output length): ``frames * hop``."""
+        return int(frames) * self.hop_length
+
+    def forward(self, waves: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Log-mel features.
+
+        Args:
+            waves: ``[B, T]`` (or ``[T]``) mono audio at ``sample_rate``.
+
+        Returns:
+            ``[B, 1, T // hop_length, n_mels]`` float32 natural-log magnitudes (floor ``log(1e-5)``).
+        """
+        x, _ = _as_batch(waves, None, self._device(), self.compute_dtype)
+        frames = self.mel_frames(x.shape[1])
+        if frames < 1:
+            raise UserError(f"clip of {x.shape[1]} samples is shorter than one hop ({self.hop_length} samples)")
+        mel = self._mel(self._spectrum(x, power=1.0))[:, :frames]
+        return torch.log(mel.clamp(min=1e-5))[:, None]
+
+
+__all__ = [
+    "AudioLDMMelConfig",
+    "AudioLDMMelFrontEnd",
+    "ClapMelConfig",
+    "ClapMelFrontEnd",
+    "fit_length",
+    "hz_to_mel_slaney",
+    "mel_to_hz_slaney",
+    "periodic_hann",
+    "slaney_mel_filterbank",
+]
