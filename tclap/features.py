@@ -238,10 +238,21 @@ class _StftMel(nn.Module):
                 f"{n_mels} mel bands between {f_min} and {f_max} Hz are too many for n_fft={n_fft}: "
                 "some bands hold no FFT bin (use fewer mels or a larger n_fft)"
             )
-        self.register_buffer("window", torch.from_numpy(periodic_hann(self.n_fft)).to(dtype), persistent=False)
+        self._window_np = periodic_hann(self.n_fft)
+        self._mel_fb_np = fb
+        self.register_buffer("window", torch.from_numpy(self._window_np).to(dtype), persistent=False)
         # the mel product runs in float32: after the (float64) STFT the power values only need ~1e-7
         # relative precision, which float32 keeps at any magnitude
         self.register_buffer("mel_fb", torch.from_numpy(fb).to(torch.float32), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        # A parent's .to(device) must move the buffers, but its .half()/.to(dtype) must not degrade them:
+        # rebuild them from the float64 originals on the new device in the front end's own dtypes.
+        super()._apply(fn, recurse)
+        dev = self.mel_fb.device
+        self.window = torch.from_numpy(self._window_np).to(device=dev, dtype=self.compute_dtype)
+        self.mel_fb = torch.from_numpy(self._mel_fb_np).to(device=dev, dtype=torch.float32)
+        return self
 
     def _spectrum(self, x: torch.Tensor, power: float) -> torch.Tensor:
         """``[B, T]`` -> ``[B, frames, n_freqs]`` power (2.0) or magnitude (1.0) spectrum, float32."""
