@@ -1,0 +1,111 @@
+"""``audioldm-cond train``: train the VAE (``--stage vae``) or the latent-diffusion UNet (``--stage ldm``).
+
+Examples::
+
+    audioldm-cond train --stage vae --train mix/manifest.jsonl --out runs/vae --model tiny --steps 2000
+    audioldm-cond train --stage ldm --train mix/manifest.jsonl --val val/manifest.jsonl \\
+        --model runs/vae/final --clap tiny-tclap --cond-source text --out runs/ldm --steps 6000
+    # interrupted? the same command with --resume continues from the last checkpoint
+
+``audioldm_cond.cli`` dispatches here (``add_arguments`` / ``run``); ``main(argv)`` runs it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from audioldm_cond.train.config import (
+    COND_SOURCES, MIXED_PRECISION, STAGES, DataConfig, LdmStageConfig, OptimConfig, TrainConfig,
+    ValidationConfig, VaeStageConfig,
+)
+from tclap.errors import UserError, cli_entry
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", choices=STAGES, required=True, help="vae: the mel autoencoder; ldm: the UNet")
+    p.add_argument("--train", required=True, help="training manifest (JSON Lines, as `tclap mixup` writes)")
+    p.add_argument("--val", default=None, help="validation manifest (losses, and prompts to generate and score)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints/, log.jsonl, final/")
+    p.add_argument("--model", default="tiny", help="'tiny' (built from scratch) or a diffusers AudioLDM directory")
+    p.add_argument("--clap", default=None, help="conditioning CLAP: tiny-tclap, tiny-baseline, a ClapModel dir, ...")
+    p.add_argument("--cond-source", choices=COND_SOURCES, default="text",
+                   help="train on CLAP text (default), audio (AudioLDM's choice) or a per-sample mix")
+    p.add_argument("--cfg-dropout", type=float, default=0.1, help="classifier-free guidance dropout (training only)")
+    p.add_argument("--scaling-factor", default="estimate",
+                   help="latent scale: estimate (1/std of latents), keep (the VAE's), or a number")
+    p.add_argument("--snr-gamma", type=float, default=None, help="Min-SNR loss weighting (e.g. 5)")
+    p.add_argument("--kl-weight", type=float, default=1e-6, help="stage vae: weight of the KL term")
+    p.add_argument("--seconds", type=float, default=None, help="clip length (default: the first clip's)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--ema-decay", type=float, default=0.999, help="0 turns EMA off")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no")
+    p.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: at the end only)")
+    p.add_argument("--val-prompts", type=int, default=16, help="validation prompts to generate and score")
+    p.add_argument("--val-guidance", default="1,2.5,4", help="guidance scales swept at validation (comma list)")
+    p.add_argument("--val-steps", type=int, default=20, help="sampler steps at validation")
+    p.add_argument("--val-backend", default="tclap:tiny-baseline", help="eval_gen embedding backend for FAD/KAD")
+    p.add_argument("--no-val-generate", action="store_true", help="validation losses only (no generation)")
+    p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (0: none)")
+    p.add_argument("--ckpt-keep", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--cache-dir", default=None, help="cache of mels/latents/embeddings (default: OUT/cache)")
+    p.add_argument("--tiny-config", default=None, help="JSON of keyword arguments for the tiny model builder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that the parsed arguments describe."""
+    try:
+        scales = tuple(float(x) for x in str(args.val_guidance).split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--val-guidance {args.val_guidance!r}: give comma-separated numbers, e.g. 1,2.5,4") from None
+    tiny = {}
+    if args.tiny_config:
+        try:
+            tiny = json.loads(args.tiny_config)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--tiny-config is not valid JSON ({exc.msg}); e.g. '{{\"latent_channels\": 8}}'") from None
+    return TrainConfig(
+        stage=args.stage, out_dir=args.out, model=args.model, clap=args.clap,
+        data=DataConfig(train_manifest=args.train, val_manifest=args.val, seconds=args.seconds,
+                        cache_dir=args.cache_dir),
+        optim=OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
+                          warmup_steps=args.warmup_steps),
+        vae=VaeStageConfig(kl_weight=args.kl_weight),
+        ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
+                           scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma),
+        val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,
+                             num_inference_steps=args.val_steps, backend=args.val_backend,
+                             generate=not args.no_val_generate),
+        ema_decay=args.ema_decay, mixed_precision=args.mixed_precision, ckpt_every=args.ckpt_every,
+        ckpt_keep=args.ckpt_keep, seed=args.seed, resume=args.resume, quiet=args.quiet, tiny_kwargs=tiny,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from audioldm_cond.train.trainer import Trainer
+
+    cfg = config_from_args(args)
+    summary = Trainer(cfg).fit()
+    print(json.dumps({"step": summary["step"], "final": summary["final"],
+                      "scaling_factor": summary["scaling_factor"]}))
+    return 0
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="audioldm-cond train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

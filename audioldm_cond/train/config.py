@@ -1,0 +1,179 @@
+"""Configuration of ``audioldm-cond train``, grouped by component (dataclasses, no flag soup).
+
+The resolved :class:`TrainConfig` is written as ``config.json`` into the run directory and into every
+checkpoint, so a run can be inspected, resumed or repeated from its own record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tclap.errors import UserError
+
+Stage = Literal["vae", "ldm"]
+CondSource = Literal["text", "audio", "mix"]
+STAGES = ("vae", "ldm")
+COND_SOURCES = ("text", "audio", "mix")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class DataConfig:
+    """Where the clips come from and how they are cut.
+
+    ``seconds``: every clip is cut or zero-padded to this length before the mel front end (None: the
+    length of the first training clip). ``cache_dir``: where mels, latents and conditioning embeddings are
+    cached (None: ``<out>/cache``); cache files are keyed by the content they were computed from.
+    """
+
+    train_manifest: str = ""
+    val_manifest: str | None = None
+    seconds: float | None = None
+    cache_dir: str | None = None
+    max_val_items: int = 64
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule (AdamW, linear warm-up then constant, as diffusers' examples default)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    grad_accum: int = 1
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class VaeStageConfig:
+    """Stage ``vae``: reconstruction (L1 + L2) of log-mels plus a small KL term (AudioLDM uses ~1e-6)."""
+
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+    kl_weight: float = 1e-6
+
+
+@dataclass
+class LdmStageConfig:
+    """Stage ``ldm``: noise-prediction MSE of the UNet on frozen, scaled VAE latents.
+
+    ``cond_source``: what the frozen conditioner embeds during training: ``audio`` (AudioLDM's choice:
+    the CLAP audio embedding of the training clip), ``text`` (the CLAP text embedding of one of its
+    captions) or ``mix`` (text or audio, a coin flip per sample). ``cfg_dropout``: share of samples whose
+    condition is replaced by the unconditional one (classifier-free guidance; training only).
+    ``scaling_factor``: ``estimate`` sets ``vae.config.scaling_factor`` to 1/std of the training latents
+    (a VAE trained from scratch), ``keep`` keeps the loaded one (fine-tuning a real AudioLDM), or a number.
+    """
+
+    cond_source: CondSource = "text"
+    cfg_dropout: float = 0.1
+    scaling_factor: str = "estimate"
+    snr_gamma: float | None = None
+
+
+@dataclass
+class ValidationConfig:
+    """Validation every ``every`` optimiser steps (0: only at the end).
+
+    Stage ``ldm`` generates ``num_prompts`` validation prompts at each guidance scale in
+    ``guidance_scales`` with ``num_inference_steps`` sampler steps, and scores them with eval_gen
+    against the validation clips (FAD / KAD on ``backend``, CLAP score, temporal-order accuracy).
+    """
+
+    every: int = 0
+    num_prompts: int = 16
+    guidance_scales: tuple[float, ...] = (1.0, 2.5, 4.0)
+    num_inference_steps: int = 20
+    backend: str = "tclap:tiny-baseline"
+    generate: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything one ``audioldm-cond train`` run needs."""
+
+    stage: Stage = "ldm"
+    out_dir: str = ""
+    model: str = "tiny"
+    clap: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    vae: VaeStageConfig = field(default_factory=VaeStageConfig)
+    ldm: LdmStageConfig = field(default_factory=LdmStageConfig)
+    val: ValidationConfig = field(default_factory=ValidationConfig)
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"
+    ckpt_every: int = 500
+    ckpt_keep: int = 2
+    seed: int = 0
+    resume: bool = False
+    quiet: bool = False
+    tiny_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` (one line) on a setting that cannot work."""
+        if self.stage not in STAGES:
+            raise UserError(f"--stage {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
+        if not self.out_dir:
+            raise UserError("--out is required: the run directory for checkpoints, logs and the final model")
+        if not self.data.train_manifest:
+            raise UserError("--train is required: a JSON Lines manifest of training clips (see `tclap mixup`)")
+        if self.ldm.cond_source not in COND_SOURCES:
+            raise UserError(f"--cond-source {self.ldm.cond_source!r} is unknown; use text, audio or mix")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise UserError(f"--mixed-precision {self.mixed_precision!r} is unknown; use no, fp16 or bf16")
+        for name, value in (("--steps", self.optim.steps), ("--batch-size", self.optim.batch_size),
+                            ("--grad-accum", self.optim.grad_accum)):
+            if value < 1:
+                raise UserError(f"{name} must be >= 1, got {value}")
+        if not self.optim.lr > 0:
+            raise UserError(f"--lr must be > 0, got {self.optim.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
+        if not 0.0 <= self.ldm.cfg_dropout < 1.0:
+            raise UserError(f"--cfg-dropout must be in [0, 1), got {self.ldm.cfg_dropout}")
+        if self.val.every < 0 or self.ckpt_every < 0:
+            raise UserError("--val-every and --ckpt-every must be >= 0 (0: only at the end)")
+        if self.data.seconds is not None and not self.data.seconds > 0:
+            raise UserError(f"--seconds must be > 0, got {self.data.seconds}")
+        sf = self.ldm.scaling_factor
+        if sf not in ("estimate", "keep"):
+            try:
+                ok = float(sf) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UserError(f"--scaling-factor {sf!r}: use 'estimate', 'keep' or a positive number")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        sub = {"data": DataConfig, "optim": OptimConfig, "vae": VaeStageConfig, "ldm": LdmStageConfig,
+               "val": ValidationConfig}
+        for key, klass in sub.items():
+            if key in d and isinstance(d[key], dict):
+                v = dict(d[key])
+                if key == "val" and "guidance_scales" in v:
+                    v["guidance_scales"] = tuple(v["guidance_scales"])
+                d[key] = klass(**v)
+        return cls(**d)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data.cache_dir) if self.data.cache_dir else self.run_dir / "cache"

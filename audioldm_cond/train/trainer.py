@@ -1,0 +1,459 @@
+"""The AudioLDM trainer behind ``audioldm-cond train`` (Hugging Face accelerate).
+
+Two stages, the diffusers ``train_text_to_image.py`` pattern (``Accelerator``, ``prepare``,
+``accumulate``, frozen parts with ``requires_grad_(False)``, EMA and checkpoints only when
+``sync_gradients``, ``save_state`` / ``load_state`` for resume):
+
+* ``vae``: the ``AutoencoderKL`` learns log-mels ``[B, 1, frames, n_mels]`` (L1 + L2 reconstruction and
+  a small KL term), for a model trained from scratch.
+* ``ldm``: the UNet learns to predict the noise added to frozen, scaled VAE latents
+  ``[B, C, frames/f, n_mels/f]``, given a frozen CLAP condition ``[B, D]`` (FiLM-style class embedding).
+  AudioLDM trains on the CLAP *audio* embedding of the training clip and generates from the *text*
+  embedding; ``cond_source`` offers ``audio``, ``text`` or a per-sample ``mix``.
+
+All randomness of a micro step (batch, posterior sample, noise, timesteps, CFG dropout) comes from
+generators seeded by ``(seed, micro_step)``, so a run resumed from a checkpoint repeats exactly the steps an
+uninterrupted run takes. Checkpoints are written into a temporary directory and renamed into place, so an
+interruption never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from audioldm_cond.train import data as D
+from audioldm_cond.train.config import TrainConfig
+from audioldm_cond.train.runlog import RunLog
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError
+
+CKPT_PREFIX = "step-"
+
+
+class Trainer:
+    """Train one stage of an AudioLDM model; see the module docstring.
+
+    Args:
+        cfg: the run's configuration (validated here).
+        components: an ``AudioLDMComponents`` to train (None: built or loaded from ``cfg.model``).
+    """
+
+    def __init__(self, cfg: TrainConfig, components: Any | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.ckpt_root = self.run_dir / "checkpoints"
+        from accelerate import Accelerator
+
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum
+        )
+        self.device = self.accelerator.device
+        self.components = components if components is not None else load_components_for(cfg)
+        self.scaling_factor: float | None = None
+        self.adapter = None
+
+    # ------------------------------------------------------------------------------------------- data
+    def _prepare_data(self) -> None:
+        """Read manifests and fill the caches the stage needs (mels; latents and embeddings for ldm)."""
+        cfg, c = self.cfg, self.components
+        need_captions = cfg.stage == "ldm" and cfg.ldm.cond_source in ("text", "mix")
+        self.train_clips = D.read_clip_set(cfg.data.train_manifest, need_captions=need_captions)
+        self.val_clips = None
+        if cfg.data.val_manifest:
+            self.val_clips = D.read_clip_set(cfg.data.val_manifest)
+            if len(self.val_clips) > cfg.data.max_val_items:
+                n = cfg.data.max_val_items
+                self.val_clips = D.ClipSet(self.val_clips.ids[:n], self.val_clips.audio[:n],
+                                           self.val_clips.captions[:n], self.val_clips.manifest)
+        fe = c.frontend
+        self.sr = int(fe.sample_rate)
+        self.n_samples = D.clip_samples(self.train_clips, self.sr, cfg.data.seconds)
+        self.frame_multiple = _frame_multiple(c)
+        self.train_mel = self._mels(self.train_clips, "train")
+        self.val_mel = self._mels(self.val_clips, "val") if self.val_clips else None
+        if cfg.stage == "ldm":
+            self.train_lat = self._latents(self.train_clips, self.train_mel, "train")
+            self.val_lat = self._latents(self.val_clips, self.val_mel, "val") if self.val_clips else None
+            self.train_cond = self._embeddings(self.train_clips, "train")
+            with torch.no_grad():
+                self.uncond = c.conditioner.raw_text([""], warn=False).detach().float().cpu()  # [1, clap_dim]
+
+    def _mels(self, clips: D.ClipSet, tag: str) -> torch.Tensor:
+        """Log-mels of every clip, ``[N, 1, frames, n_mels]`` (frames cut to a multiple the models need)."""
+        fe = self.components.frontend
+        settings = fe.to_dict() if hasattr(fe, "to_dict") else repr(fe)
+        key = D.files_key(clips, "mel", settings, self.n_samples)
+
+        def compute(idx):
+            waves = D.load_waves(clips, idx, self.sr, self.n_samples)
+            with torch.no_grad():
+                mel = fe(waves).float()
+            return {"mel": mel[:, :, : mel.shape[2] - mel.shape[2] % self.frame_multiple]}
+
+        return D.cached_chunks(self.cfg.cache_dir / f"mel-{tag}-{key}", len(clips), compute,
+                               f"mels ({tag})", self.cfg.quiet)["mel"]
+
+    def _latents(self, clips: D.ClipSet, mel: torch.Tensor, tag: str) -> dict[str, torch.Tensor]:
+        """VAE posterior mean and std of every clip's mel, ``[N, C, h, w]`` each (VAE frozen)."""
+        vae = self.components.vae.to(self.device).eval()
+        key = D.files_key(clips, "lat", self.n_samples, D.module_key(vae))
+
+        def compute(idx):
+            with torch.no_grad():
+                post = vae.encode(mel[idx].to(self.device)).latent_dist
+            return {"mean": post.mean.float().cpu(), "std": post.std.float().cpu()}
+
+        return D.cached_chunks(self.cfg.cache_dir / f"lat-{tag}-{key}", len(clips), compute,
+                               f"latents ({tag})", self.cfg.quiet)
+
+    def _embeddings(self, clips: D.ClipSet, tag: str) -> dict[str, torch.Tensor]:
+        """Frozen CLAP embeddings (before any adapter): audio ``[N, D]``, text of every caption ``[M, D]``.
+
+        Text rows are grouped per item: item ``i`` owns rows ``first[i] : first[i] + count[i]``.
+        """
+        cond = self.components.conditioner
+        src = self.cfg.ldm.cond_source
+        key = D.files_key(clips, "emb", src, self.n_samples, D.module_key(_clap_module(cond)),
+                          [tuple(c) for c in clips.captions])
+        out: dict[str, torch.Tensor] = {}
+        if src in ("audio", "mix"):
+            def audio(idx):
+                waves = D.load_waves(clips, idx, self.sr, self.n_samples)
+                with torch.no_grad():
+                    return {"audio": cond.raw_audio(waves, sr=self.sr).float().cpu()}
+
+            out.update(D.cached_chunks(self.cfg.cache_dir / f"emb-audio-{tag}-{key}", len(clips), audio,
+                                       f"CLAP audio embeddings ({tag})", self.cfg.quiet))
+        if src in ("text", "mix"):
+            owner = [i for i, caps in enumerate(clips.captions) for _ in caps]
+            texts = [c for caps in clips.captions for c in caps]
+
+            def text(idx):
+                with torch.no_grad():
+                    return {"text": cond.raw_text([texts[i] for i in idx]).float().cpu()}
+
+            out.update(D.cached_chunks(self.cfg.cache_dir / f"emb-text-{tag}-{key}", len(texts), text,
+                                       f"CLAP text embeddings ({tag})", self.cfg.quiet))
+            out["owner"] = torch.tensor(owner)
+            # first caption row of each item and its caption count, to draw one caption per sample
+            counts = torch.tensor([len(c) for c in clips.captions])
+            out["first"] = torch.cumsum(counts, 0) - counts
+            out["count"] = counts
+        return out
+
+    # ---------------------------------------------------------------------------------------- losses
+    def vae_loss(self, vae, micro: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Stage ``vae`` loss of one micro batch: ``l1·|x̂−x| + l2·(x̂−x)² + kl·KL(q(z|x) ‖ N(0, I))``."""
+        cfg = self.cfg
+        idx = D.batch_indices(len(self.train_mel), cfg.optim.batch_size, cfg.seed, micro)
+        x = self.train_mel[idx].to(self.device)  # [B, 1, F, M]
+        post = vae.encode(x).latent_dist
+        g = D.step_generator(cfg.seed, micro, 1)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(self.device)
+        rec = vae.decode(z).sample
+        l1 = (rec.float() - x).abs().mean()
+        l2 = ((rec.float() - x) ** 2).mean()
+        kl = post.kl().float().mean()  # summed over latent dims, averaged over the batch (AudioLDM)
+        loss = cfg.vae.l1_weight * l1 + cfg.vae.l2_weight * l2 + cfg.vae.kl_weight * kl
+        return loss, {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
+
+    def condition(self, idx: list[int], g: torch.Generator, emb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training condition ``[B, D]`` from cached raw CLAP embeddings: source choice, then CFG dropout.
+
+        The same maths as ``ClapConditioner.training_condition`` (the null condition is the embedding of
+        ``""``), on cached vectors so that no CLAP runs inside the step. A learned adapter, when the
+        conditioner has one, is applied (and trained) in :meth:`ldm_loss`.
+        """
+        cfg = self.cfg.ldm
+        b = len(idx)
+        rows = torch.tensor(idx)
+        pick_text = torch.ones(b, dtype=torch.bool) if cfg.cond_source == "text" else (
+            torch.zeros(b, dtype=torch.bool) if cfg.cond_source == "audio" else torch.rand(b, generator=g) < 0.5)
+        parts = []
+        if "text" in emb:
+            k = (torch.rand(b, generator=g) * emb["count"][rows]).long()
+            parts.append(emb["text"][emb["first"][rows] + k])
+        if "audio" in emb:
+            parts.append(emb["audio"][rows])
+        if len(parts) == 2:
+            c = torch.where(pick_text[:, None], parts[0], parts[1])
+        else:
+            c = parts[0]
+        drop = torch.rand(b, generator=g) < cfg.cfg_dropout
+        c = torch.where(drop[:, None], self.uncond.expand(b, -1), c)
+        return c
+
+    def ldm_loss(self, unet, micro: int, lat: dict | None = None, emb: dict | None = None,
+                 idx: list[int] | None = None, g: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Stage ``ldm`` loss: MSE between the UNet's prediction and the noise (or v) target."""
+        cfg = self.cfg
+        lat = self.train_lat if lat is None else lat
+        emb = self.train_cond if emb is None else emb
+        if idx is None:
+            idx = D.batch_indices(len(lat["mean"]), cfg.optim.batch_size, cfg.seed, micro)
+        g = D.step_generator(cfg.seed, micro, 2) if g is None else g
+        mean, std = lat["mean"][idx], lat["std"][idx]
+        z = (mean + std * torch.randn(mean.shape, generator=g)) * self.scaling_factor  # posterior sample, scaled
+        noise = torch.randn(z.shape, generator=g)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(idx),), generator=g)
+        cond = self.condition(idx, g, emb).to(self.device)
+        if self.adapter is not None:
+            cond = self.adapter(cond)
+        noisy = self.noise_scheduler.add_noise(z, noise, t)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(z, noise, t)
+        else:
+            target = noise
+        dev = self.device
+        pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=None, class_labels=cond).sample
+        per = ((pred.float() - target.to(dev)) ** 2).mean(dim=(1, 2, 3))
+        if cfg.ldm.snr_gamma:
+            # Min-SNR weighting (Hang et al. 2023): caps the weight of low-noise steps, converges faster.
+            from diffusers.training_utils import compute_snr
+
+            snr = compute_snr(self.noise_scheduler, t)
+            w = torch.clamp(snr, max=cfg.ldm.snr_gamma) / snr
+            if self.noise_scheduler.config.prediction_type == "v_prediction":
+                w = torch.clamp(snr, max=cfg.ldm.snr_gamma) / (snr + 1)
+            per = per * w.to(dev)
+        return per.mean(), {}
+
+    # ------------------------------------------------------------------------------------------ fit
+    def fit(self) -> dict[str, Any]:
+        """Run the stage to ``cfg.optim.steps`` optimiser steps; returns the final summary dict."""
+        cfg, acc, c = self.cfg, self.accelerator, self.components
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        latest = latest_checkpoint(self.ckpt_root)
+        if latest is not None and not cfg.resume:
+            raise UserError(f"{self.run_dir} already holds checkpoints (last: {latest.name}); pass --resume to "
+                            "continue that run, or choose a new --out")
+        atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+        self._prepare_data()
+        from diffusers import DDPMScheduler
+        from diffusers.optimization import get_scheduler
+        from diffusers.training_utils import EMAModel
+
+        if cfg.stage == "vae":
+            model = c.vae
+            frozen = [c.unet, _clap_module(c.conditioner)]
+        else:
+            model = c.unet
+            frozen = [c.vae, _clap_module(c.conditioner)]
+            self.noise_scheduler = DDPMScheduler.from_config(c.scheduler.config)
+            self.scaling_factor = self._scaling_factor()
+        for m in frozen:
+            if m is not None:
+                m.requires_grad_(False).eval()
+        model.requires_grad_(True).train()
+        params = list(model.parameters())
+        # A learned adapter (CLAP size != UNet condition size, when asked for) trains with the UNet.
+        adapter = getattr(c.conditioner, "adapter", None) if cfg.stage == "ldm" else None
+        if adapter is not None:
+            adapter.requires_grad_(True).train()
+            params += list(adapter.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.optim.warmup_steps)
+        if adapter is not None:
+            model, adapter, opt, sched = acc.prepare(model, adapter, opt, sched)
+        else:
+            model, opt, sched = acc.prepare(model, opt, sched)
+        self.adapter = adapter
+        if cfg.stage == "ldm" and hasattr(c.conditioner, "check_fits"):
+            c.conditioner.check_fits(acc.unwrap_model(model))
+        ema = None
+        if cfg.ema_decay > 0:
+            inner = acc.unwrap_model(model)
+            ema = EMAModel(inner.parameters(), decay=cfg.ema_decay, model_cls=type(inner), model_config=inner.config)
+            ema.to(self.device)
+            acc.register_for_checkpointing(ema)
+        self.model, self.ema = model, ema
+
+        step = 0
+        log = RunLog(self.run_dir, tensorboard=True)
+        if cfg.resume and latest is not None:
+            acc.load_state(str(latest))
+            state = json.loads((latest / "trainer_state.json").read_text())
+            step = int(state["step"])
+            if state.get("scaling_factor") is not None:
+                self.scaling_factor = float(state["scaling_factor"])
+            log.truncate_after(step)
+            log.event({"event": "resume", "step": step, "checkpoint": latest.name})
+        elif cfg.resume:
+            log.event({"event": "resume", "step": 0, "checkpoint": None, "note": "no checkpoint yet; starting fresh"})
+
+        loss_fn = self.vae_loss if cfg.stage == "vae" else self.ldm_loss
+        micro = step * cfg.optim.grad_accum
+        pbar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {cfg.stage}", disable=cfg.quiet)
+        run_loss, run_n, run_extra, t0 = 0.0, 0, {}, time.time()
+        last_val = None
+        while step < cfg.optim.steps:
+            with acc.accumulate(model):
+                loss, extra = loss_fn(model, micro)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                    acc.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            micro += 1
+            run_loss += loss.item()
+            run_n += 1
+            for k, v in extra.items():
+                run_extra[k] = run_extra.get(k, 0.0) + v
+            if not acc.sync_gradients:
+                continue
+            step += 1
+            if ema is not None:
+                ema.step(acc.unwrap_model(model).parameters())
+            rec = {"step": step, "loss": run_loss / run_n, "lr": sched.get_last_lr()[0],
+                   "sec": round(time.time() - t0, 3), **{k: v / run_n for k, v in run_extra.items()}}
+            log.scalars(rec)
+            pbar.update(1)
+            pbar.set_postfix(loss=f"{rec['loss']:.4f}")
+            run_loss, run_n, run_extra, t0 = 0.0, 0, {}, time.time()
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                self.save_checkpoint(step)
+            if cfg.val.every and step % cfg.val.every == 0:
+                last_val = self.validate(step, log)
+        pbar.close()
+        if last_val is None or last_val.get("step") != step:
+            last_val = self.validate(step, log)
+        final = self.save_final()
+        log.close()
+        return {"step": step, "final": str(final), "validation": last_val, "scaling_factor": self.scaling_factor}
+
+    def _scaling_factor(self) -> float:
+        """Latent scale: 1/std of the training latents (``estimate``), the VAE's own (``keep``) or a number."""
+        mode = self.cfg.ldm.scaling_factor
+        if mode == "keep":
+            return float(self.components.vae.config.scaling_factor)
+        if mode != "estimate":
+            return float(mode)
+        mean, std = self.train_lat["mean"], self.train_lat["std"]
+        # Var of a posterior sample over the data = Var(mean) + E[std²] (law of total variance).
+        var = mean.double().var() + (std.double() ** 2).mean()
+        return float(1.0 / math.sqrt(float(var)))
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, step: int) -> Path:
+        """Write ``checkpoints/step-XXXXXXXX`` atomically (temp dir + rename); keep the last ``ckpt_keep``."""
+        acc = self.accelerator
+        self.ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = self.ckpt_root / f"{CKPT_PREFIX}{step:08d}"
+        tmp = self.ckpt_root / f".tmp-{final.name}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        acc.save_state(str(tmp))
+        state = {"step": step, "scaling_factor": self.scaling_factor, "config": self.cfg.to_dict()}
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(self.ckpt_root)[: -max(1, self.cfg.ckpt_keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def save_final(self) -> Path:
+        """Save the trained components (EMA weights) with ``save_components`` under ``<out>/final``."""
+        from audioldm_cond.components import save_components
+
+        acc, c = self.accelerator, self.components
+        inner = acc.unwrap_model(self.model)
+        if self.ema is not None:
+            self.ema.store(inner.parameters())
+            self.ema.copy_to(inner.parameters())
+        if self.cfg.stage == "ldm":
+            c.vae.register_to_config(scaling_factor=self.scaling_factor)
+        final = self.run_dir / "final"
+        tmp = self.run_dir / f".tmp-final-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_components(c, tmp)
+        atomic_write_text(tmp / "training.json", json.dumps(
+            {"stage": self.cfg.stage, "steps": self.cfg.optim.steps, "scaling_factor": self.scaling_factor,
+             "config": self.cfg.to_dict()}, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if self.ema is not None:
+            self.ema.restore(inner.parameters())
+        return final
+
+    # ------------------------------------------------------------------------------------- validation
+    def validate(self, step: int, log: "RunLog") -> dict[str, Any]:
+        """Validation losses (fixed batches and noise) and, for ``ldm``, generation scored by eval_gen.
+
+        Runs with the EMA weights when EMA is on; training weights are restored afterwards.
+        """
+        from audioldm_cond.train.validation import validate_ldm, validate_vae
+
+        inner = self.accelerator.unwrap_model(self.model)
+        if self.ema is not None:
+            self.ema.store(inner.parameters())
+            self.ema.copy_to(inner.parameters())
+        inner.eval()
+        try:
+            if self.cfg.stage == "vae":
+                res = validate_vae(self, inner)
+            else:
+                res = validate_ldm(self, inner)
+        finally:
+            inner.train()
+            if self.ema is not None:
+                self.ema.restore(inner.parameters())
+        res = {"step": step, **res}
+        log.validation(res)
+        return res
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def load_components_for(cfg: TrainConfig):
+    """Build tiny components (``--model tiny``) or load a diffusers-layout directory (``--model DIR``)."""
+    from audioldm_cond import components as comp
+
+    if cfg.model == "tiny":
+        torch.manual_seed(cfg.seed)
+        return comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **cfg.tiny_kwargs)
+    return comp.load_components(cfg.model, clap=cfg.clap)
+
+
+def _clap_module(conditioner) -> torch.nn.Module | None:
+    """The frozen torch module behind a conditioner (for freezing and for cache keys)."""
+    for name in ("clap", "bundle"):
+        obj = getattr(conditioner, name, None)
+        if obj is not None:
+            return getattr(obj, "model", obj)
+    return conditioner if isinstance(conditioner, torch.nn.Module) else None
+
+
+def _frame_multiple(components) -> int:
+    """Mel frames must divide by the VAE's and the UNet's total down-sampling factors."""
+    vae_f = 2 ** (len(components.vae.config.block_out_channels) - 1)
+    unet_f = 2 ** (len(components.unet.config.block_out_channels) - 1)
+    return vae_f * unet_f
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root`` in step order (temp dirs of interrupted saves are ignored)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and p.name.startswith(CKPT_PREFIX) and (p / "trainer_state.json").is_file())
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    ck = list_checkpoints(root)
+    return ck[-1] if ck else None
+
+
+__all__ = ["Trainer", "latest_checkpoint", "list_checkpoints", "load_components_for"]
