@@ -1,0 +1,90 @@
+"""``tclap train``: train or fine-tune a CLAP model with L_c + λ·L_t (Hugging Face accelerate).
+
+Runs as one process, or as several with ``accelerate launch --num_processes N -m tclap.cli train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tclap.errors import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=("tiny", "paper"), default="tiny", help="starting configuration (default: tiny)")
+    p.add_argument("--train", action="append", default=[], metavar="MANIFEST",
+                   help="temporal set (items with negative captions); repeat for several")
+    p.add_argument("--positive", action="append", default=[], metavar="MANIFEST",
+                   help="positive-only set (L_c only), mixed into every batch; repeat for several")
+    mix = p.add_mutually_exclusive_group()
+    mix.add_argument("--temporal-fraction", type=float, help="share of temporal samples per batch (paper: 0.2)")
+    mix.add_argument("--mix-ratio", help="temporal:positive parts per batch, e.g. 1:4 (the paper's) = fraction 0.2")
+    p.add_argument("--lambda-t", type=float, help="weight λ of the temporal loss L_t (0 = contrastive only)")
+    p.add_argument("--init", help="model to start from: a name (tiny, tiny-baseline, tiny-tclap), a directory or hub id")
+    p.add_argument("--steps", type=int, help="optimizer steps in total")
+    p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=int, help="linear warm-up steps")
+    p.add_argument("--schedule", choices=("constant", "cosine"), help="learning rate after the warm-up")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    p.add_argument("--freeze-audio", action="store_true", help="keep the audio tower fixed")
+    p.add_argument("--freeze-text", action="store_true", help="keep the text tower fixed")
+    p.add_argument("--no-temporal-scale", action="store_true", help="L_t on raw cosines (the paper's plain dot products)")
+    p.add_argument("--negative-audio", action="store_true",
+                   help="also use each item's order-swapped audio as an audio-side hard negative")
+    p.add_argument("--dropout", type=float, help="override every dropout probability of the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, help="steps between log lines (the first step is always logged)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl, model/)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--max-steps-this-run", type=int, help="stop after this many steps (checkpointed); --resume continues")
+    p.add_argument("--no-export", action="store_true", help="skip writing OUT/model at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The preset with the command line's overrides applied."""
+    from tclap.train.config import parse_mix_ratio, preset  # noqa: PLC0415
+
+    cfg = preset(args.preset)
+    cfg.seed = args.seed
+    for name, target, attr in (
+        ("init", cfg, "init"), ("steps", cfg, "steps"), ("batch_size", cfg.data, "batch_size"),
+        ("lr", cfg.optim, "lr"), ("warmup", cfg.optim, "warmup_steps"), ("schedule", cfg.optim, "schedule"),
+        ("weight_decay", cfg.optim, "weight_decay"), ("grad_accum", cfg.optim, "grad_accum"),
+        ("mixed_precision", cfg, "mixed_precision"), ("lambda_t", cfg.loss, "lambda_t"),
+        ("temporal_fraction", cfg.data, "temporal_fraction"), ("checkpoint_every", cfg, "checkpoint_every"),
+        ("log_every", cfg, "log_every"), ("dropout", cfg, "dropout"),
+    ):
+        v = getattr(args, name)
+        if v is not None:
+            setattr(target, attr, v)
+    if args.mix_ratio:
+        cfg.data.temporal_fraction = parse_mix_ratio(args.mix_ratio)
+    cfg.freeze_audio, cfg.freeze_text = args.freeze_audio, args.freeze_text
+    cfg.loss.temporal_scale = not args.no_temporal_scale
+    cfg.data.use_negative_audio = args.negative_audio
+    if cfg.steps is not None and cfg.optim.warmup_steps > cfg.steps and args.warmup is None:
+        cfg.optim.warmup_steps = max(0, cfg.steps // 10)  # short runs of a long preset: keep some warm-up
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from tclap.train.trainer import train  # noqa: PLC0415
+
+    if not args.train and not args.positive:
+        raise UserError("no training data: pass --train MANIFEST (a manifest `tclap mixup` wrote)")
+    cfg = config_from_args(args)
+    summary = train(cfg, args.train, args.out, positive_manifests=args.positive, resume=args.resume,
+                    max_steps_this_run=args.max_steps_this_run, quiet=args.quiet, export=not args.no_export)
+    last = summary["last"]
+    state = "finished" if summary["finished"] else "stopped (resume with --resume)"
+    if last:
+        print(f"tclap train: {state} at step {summary['step']}/{cfg.steps}: loss {last['loss']:.4f} "
+              f"(L_c {last['contrastive_loss']:.4f}, L_t {last['temporal_loss']:.4f})")
+    if summary["model_dir"]:
+        print(f"tclap train: model written to {summary['model_dir']}")
+    return 0

@@ -1,0 +1,182 @@
+"""Manifests -> training pools: captions, negatives and (cached) log-mel features.
+
+The CLAP front end is deterministic for clips no longer than the model's ``max_length_s`` (they are only
+padded), so for those the features are computed once per clip and kept in memory (and on disk, keyed by
+the sha256 of the audio file's bytes and the front-end settings, so a changed file or a different front end
+never reuses a stale entry). Clips longer than that need a fresh random crop at every step; then the waves
+are kept and the front end runs per batch with a generator seeded from ``(seed, step, rank)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tclap.audio import load_audio
+from tclap.errors import UserError
+
+
+@dataclass
+class Pool:
+    """One pool of training items (all positive-only sets, or all temporal sets, concatenated)."""
+
+    captions: list[list[str]] = field(default_factory=list)
+    negatives: list[list[str]] = field(default_factory=list)  # [] for items without a negative caption
+    audio_paths: list[str] = field(default_factory=list)
+    negative_audio_paths: list[str | None] = field(default_factory=list)
+    features: torch.Tensor | None = None  # [N, 1, frames, n_mels] when precomputed
+    negative_features: torch.Tensor | None = None  # [N, 1, frames, n_mels] (rows of items without one: zeros)
+    waves: list[np.ndarray] | None = None  # the raw clips when features are computed per step
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+@dataclass
+class TrainData:
+    positive: Pool
+    temporal: Pool
+    skipped: dict[str, int]  # reason -> count (reported in the log and on stdout)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: str) -> list[dict]:
+    from tclap.data.manifest import read_manifest  # noqa: PLC0415 (keeps tclap.train importable alone)
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"manifest not found: {p} (build one with `tclap mixup`, or fix the path)")
+    items = read_manifest(p)
+    for it in items:
+        if not Path(it["audio"]).exists():
+            raise UserError(f"manifest {p}: item {it.get('id')!r} names missing audio {it['audio']} (fix the path or remove the item)")
+    return items
+
+
+def build_pools(
+    temporal_manifests: Sequence[str],
+    positive_manifests: Sequence[str] = (),
+    require_negatives: bool = True,
+    use_negative_audio: bool = False,
+) -> TrainData:
+    """Read the manifests into a positive-only and a temporal pool.
+
+    Items of a temporal set (``--train``) without a negative caption cannot serve L_t; when
+    ``require_negatives`` (λ > 0) they are skipped and counted (``skipped["temporal item without a negative
+    caption"]``). With λ = 0 every item is used for L_c. Positive-only sets (``--positive``) keep all items and
+    ignore any negatives they hold.
+    """
+    positive, temporal = Pool(), Pool()
+    skipped: dict[str, int] = {}
+    for path in positive_manifests:
+        for it in _read(path):
+            _add(positive, it, negatives=False, use_negative_audio=False)
+    for path in temporal_manifests:
+        for it in _read(path):
+            if require_negatives and not it.get("negative_captions"):
+                key = "temporal item without a negative caption"
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
+            _add(temporal, it, negatives=True, use_negative_audio=use_negative_audio)
+    if len(positive) + len(temporal) == 0:
+        raise UserError(
+            "no usable training items: the manifests are empty or no --train item has a negative caption "
+            "(build them with `tclap mixup`/`tclap negatives`, or pass --lambda-t 0 for L_c only)"
+        )
+    return TrainData(positive, temporal, skipped)
+
+
+def _add(pool: Pool, it: dict, negatives: bool, use_negative_audio: bool) -> None:
+    caps = [c for c in it.get("captions", []) if c and c.strip()]
+    if not caps:
+        raise UserError(f"manifest item {it.get('id')!r} has no caption (every item needs at least one)")
+    pool.captions.append(caps)
+    pool.negatives.append(list(it.get("negative_captions") or []) if negatives else [])
+    pool.audio_paths.append(str(it["audio"]))
+    neg_audio = it.get("negative_audio") if use_negative_audio else None
+    if neg_audio is not None and not Path(neg_audio).exists():
+        raise UserError(f"item {it.get('id')!r} names missing negative_audio {neg_audio} (fix the path or drop the field)")
+    pool.negative_audio_paths.append(str(neg_audio) if neg_audio else None)
+
+
+def _frontend_key(frontend) -> str:
+    cfg = frontend.to_dict() if hasattr(frontend, "to_dict") else repr(frontend)
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def load_features(
+    paths: Sequence[str | None],
+    frontend,
+    cache_dir: str | os.PathLike | None,
+    batch_size: int = 64,
+    desc: str = "features",
+    quiet: bool = False,
+) -> tuple[torch.Tensor | None, list[np.ndarray] | None]:
+    """Precompute ``[N, 1, frames, n_mels]`` features, or return the waves when clips need random crops.
+
+    ``None`` paths (items without a negative audio) give zero rows. Returns ``(features, None)`` or
+    ``(None, waves)``.
+    """
+    sr = int(frontend.sample_rate)
+    max_len = int(frontend.max_length)
+    fkey = _frontend_key(frontend)
+    hashes = [file_sha256(p) if p else None for p in paths]
+    cache_file = None
+    if cache_dir is not None:
+        digest = hashlib.sha256((fkey + "|" + ",".join(h or "-" for h in hashes)).encode()).hexdigest()[:32]
+        cache_file = Path(cache_dir) / f"features-{digest}.pt"
+        if cache_file.exists():
+            return torch.load(cache_file, weights_only=True), None
+    waves = [load_audio(p, sr=sr) if p else None for p in tqdm(paths, desc=f"loading {desc}", disable=quiet)]
+    if any(w is not None and len(w) > max_len for w in waves):
+        return None, [w if w is not None else np.zeros(1, np.float32) for w in waves]
+    frames, n_mels = frontend.num_frames, frontend.n_mels
+    out = torch.zeros(len(paths), 1, frames, n_mels)
+    idx = [i for i, w in enumerate(waves) if w is not None]
+    with torch.no_grad():
+        for s in tqdm(range(0, len(idx), batch_size), desc=f"mel {desc}", disable=quiet):
+            rows = idx[s:s + batch_size]
+            out[rows] = frontend([waves[i] for i in rows]).float().cpu()
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save(out, tmp)
+        os.replace(tmp, cache_file)
+    return out, None
+
+
+def prepare_features(data: TrainData, frontend, cache_dir, quiet: bool = False) -> None:
+    """Fill each pool's ``features`` (or ``waves``) and ``negative_features`` in place."""
+    for name, pool in (("positive", data.positive), ("temporal", data.temporal)):
+        if len(pool) == 0:
+            continue
+        pool.features, pool.waves = load_features(pool.audio_paths, frontend, cache_dir, desc=name, quiet=quiet)
+        if any(pool.negative_audio_paths):
+            feats, waves = load_features(pool.negative_audio_paths, frontend, cache_dir, desc=f"{name} negative audio", quiet=quiet)
+            if feats is None:
+                raise UserError("negative audio longer than the model's clip length is not supported; crop it or drop --negative-audio")
+            pool.negative_features = feats
+
+
+def mel_statistics(data: TrainData) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-mel-bin mean and variance of the precomputed features ``([n_mels], [n_mels])``, or None."""
+    feats = [p.features for p in (data.positive, data.temporal) if p.features is not None]
+    if not feats:
+        return None
+    x = torch.cat(feats).double()  # [N, 1, frames, n_mels]
+    return x.mean(dim=(0, 1, 2)).float(), x.var(dim=(0, 1, 2), unbiased=False).float()
