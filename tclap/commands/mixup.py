@@ -1,0 +1,65 @@
+"""``tclap mixup``: build temporal mix-ups (clips, captions, negatives, negative audio) from a clip bank."""
+
+from __future__ import annotations
+
+import argparse
+
+from tclap.errors import UserError
+
+
+def _events(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.split("-")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--events {text!r}: use 2, 3 or 2-3") from None
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise argparse.ArgumentTypeError(f"--events {text!r}: use 2, 3 or 2-3")
+
+
+def _folds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--test-folds {text!r}: use comma-separated fold numbers, e.g. 5 or 4,5") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
+    p.add_argument("--n", type=int, required=True, help="number of clips in the set")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default 10)")
+    p.add_argument("--out", required=True, help="output folder (audio/, negative_audio/, manifest.jsonl)")
+    p.add_argument("--sr", type=int, default=16000, help="sample rate of the written audio (default 16000)")
+    p.add_argument("--split", choices=["train", "heldout"], default="train",
+                   help="which bank instances/folds to use; held-out ones never reach train mixes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--events", type=_events, default=(2, 3), help="events per ordered clip: 2, 3 or 2-3 (default)")
+    p.add_argument("--overlap-prob", type=float, default=0.2, help="share of overlap clips (no negative); default 0.2")
+    p.add_argument("--test-folds", type=_folds, default=(5,), help="ESC-50 folds held out of training (default 5)")
+    p.add_argument("--phrases", default=None, help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
+    p.add_argument("--shard", default=None, help="i/n: build only items k with k %% n == i (many machines, one set)")
+    p.add_argument("--shards-webdataset", action="store_true", help="also write WebDataset tar shards under OUT/shards/")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad bank clip instead of skipping it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tclap.data.mixup import MixupConfig, build_mixups, parse_shard
+
+    lo, hi = args.events
+    cfg = MixupConfig(
+        bank=args.bank, seconds=args.seconds, sr=args.sr, split=args.split, seed=args.seed,
+        min_events=lo, max_events=hi, overlap_prob=args.overlap_prob, test_folds=tuple(args.test_folds),
+        phrases_file=args.phrases,
+    )
+    report = build_mixups(
+        cfg, args.out, args.n, shard=parse_shard(args.shard), workers=args.workers, quiet=args.quiet,
+        strict=args.strict, webdataset=args.shards_webdataset,
+    )
+    print(report.summary())
+    if report.failed:
+        raise UserError(f"{len(report.failed)} clip(s) could not be built (reasons above); fix the bank and re-run to resume")
+    return 0

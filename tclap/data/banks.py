@@ -1,0 +1,296 @@
+"""Clip banks: where the events of a mix-up come from.
+
+Three kinds, one interface (:class:`ClipBank`):
+
+- ``builtin``: the procedural bank of :mod:`tclap.synth` (infinite instances; one in five held out).
+- a folder per class: ``BANK/<label>/*.wav|flac|ogg|mp3`` (any rate, mono or stereo; loaded with
+  :func:`tclap.audio.load_audio` at the target rate). Held-out files: those whose ``crc32("<label>/<file>")
+  % 5 == 4`` (stable, about one in five, independent of the other files), so that ``--split heldout``
+  builds an evaluation set from clips that no training mix used.
+- an ESC-50-style CSV (``filename, fold, target, category``) with the audio in ``audio/`` next to the CSV's
+  folder (ESC-50 keeps ``meta/esc50.csv`` and ``audio/``) or next to the CSV itself. The ``test_folds``
+  (default fold 5) form the held-out split; training mixes never use them.
+
+Caption phrases for folder/CSV banks are ``"a <label with _ as space>"`` ("an" before a vowel) unless a
+phrases file maps labels to phrases (JSON object, or lines ``label<TAB>phrase``).
+
+Bad files (unreadable, empty, shorter than 0.25 s) are skipped when the bank is scanned, counted and
+reported in :attr:`ClipBank.skipped` (or raise with ``strict=True``). A bank left with fewer than two
+classes for the requested split cannot make an ordered mix-up and raises :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from tclap.audio import AUDIO_EXTENSIONS, load_audio
+from tclap.errors import UserError
+
+MIN_CLIP_SECONDS = 0.25
+#: frames quieter than this (dB below the clip's loudest 10 ms frame) are trimmed from both ends.
+TRIM_DB = 40.0
+
+
+@dataclass
+class ClipBank:
+    """A labelled set of clips split into ``train`` / ``heldout``.
+
+    Attributes:
+        name: short name used in manifests (``"source": "mixup:<name>"``).
+        phrases: label -> caption phrase.
+        clips: split -> label -> list of clip keys (builtin: empty; instances are drawn on the fly).
+        skipped: ``(file, reason)`` for every clip left out while scanning.
+    """
+
+    name: str
+    phrases: dict[str, str]
+    clips: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def labels(self, split: str) -> list[str]:
+        """Labels that have at least one clip in ``split``, sorted."""
+        return sorted(lab for lab, keys in self.clips.get(split, {}).items() if keys)
+
+    def check_split(self, split: str) -> list[str]:
+        """The labels of ``split``; raises when fewer than two classes can be mixed."""
+        if split not in ("train", "heldout"):
+            raise UserError(f"unknown split {split!r}; use 'train' or 'heldout'")
+        labs = self.labels(split)
+        if len(labs) < 2:
+            found = ", ".join(labs) if labs else "none"
+            extra = f"; {len(self.skipped)} file(s) were skipped as unreadable or too short" if self.skipped else ""
+            raise UserError(
+                f"clip bank {self.name!r} has {len(labs)} usable class(es) for split {split!r} ({found}){extra}; "
+                "a temporal mix-up needs at least 2 classes: add class folders / rows"
+            )
+        return labs
+
+    def draw(self, label: str, split: str, rng: np.random.Generator) -> str:
+        """A random clip key of ``label`` in ``split``."""
+        keys = self.clips[split][label]
+        return keys[int(rng.integers(len(keys)))]
+
+    def load(self, key: str, sr: int) -> np.ndarray:
+        """The clip behind ``key`` as float32 mono ``[T]`` at ``sr``, silence trimmed, peak 1.
+
+        File clips come at any level (ESC-50 varies by 40 dB); the mix-up applies its own random gain.
+        """
+        x = _load_trimmed(key, sr)
+        return (x / np.max(np.abs(x))).astype(np.float32)
+
+
+class BuiltinBank(ClipBank):
+    """The procedural bank of :mod:`tclap.synth`; clip keys are ``"<label>#<instance>"``."""
+
+    def __init__(self) -> None:
+        from tclap.synth import EVENT_PHRASES
+
+        super().__init__(name="builtin", phrases=dict(EVENT_PHRASES))
+
+    def labels(self, split: str) -> list[str]:
+        return list(self.phrases)
+
+    def draw(self, label: str, split: str, rng: np.random.Generator) -> str:
+        from tclap.synth import instance_for_split
+
+        # 10**6 instances per split and class: far more than any mix-up set needs, all distinct.
+        return f"{label}#{instance_for_split(int(rng.integers(10**6)), split)}"
+
+    def load(self, key: str, sr: int) -> np.ndarray:
+        from tclap.synth import render_event
+
+        label, inst = key.rsplit("#", 1)
+        return render_event(label, int(inst), sr)
+
+
+def trim_silence(wav: np.ndarray, sr: int, db: float = TRIM_DB) -> np.ndarray:
+    """Cut leading/trailing 10 ms frames more than ``db`` below the loudest frame (``[T]`` -> ``[T']``).
+
+    File clips (ESC-50 pads its 5 s clips with silence) must start with their sound so that the onsets in
+    a manifest are where the event is heard.
+    """
+    hop = max(1, int(round(0.01 * sr)))
+    n_frames = -(-len(wav) // hop)
+    padded = np.pad(wav.astype(np.float64), (0, n_frames * hop - len(wav)))
+    rms = np.sqrt(np.mean(padded.reshape(n_frames, hop) ** 2, axis=1))
+    peak = rms.max()
+    if peak <= 0:
+        return wav[:0]
+    active = np.nonzero(rms >= peak * 10 ** (-db / 20))[0]
+    return wav[active[0] * hop : min(len(wav), (active[-1] + 1) * hop)]
+
+
+@functools.lru_cache(maxsize=512)
+def _load_trimmed(path: str, sr: int) -> np.ndarray:
+    wav = load_audio(path, sr=sr, mono=True)
+    out = trim_silence(wav, sr)
+    if len(out) < MIN_CLIP_SECONDS * sr:
+        raise UserError(
+            f"clip {path} holds {len(out) / sr:.3f} s of sound after trimming silence; "
+            f"at least {MIN_CLIP_SECONDS} s is needed (remove it)"
+        )
+    out = out.copy()
+    out.flags.writeable = False  # shared by the cache
+    return out
+
+
+def _default_phrase(label: str) -> str:
+    text = label.replace("_", " ").strip()
+    article = "an" if text[:1].lower() in "aeiou" else "a"
+    return f"{article} {text}"
+
+
+def read_phrases(path: str | os.PathLike) -> dict[str, str]:
+    """Label -> phrase from a JSON object file or lines ``label<TAB>phrase`` (``#`` comments allowed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"phrases file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"phrases file {p} is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise UserError(f"phrases file {p} must hold a JSON object label -> phrase")
+        return {str(k): v.strip() for k, v in data.items()}
+    out = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "\t" not in line:
+            raise UserError(f"{p}:{lineno}: expected 'label<TAB>phrase'")
+        k, v = line.split("\t", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _scan_file(path: Path) -> str | None:
+    """Why ``path`` cannot be used (None when it can); reads the header only."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types for corrupt input
+        return f"cannot decode ({str(exc).splitlines()[0][:80]})"
+    if info.frames <= 0 or info.samplerate <= 0:
+        return "no samples"
+    if info.frames / info.samplerate < MIN_CLIP_SECONDS:
+        return f"shorter than {MIN_CLIP_SECONDS} s ({info.frames / info.samplerate:.3f} s)"
+    return None
+
+
+def _add(bank: ClipBank, path: Path, label: str, split: str, strict: bool) -> None:
+    reason = _scan_file(path)
+    if reason is not None:
+        if strict:
+            raise UserError(f"bad clip in bank {bank.name!r}: {path}: {reason} (remove it or drop --strict)")
+        bank.skipped.append((str(path), reason))
+        return
+    bank.clips.setdefault(split, {}).setdefault(label, []).append(str(path))
+
+
+def folder_split(label: str, filename: str) -> str:
+    """Held-out rule of folder banks: ``crc32("<label>/<filename>") % 5 == 4`` -> ``"heldout"``."""
+    return "heldout" if zlib.crc32(f"{label}/{filename}".encode("utf-8")) % 5 == 4 else "train"
+
+
+def folder_bank(root: str | os.PathLike, phrases: dict[str, str] | None = None, strict: bool = False) -> ClipBank:
+    """A bank from ``root/<label>/*.wav|flac|ogg|mp3``."""
+    r = Path(root)
+    if not r.is_dir():
+        raise UserError(f"clip bank folder not found: {r} (give a folder with one sub-folder per class)")
+    class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"clip bank {r} has no class sub-folders (lay it out as {r}/<label>/*.wav)")
+    bank = ClipBank(name=r.name, phrases={})
+    for d in class_dirs:
+        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            bank.skipped.append((str(d), "class folder holds no wav/flac/ogg/mp3 files"))
+            continue
+        for f in files:
+            _add(bank, f, d.name, folder_split(d.name, f.name), strict)
+        bank.phrases[d.name] = (phrases or {}).get(d.name) or _default_phrase(d.name)
+    for split in ("train", "heldout"):
+        bank.clips.setdefault(split, {})
+    return bank
+
+
+def esc50_bank(
+    csv_path: str | os.PathLike,
+    test_folds: tuple[int, ...] = (5,),
+    phrases: dict[str, str] | None = None,
+    strict: bool = False,
+) -> ClipBank:
+    """A bank from an ESC-50-style CSV; rows of ``test_folds`` form the held-out split."""
+    p = Path(csv_path)
+    if not p.is_file():
+        raise UserError(f"clip bank CSV not found: {p}")
+    audio_dir = next((d for d in (p.parent / "audio", p.parent.parent / "audio") if d.is_dir()), None)
+    if audio_dir is None:
+        raise UserError(f"no audio/ folder next to {p} or its parent (ESC-50 keeps meta/esc50.csv and audio/)")
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        missing = {"filename", "fold", "category"} - cols
+        if missing:
+            raise UserError(f"{p} lacks column(s) {sorted(missing)}; an ESC-50 CSV has filename, fold, target, category")
+        rows = list(reader)
+    if not rows:
+        raise UserError(f"clip bank CSV {p} has no rows")
+    bank = ClipBank(name=p.stem, phrases={})
+    for k, row in enumerate(rows, 2):
+        try:
+            fold = int(row["fold"])
+        except (TypeError, ValueError):
+            raise UserError(f"{p}:{k}: fold {row['fold']!r} is not an integer") from None
+        label = row["category"].strip()
+        if not label:
+            raise UserError(f"{p}:{k}: empty category")
+        f = audio_dir / row["filename"]
+        if not f.is_file():
+            if strict:
+                raise UserError(f"{p}:{k}: audio file not found: {f}")
+            bank.skipped.append((str(f), "listed in the CSV but not found"))
+            continue
+        _add(bank, f, label, "heldout" if fold in test_folds else "train", strict)
+        bank.phrases.setdefault(label, (phrases or {}).get(label) or _default_phrase(label))
+    for split in ("train", "heldout"):
+        bank.clips.setdefault(split, {})
+    return bank
+
+
+def open_bank(
+    spec: str,
+    test_folds: tuple[int, ...] = (5,),
+    phrases_file: str | os.PathLike | None = None,
+    strict: bool = False,
+) -> ClipBank:
+    """``"builtin"``, a folder per class, or an ESC-50-style ``.csv``."""
+    phrases = read_phrases(phrases_file) if phrases_file else None
+    if spec == "builtin":
+        bank: ClipBank = BuiltinBank()
+        if phrases:
+            unknown = set(phrases) - set(bank.phrases)
+            if unknown:
+                raise UserError(f"phrases file names unknown built-in label(s) {sorted(unknown)}")
+            bank.phrases.update(phrases)
+        return bank
+    p = Path(spec)
+    if p.suffix.lower() == ".csv":
+        return esc50_bank(p, test_folds=test_folds, phrases=phrases, strict=strict)
+    if not p.exists():
+        raise UserError(f"clip bank not found: {spec} (use 'builtin', a folder per class, or an ESC-50 CSV)")
+    if p.is_file():
+        raise UserError(f"clip bank {spec} is a file but not a .csv (use 'builtin', a folder per class, or an ESC-50 CSV)")
+    return folder_bank(p, phrases=phrases, strict=strict)
