@@ -21,6 +21,7 @@ from tclap.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 PadMode = Literal["repeatpad", "repeat", "pad", "center", "random"]
+_PAD_MODES = ("repeatpad", "repeat", "pad", "center", "random")
 
 
 def load_audio(
@@ -129,6 +130,8 @@ def loudness_lufs(wav: np.ndarray, sr: int) -> float:
     Returns ``-inf`` for digital silence. Clips shorter than one 400 ms block are measured as one block.
     """
     x = np.atleast_2d(np.asarray(wav, dtype=np.float64))
+    if x.shape[-1] == 0:
+        raise UserError("cannot measure the loudness of an empty clip (0 samples)")
     for b, a in _k_weighting(sr):
         x = sps.lfilter(b, a, x, axis=-1)
     block = int(round(0.4 * sr))
@@ -177,6 +180,9 @@ def pad_or_crop(
     ``center`` centre-crops long clips and zero-pads short ones on both sides.
     """
     n = wav.shape[-1]
+    if mode not in _PAD_MODES:
+        # checked up front: a long clip would otherwise be centre-cropped under a misspelt mode
+        raise ValueError(f"unknown pad mode {mode!r}; use repeatpad, repeat, pad, center or random")
     if length <= 0:
         raise UserError(f"target length must be positive, got {length} samples")
     if n == 0:
@@ -215,7 +221,12 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str =
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    x = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
+    x = np.asarray(wav, dtype=np.float32)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise UserError(f"cannot write {p}: audio must be a non-empty [T] or [C, T] array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"cannot write {p}: the audio holds NaN or infinite samples (check the model output)")
+    x = np.clip(x, -1.0, 1.0)
     data = x.T if x.ndim == 2 else x
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(p.suffix.lower())
     if fmt is None:
@@ -251,8 +262,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def list_audio_files(folder: str | os.PathLike) -> list[Path]:
-    """Audio files (by extension) directly under ``folder``, sorted by name."""
+    """Audio files (by extension) directly under ``folder``, sorted by name.
+
+    Hidden files are skipped: ``.name.XXXX.wav`` is the temp file of an interrupted :func:`save_audio`.
+    """
     f = Path(folder)
     if not f.is_dir():
         raise UserError(f"not a folder: {f}")
-    return sorted(p for p in f.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    return sorted(
+        p for p in f.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
