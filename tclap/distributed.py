@@ -1,0 +1,65 @@
+"""The one cross-process gather used by the losses (open_clip's ``gather_features``, reduced to one function).
+
+With ``torch.distributed`` initialised and more than one process, :func:`gather_with_grad` concatenates every
+process's rows in rank order. Gradients flow back to the process that owns the rows: the local rows are
+the caller's own tensor (their autograd path is untouched, as open_clip does), and the remote rows come
+from ``torch.distributed.nn.functional.all_gather``, whose backward sums each process's gradient into the
+owner. Every process computes the same loss over the global batch, so each owner receives
+``world_size x`` the single-process gradient of its rows; DistributedDataParallel's gradient *averaging*
+then gives exactly the single-process gradient of the global batch (``tests/test_losses_distributed.py``).
+
+Processes may hold different numbers of rows (a short last batch): sizes are exchanged first and rows
+padded for the collective, then trimmed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def world_info() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` when not running distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x [B_r, ...]`` from all processes in rank order -> ``[sum_r B_r, ...]``.
+
+    Floating tensors keep gradients (see the module docstring); other dtypes (masks, counts) are gathered
+    without. Outside a process group (or with one process) ``x`` is returned as is.
+    """
+    rank, world = world_info()
+    if world == 1:
+        return x
+    size = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    sizes_i = [int(s.item()) for s in sizes]
+    max_n = max(sizes_i)
+    padded = x
+    if x.shape[0] < max_n:
+        pad = x.new_zeros((max_n - x.shape[0], *x.shape[1:]))
+        padded = torch.cat([x, pad])
+    if x.is_floating_point():
+        from torch.distributed.nn.functional import all_gather  # noqa: PLC0415 (loads only when distributed)
+
+        parts = list(all_gather(padded))
+    else:
+        parts = [torch.zeros_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+    parts = [p[:n] for p, n in zip(parts, sizes_i)]
+    parts[rank] = x  # local rows keep their own autograd path
+    return torch.cat(parts)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum a (non-differentiable) tensor over processes; identity outside a process group."""
+    _, world = world_info()
+    if world == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y
