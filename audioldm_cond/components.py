@@ -1,0 +1,511 @@
+"""AudioLDM components on diffusers models: build, save and load.
+
+An AudioLDM is a mel VAE, a latent-diffusion UNet conditioned on one CLAP vector, a noise scheduler, a vocoder
+and the log-mel front end. :class:`AudioLDMComponents` holds them with the conditioner and a JSON config.
+
+Contract (the trainer and the embedded-model recipe code against it):
+
+- ``AudioLDMComponents(vae, unet, scheduler, vocoder, mel, conditioner, config)``:
+  ``vae`` a diffusers ``AutoencoderKL`` on 1-channel log-mels ``[B, 1, frames, n_mels]``;
+  ``unet`` a ``UNet2DConditionModel`` with ``class_embed_type="simple_projection"``,
+  ``class_embeddings_concat=True`` and ``projection_class_embeddings_input_dim == conditioner.output_dim``
+  (FiLM-style conditioning, no cross-attention text: ``encoder_hidden_states=None``, ``class_labels=cond``);
+  ``scheduler`` DPM-Solver++ by default (:func:`make_scheduler` gives ``"ddim"`` / ``"ddpm"`` from the same betas);
+  ``vocoder`` a ``SpeechT5HifiGan`` or :class:`audioldm_cond.vocoder.GriffinLimVocoder`;
+  ``mel`` a ``tclap.features.AudioLDMMelFrontEnd``; ``conditioner`` a
+  :class:`audioldm_cond.conditioning.ClapConditioner`; ``config`` a :class:`ComponentsConfig`.
+  Helpers: ``mel_to_latents`` / ``latents_to_mel`` (VAE with its ``scaling_factor``), ``frames_for(seconds)``,
+  ``validate()``, ``to(device)``.
+- ``build_tiny_components(clap="tiny-tclap", seed=0, ...)``: small, seeded, random-weight components.
+- ``save_components(components, dir)``: the diffusers AudioLDM layout (``model_index.json``, ``vae/``, ``unet/``,
+  ``scheduler/``, ``vocoder/``, ``text_encoder/`` (``ClapTextModelWithProjection``), ``tokenizer/``), plus ``clap/``
+  (the full CLAP, for audio conditioning and CLAP re-ranking), ``conditioner/`` (adapter weights, when one is used)
+  and ``audioldm_cond.json``. Written to a temporary directory and renamed into place (atomic).
+- ``load_components(name_or_dir, text_encoder=None, ...)``: a shipped name (``tiny-tclap``, ``tiny-baseline``
+  under ``audioldm_cond/assets/models/``) or a directory in that layout, including a local copy of
+  ``cvssp/audioldm-s-full-v2``; ``text_encoder`` swaps the conditioning encoder for any CLAP ``tclap`` loads.
+  A missing component folder is a one-line :class:`UserError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from audioldm_cond.conditioning import ClapConditioner, TransformersClap, load_clap_encoder
+from audioldm_cond.vocoder import GRIFFIN_LIM_CONFIG, GriffinLimConfig, GriffinLimVocoder, build_tiny_hifigan
+from tclap.errors import UserError
+from tclap.features import AudioLDMMelConfig, AudioLDMMelFrontEnd
+
+SHIPPED_MODELS = ("tiny-tclap", "tiny-baseline")
+CONFIG_FILE = "audioldm_cond.json"
+ADAPTER_FILE = "adapter.safetensors"
+# AudioLDM's noise schedule (cvssp/audioldm-s-full-v2 scheduler_config.json).
+AUDIOLDM_BETAS = dict(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear")
+
+
+def assets_dir() -> Path:
+    """Where the shipped models live: ``audioldm_cond/assets/models/``."""
+    return Path(__file__).resolve().parent / "assets" / "models"
+
+
+@dataclass
+class ComponentsConfig:
+    """What is not in the diffusers configs: front end, length limit, conditioning settings, provenance."""
+
+    name: str = "custom"
+    mel: AudioLDMMelConfig = field(default_factory=AudioLDMMelConfig)
+    max_seconds: float = 10.24  # longest generation allowed (the training length of AudioLDM-s)
+    clap: str = ""  # the conditioning encoder's name or path when the model was built (provenance)
+    source: str = "text"  # conditioning source used in training: text | audio | mix
+    cfg_dropout: float = 0.1
+    audio_prob: float = 0.5
+    adapter_dim: int | None = None
+    vocoder: str = "hifigan"  # hifigan | griffinlim
+    extra: dict = field(default_factory=dict)  # free-form provenance (recipe, steps, scores)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ComponentsConfig":
+        d = dict(d)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"{CONFIG_FILE} has unknown keys {unknown} (written by a newer version? upgrade)")
+        if isinstance(d.get("mel"), dict):
+            d["mel"] = AudioLDMMelConfig(**d["mel"])
+        return cls(**d)
+
+
+@dataclass
+class AudioLDMComponents:
+    """Everything generation and training need (see the module docstring)."""
+
+    vae: nn.Module
+    unet: nn.Module
+    scheduler: object
+    vocoder: nn.Module
+    mel: nn.Module
+    conditioner: ClapConditioner
+    config: ComponentsConfig = field(default_factory=ComponentsConfig)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vocoder.config.sampling_rate)
+
+    @property
+    def hop_length(self) -> int:
+        rates = self.vocoder.config.upsample_rates
+        out = 1
+        for r in rates:
+            out *= int(r)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def min_seconds(self) -> float:
+        """Shortest generation: one latent frame (as diffusers' ``AudioLDMPipeline.check_inputs``)."""
+        return self.vae_scale_factor * self.hop_length / self.sample_rate
+
+    def frames_for(self, seconds: float) -> int:
+        """Mel frames for ``seconds``, rounded up to the VAE's downsampling factor (as ``AudioLDMPipeline``)."""
+        frames = int(seconds / (self.hop_length / self.sample_rate))
+        f = self.vae_scale_factor
+        return -(-frames // f) * f
+
+    def mel_to_latents(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``mel [B, 1, frames, n_mels]`` -> scaled latents ``[B, C, frames / f, n_mels / f]`` (a posterior sample)."""
+        dist = self.vae.encode(mel).latent_dist
+        return dist.sample(generator=generator) * self.vae.config.scaling_factor
+
+    def latents_to_mel(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``[B, C, h, w]`` -> log-mel ``[B, 1, h * f, w * f]``."""
+        return self.vae.decode(latents / self.vae.config.scaling_factor).sample
+
+    def validate(self) -> "AudioLDMComponents":
+        """Check that the parts fit together; one-line :class:`UserError` otherwise."""
+        self.conditioner.check_fits(self.unet)
+        ucfg = self.unet.config
+        if ucfg.class_embed_type != "simple_projection" or not ucfg.class_embeddings_concat:
+            raise UserError(
+                "the UNet is not an AudioLDM UNet: it needs class_embed_type='simple_projection' and "
+                "class_embeddings_concat=True"
+            )
+        n_mels = self.mel.n_mels
+        if int(self.vocoder.config.model_in_dim) != n_mels:
+            raise UserError(
+                f"the vocoder expects {self.vocoder.config.model_in_dim} mel bins but the front end makes {n_mels}; "
+                "use a vocoder trained on the same mel settings"
+            )
+        if n_mels % self.vae_scale_factor:
+            raise UserError(f"{n_mels} mel bins are not divisible by the VAE's downsampling {self.vae_scale_factor}")
+        if self.vae.config.latent_channels != ucfg.in_channels:
+            raise UserError(
+                f"the VAE has {self.vae.config.latent_channels} latent channels but the UNet takes {ucfg.in_channels}"
+            )
+        return self
+
+    def to(self, device: str | torch.device) -> "AudioLDMComponents":
+        for m in (self.vae, self.unet, self.vocoder, self.mel, self.conditioner):
+            m.to(device)
+        return self
+
+    def eval(self) -> "AudioLDMComponents":
+        for m in (self.vae, self.unet, self.vocoder, self.mel):
+            m.eval()
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ scheduler
+def make_scheduler(kind: str = "dpm", config: dict | None = None):
+    """A scheduler over AudioLDM's betas (or those of ``config``): ``dpm`` (DPM-Solver++ 2M), ``ddim``, ``ddpm``."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    base = dict(config or AUDIOLDM_BETAS)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(base, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(base, clip_sample=False, set_alpha_to_one=False)
+    if kind == "ddpm":
+        return DDPMScheduler.from_config(base, clip_sample=False)
+    raise UserError(f"scheduler '{kind}' is unknown; use dpm (DPM-Solver++), ddim or ddpm")
+
+
+# ---------------------------------------------------------------------------------------------------- build
+def build_tiny_components(
+    clap="tiny-tclap",
+    seed: int = 0,
+    *,
+    source: str = "text",
+    adapter_dim: int | None = None,
+    cfg_dropout: float = 0.1,
+    unet_channels: tuple[int, ...] = (32, 64),
+    vae_channels: tuple[int, ...] = (32, 64),
+    latent_channels: int = 4,
+    layers_per_block: int = 1,
+    attention: bool = True,
+    vocoder: str = "griffinlim",
+    max_seconds: float = 4.0,
+    mel: AudioLDMMelConfig | None = None,
+    name: str = "tiny",
+) -> AudioLDMComponents:
+    """Small random-weight AudioLDM components, seeded (tests, benchmarks, the embedded model's start point).
+
+    Args:
+        clap: the conditioning CLAP (a ``ClapBundle`` or any name/dir ``tclap.models.load_clap`` loads).
+        unet_channels: UNet block widths; the last ``len - 1`` blocks use (self-)attention when ``attention``.
+        vae_channels: VAE block widths; the mel is downsampled by ``2 ** (len - 1)`` in time and frequency.
+        vocoder: ``griffinlim`` (no weights) or ``hifigan`` (a tiny random ``SpeechT5HifiGan``).
+        max_seconds: the longest generation this model accepts.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    mel = mel or AudioLDMMelConfig()
+    conditioner = ClapConditioner(clap, source=source, cfg_dropout=cfg_dropout, adapter_dim=adapter_dim)
+    clap_name = conditioner.clap_name
+    f = 2 ** (len(vae_channels) - 1)
+    torch.manual_seed(seed)
+    if adapter_dim:
+        conditioner.adapter.reset_parameters()  # re-draw under the seed so builds are reproducible
+    vae = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * len(vae_channels),
+        up_block_types=["UpDecoderBlock2D"] * len(vae_channels),
+        block_out_channels=list(vae_channels),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=min(32, vae_channels[0]),
+        sample_size=mel.n_mels,
+    )
+    torch.manual_seed(seed + 1)
+    n = len(unet_channels)
+    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D" if attention else "DownBlock2D"] * (n - 1)
+    up = ["CrossAttnUpBlock2D" if attention else "UpBlock2D"] * (n - 1) + ["UpBlock2D"]
+    frames = int(max_seconds * mel.sample_rate / mel.hop_length)
+    unet = UNet2DConditionModel(
+        sample_size=max(1, frames // f),
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        mid_block_type="UNetMidBlock2DCrossAttn" if attention else None,
+        block_out_channels=list(unet_channels),
+        layers_per_block=layers_per_block,
+        norm_num_groups=min(32, unet_channels[0]),
+        # encoder_hidden_states is None in AudioLDM, so the "cross" attention attends to the latent itself.
+        cross_attention_dim=list(unet_channels),
+        attention_head_dim=8,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=conditioner.output_dim,
+        class_embeddings_concat=True,
+    )
+    if vocoder == "hifigan":
+        voc = build_tiny_hifigan(mel, seed=seed + 2)
+    elif vocoder == "griffinlim":
+        voc = GriffinLimVocoder(GriffinLimConfig(mel=mel))
+    else:
+        raise UserError(f"vocoder '{vocoder}' is unknown; use griffinlim or hifigan")
+    cfg = ComponentsConfig(
+        name=name,
+        mel=mel,
+        max_seconds=float(max_seconds),
+        clap=clap_name,
+        source=source,
+        cfg_dropout=cfg_dropout,
+        adapter_dim=adapter_dim,
+        vocoder=vocoder,
+    )
+    comps = AudioLDMComponents(
+        vae=vae.eval(),
+        unet=unet.eval(),
+        scheduler=make_scheduler("dpm"),
+        vocoder=voc.eval(),
+        mel=AudioLDMMelFrontEnd(**asdict(mel)),
+        conditioner=conditioner,
+        config=cfg,
+    )
+    return comps.validate()
+
+
+# ----------------------------------------------------------------------------------------------------- save
+def _save_clap(clap, directory: Path) -> None:
+    """The full CLAP (audio branch included) in a directory ``load_clap`` reads back."""
+    if hasattr(clap, "save_pretrained"):
+        try:
+            clap.save_pretrained(directory)
+            return
+        except ImportError:  # tclap's exporter not available in this checkout: write the same files ourselves
+            shutil.rmtree(directory, ignore_errors=True)
+    clap.model.save_pretrained(directory)
+    clap.tokenizer.save_pretrained(directory)
+    fe = getattr(clap, "feature_extractor", None)
+    if fe is None and getattr(clap, "frontend", None) is not None:
+        from tclap.models.configs import FrontEndConfig
+        from tclap.models.factory import make_feature_extractor
+
+        fe = make_feature_extractor(FrontEndConfig(**asdict(clap.frontend.config)))
+    if fe is not None:
+        fe.save_pretrained(directory)
+
+
+def save_components(components: AudioLDMComponents, directory: str | os.PathLike) -> Path:
+    """Write ``components`` in the diffusers AudioLDM layout (see the module docstring); atomic.
+
+    The directory is assembled under a temporary name beside ``directory`` and renamed into place, so an
+    interrupted save never leaves a half-written model where a loader would find it.
+    """
+    from diffusers import __version__ as diffusers_version
+
+    out = Path(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        c = components
+        c.vae.save_pretrained(tmp / "vae")
+        c.unet.save_pretrained(tmp / "unet")
+        c.scheduler.save_pretrained(tmp / "scheduler")
+        c.vocoder.save_pretrained(tmp / "vocoder")
+        text_encoder = c.conditioner.text_encoder_with_projection()
+        text_encoder.save_pretrained(tmp / "text_encoder")
+        tok = c.conditioner.clap.tokenizer
+        # diffusers pads to tokenizer.model_max_length: store the budget our conditioner uses.
+        old_max = tok.model_max_length
+        tok.model_max_length = c.conditioner.max_text_length
+        try:
+            tok.save_pretrained(tmp / "tokenizer")
+        finally:
+            tok.model_max_length = old_max
+        if c.conditioner.has_audio:
+            _save_clap(c.conditioner.clap, tmp / "clap")
+        if c.conditioner.adapter is not None:
+            from safetensors.torch import save_file
+
+            (tmp / "conditioner").mkdir()
+            state = {k: v.detach().cpu().contiguous() for k, v in c.conditioner.adapter.state_dict().items()}
+            save_file(state, str(tmp / "conditioner" / ADAPTER_FILE))
+        cfg = c.config.to_dict()
+        cfg["adapter_dim"] = c.conditioner.adapter_dim
+        cfg["vocoder"] = "griffinlim" if isinstance(c.vocoder, GriffinLimVocoder) else "hifigan"
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+        index = {
+            "_class_name": "AudioLDMPipeline",
+            "_diffusers_version": diffusers_version,
+            "scheduler": ["diffusers", type(c.scheduler).__name__],
+            "text_encoder": ["transformers", "ClapTextModelWithProjection"],
+            "tokenizer": ["transformers", type(tok).__name__],
+            "unet": ["diffusers", type(c.unet).__name__],
+            "vae": ["diffusers", type(c.vae).__name__],
+            "vocoder": ["audioldm_cond", "GriffinLimVocoder"]
+            if isinstance(c.vocoder, GriffinLimVocoder)
+            else ["transformers", type(c.vocoder).__name__],
+        }
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- load
+def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
+    """A shipped name or a directory -> the model directory (one-line :class:`UserError` when neither)."""
+    s = str(name_or_dir)
+    if s in SHIPPED_MODELS:
+        d = assets_dir() / s
+        if not (d / "model_index.json").exists():
+            raise UserError(
+                f"the shipped AudioLDM model '{s}' is not built yet (expected {d}); build it with the embedded-model "
+                f"recipe (audioldm-cond train --recipe {s}) or pass --model DIR"
+            )
+        return d
+    d = Path(os.path.expanduser(s))
+    if not d.is_dir():
+        raise UserError(
+            f"AudioLDM model '{s}' is neither a shipped name ({', '.join(SHIPPED_MODELS)}) nor a directory "
+            "(pass a diffusers-format AudioLDM directory)"
+        )
+    if not (d / "model_index.json").exists():
+        raise UserError(f"{d} has no model_index.json; it is not a diffusers-format AudioLDM directory")
+    return d
+
+
+def _need_dir(root: Path, sub: str, why: str) -> Path:
+    p = root / sub
+    if not p.is_dir():
+        raise UserError(f"AudioLDM model {root} is missing the '{sub}/' folder ({why}); re-save or re-download it")
+    return p
+
+
+def load_components(
+    name_or_dir: str | os.PathLike,
+    text_encoder=None,
+    *,
+    device: str | torch.device = "cpu",
+    scheduler: str | None = None,
+    source: str | None = None,
+    adapter_dim: int | None = None,
+) -> AudioLDMComponents:
+    """Load AudioLDM components from a shipped name or a diffusers-format directory.
+
+    Args:
+        name_or_dir: ``tiny-tclap``, ``tiny-baseline`` or a directory (e.g. a copy of ``cvssp/audioldm-s-full-v2``).
+        text_encoder: swap the conditioning encoder: a ``ClapBundle`` or any name/dir ``tclap`` loads. Its
+            projection size must fit the UNet, unless ``adapter_dim`` asks for a (new, untrained) linear adapter.
+        scheduler: ``dpm`` / ``ddim`` / ``ddpm`` to switch the saved scheduler (same betas); None keeps it.
+        source: override the conditioning source saved with the model (training only).
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.schedulers import SchedulerMixin
+
+    root = resolve_model_dir(name_or_dir)
+    index = _read_index(root)
+    cfg = ComponentsConfig.from_dict(json.loads((root / CONFIG_FILE).read_text())) if (root / CONFIG_FILE).exists() else None
+    vae = AutoencoderKL.from_pretrained(_need_dir(root, "vae", "the mel VAE"))
+    unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
+    sched_dir = _need_dir(root, "scheduler", "the noise schedule")
+    sched_cfg = _read_json_file(sched_dir / "scheduler_config.json")
+    if scheduler is None:
+        import diffusers
+
+        sched_cls = getattr(diffusers, sched_cfg.get("_class_name", ""), None)
+        if sched_cls is None or not issubclass(sched_cls, SchedulerMixin):
+            raise UserError(f"{sched_dir} names an unknown scheduler {sched_cfg.get('_class_name')!r}")
+        sched = sched_cls.from_config(sched_cfg)
+    else:
+        sched = make_scheduler(scheduler, sched_cfg)
+
+    if "vocoder" in index:
+        voc_dir = _need_dir(root, "vocoder", "the mel-to-waveform vocoder")
+        if (voc_dir / GRIFFIN_LIM_CONFIG).exists():
+            vocoder = GriffinLimVocoder.from_pretrained(voc_dir)
+        else:
+            from transformers import SpeechT5HifiGan
+
+            vocoder = SpeechT5HifiGan.from_pretrained(voc_dir)
+    else:  # a model without a vocoder: Griffin-Lim on its mel settings
+        vocoder = GriffinLimVocoder(GriffinLimConfig(mel=cfg.mel if cfg else AudioLDMMelConfig()))
+
+    if cfg is None:  # a plain diffusers directory: derive the front end from the vocoder
+        hop = 1
+        for r in vocoder.config.upsample_rates:
+            hop *= int(r)
+        frames = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+        mel_cfg = AudioLDMMelConfig(
+            sample_rate=int(vocoder.config.sampling_rate), hop_length=hop, n_mels=int(vocoder.config.model_in_dim)
+        )
+        cfg = ComponentsConfig(
+            name=root.name,
+            mel=mel_cfg,
+            max_seconds=frames * hop / mel_cfg.sample_rate,
+            clap=str(root / "text_encoder"),
+            vocoder="griffinlim" if isinstance(vocoder, GriffinLimVocoder) else "hifigan",
+        )
+
+    src = source or cfg.source
+    if text_encoder is not None:
+        clap = text_encoder
+        ad = adapter_dim
+    else:
+        if (root / "clap").is_dir():
+            clap = load_clap_encoder(str(root / "clap"))
+        else:
+            te = _need_dir(root, "text_encoder", "the CLAP text encoder")
+            tk = _need_dir(root, "tokenizer", "the text encoder's tokenizer")
+            clap = TransformersClap.from_pretrained(te, tokenizer_dir=tk)
+        ad = adapter_dim or cfg.adapter_dim
+    conditioner = ClapConditioner(clap, source=src, cfg_dropout=cfg.cfg_dropout, audio_prob=cfg.audio_prob, adapter_dim=ad)
+    if text_encoder is None and cfg.adapter_dim:
+        from safetensors.torch import load_file
+
+        path = _need_dir(root, "conditioner", "the conditioning adapter weights") / ADAPTER_FILE
+        if not path.exists():
+            raise UserError(f"AudioLDM model {root} is missing conditioner/{ADAPTER_FILE}; re-save it")
+        conditioner.adapter.load_state_dict(load_file(str(path)))
+    comps = AudioLDMComponents(
+        vae=vae.eval(),
+        unet=unet.eval(),
+        scheduler=sched,
+        vocoder=vocoder.eval(),
+        mel=AudioLDMMelFrontEnd(**asdict(cfg.mel)),
+        conditioner=conditioner,
+        config=cfg,
+    )
+    return comps.validate().to(device)
+
+
+def _read_json_file(path: Path) -> dict:
+    if not path.exists():
+        raise UserError(f"missing {path} (re-save or re-download the model)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"cannot parse {path}: {exc} (re-save the model)") from None
+
+
+def _read_index(root: Path) -> dict:
+    return _read_json_file(root / "model_index.json")
