@@ -1,0 +1,52 @@
+"""Balanced, seeded clip orders per rater (Latin-square style across systems).
+
+All ``S × P`` main clips are laid out on one cyclic sequence in rounds: round ``t`` visits every prompt once,
+prompt ``p`` (in a seeded prompt order) with system ``(p + t) mod S``. Over the ``S`` rounds each
+(system, prompt) cell appears exactly once, and any run of consecutive positions cycles through the systems,
+so it holds each system ``floor(n/S)`` or ``ceil(n/S)`` times. Rater ``k`` (registration order) takes the
+window of ``clips_per_rater`` positions starting at ``k · clips_per_rater``: consecutive raters tile the
+sequence, so every clip gets its first rating before any gets a second one, and the number of ratings per
+clip never differs by more than one. A rater hears a prompt twice only when ``clips_per_rater > P``.
+
+The window is then shuffled with a seed derived from the study seed and the rater id (``random.Random`` seeded
+with a string is stable across Python runs and processes), and the gold clips and attention checks are placed
+at seeded positions, never first (a rater needs a clip or two to calibrate).
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def latin_window(n_systems: int, n_prompts: int, clips_per_rater: int, rater_index: int,
+                 seed: int = 0) -> list[tuple[int, int]]:
+    """The ``(system_index, prompt_index)`` cells of rater ``rater_index``, before shuffling.
+
+    ``clips_per_rater`` must be in ``[1, n_systems · n_prompts]``.
+    """
+    S, P = n_systems, n_prompts
+    N = S * P
+    if not 1 <= clips_per_rater <= N:
+        raise ValueError(f"clips_per_rater must be in [1, {N}], got {clips_per_rater}")
+    prompt_order = list(range(P))
+    random.Random(f"prompts:{seed}").shuffle(prompt_order)
+    start = (rater_index * clips_per_rater) % N
+    cells = []
+    for i in range(clips_per_rater):
+        c = (start + i) % N
+        t, j = divmod(c, P)
+        cells.append(((j + t) % S, prompt_order[j]))
+    return cells
+
+
+def rater_order(main_items: list[str], check_items: list[str], rater_id: str, seed: int) -> list[str]:
+    """Shuffle ``main_items`` and insert ``check_items`` (gold / attention) at seeded positions other than 0."""
+    rng = random.Random(f"order:{seed}:{rater_id}")
+    order = list(main_items)
+    rng.shuffle(order)
+    checks = list(check_items)
+    rng.shuffle(checks)
+    for item in checks:
+        pos = rng.randint(1, len(order)) if order else 0
+        order.insert(pos, item)
+    return order
