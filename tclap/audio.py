@@ -247,12 +247,17 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str =
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text atomically (temp file + rename)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes atomically: a temp file in the same folder, then ``os.replace`` (readers never see half a file)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
