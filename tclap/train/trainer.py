@@ -224,17 +224,13 @@ def train(
     if cfg.freeze_text:
         for mod in (model.text_model, model.text_projection):
             mod.requires_grad_(False)
-    if True:
-        # TClapLoss scales both directions with logit_scale_a (LAION's convention for a shared scale);
-        # logit_scale_t takes no gradient, and DDP refuses parameters without one.
-        model.logit_scale_t.requires_grad_(False)
     _freeze_batchnorm(model)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
     module = _TrainModule(bundle)
     module, optimizer = accelerator.prepare(module, optimizer)
-    loss_fn = TClapLoss(lambda_t=cfg.loss.lambda_t, temporal_scale=cfg.loss.temporal_scale)
+    loss_fn = TClapLoss(lambda_t=cfg.loss.lambda_t, use_logit_scale=cfg.loss.temporal_scale)
 
     sampler = MixedBatchSampler(len(data.positive), len(data.temporal), cfg.data.batch_size,
                                 cfg.data.temporal_fraction, cfg.seed)
@@ -288,11 +284,14 @@ def train(
             sync = a == o.grad_accum - 1
             ctx = accelerator.no_sync(module) if not sync and world > 1 else _null()
             with ctx:
-                audio, text, scale_a, _ = module(batch.features.to(accelerator.device), tok["input_ids"], tok["attention_mask"])
+                audio, text, scale_a, scale_t = module(batch.features.to(accelerator.device), tok["input_ids"],
+                                                       tok["attention_mask"])
                 b = len(items)
                 a_pos, t_pos = audio[:b], text[:b]
-                t_neg = text[b:]
-                terms = loss_fn(a_pos, t_pos, t_neg, batch.has_neg.to(a_pos.device), scale_a)
+                has_neg = batch.has_neg.to(a_pos.device)
+                # Negatives come after the positives in the one text forward; put them on their items' rows.
+                t_neg = t_pos.new_zeros(t_pos.shape).index_put((has_neg.nonzero().squeeze(1),), text[b:])
+                terms = loss_fn(a_pos, t_pos, scale_a, scale_t, negative_text_features=t_neg, has_negative=has_neg)
                 loss = terms["loss"]
                 if cfg.data.use_negative_audio and (batch.neg_audio_rows >= 0).any():
                     rows = batch.neg_audio_rows
@@ -310,8 +309,10 @@ def train(
             accelerator.clip_grad_norm_(params, o.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():  # as open_clip/LAION: keep the temperature within [1, 100]
-            accelerator.unwrap_model(module).model.logit_scale_a.clamp_(0, math.log(100))
+        with torch.no_grad():  # as open_clip/LAION: keep the temperatures within [1, 100]
+            m = accelerator.unwrap_model(module).model
+            m.logit_scale_a.clamp_(0, math.log(100))
+            m.logit_scale_t.clamp_(0, math.log(100))
         vals = accelerator.reduce(torch.tensor([sums["loss"], sums["contrastive_loss"], sums["temporal_loss"]],
                                                dtype=torch.float64, device=accelerator.device), reduction="mean")
         rec = {"step": step + 1, "loss": float(vals[0]), "contrastive_loss": float(vals[1]),
