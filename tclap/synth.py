@@ -256,7 +256,8 @@ def _drum_roll(rng, sr):
     noise = _bandpass_noise(rng, len(t), sr, 60, 600)
     hit = lambda lt: np.sin(2 * np.pi * f * lt) * _decay_envelope(lt, 0.001, 0.03)  # noqa: E731
     x = _impulse_train(t, times, hit, sr) + 0.25 * noise * (1 - np.exp(-t / 0.05))
-    swell = 0.6 + 0.4 * np.sin(np.pi * t / t[-1]) ** rng.uniform(0.5, 2.0)
+    # clip: sin() can round to a tiny negative at the end, and a negative base ** fraction is NaN
+    swell = 0.6 + 0.4 * np.clip(np.sin(np.pi * t / t[-1]), 0.0, 1.0) ** rng.uniform(0.5, 2.0)
     x = x * swell
     return x / np.max(np.abs(x)) * _ar_envelope(t, 0.001, 0.02)
 

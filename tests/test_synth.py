@@ -101,6 +101,15 @@ def test_impulse_classes_have_silent_gaps_between_hits():
     assert (frames > 0.1 * frames.max()).sum() >= 2
 
 
+def test_many_instances_are_finite_and_bounded():
+    # A wide sweep at a low rate (cheap) catches parameter corners such as NaN from a negative base ** x.
+    for label in EVENT_CLASSES:
+        for i in range(150):
+            w = render_event(label, i, 8000)
+            assert np.all(np.isfinite(w)), (label, i)
+            assert 0.3 <= len(w) / 8000 <= 1.5 and np.max(np.abs(w)) <= 0.9 + 1e-6, (label, i)
+
+
 def test_instance_split_holds_out_one_in_five():
     brute = ["heldout" if i % 5 == 4 else "train" for i in range(100)]
     assert [instance_split(i) for i in range(100)] == brute
