@@ -130,7 +130,8 @@ def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: b
     meta_file = Path(src) / TCLAP_CONFIG_FILE
     if local and meta_file.is_file():
         try:
-            arch = ClapArchConfig.from_dict(json.loads(meta_file.read_text())["arch"])
+            meta = json.loads(meta_file.read_text())
+            arch = ClapArchConfig.from_dict(meta["arch"]) if meta.get("arch") else None
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{meta_file} is unreadable ({exc}); re-export the model") from None
     if tokenizer is None:
@@ -152,7 +153,7 @@ def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: b
         raise
     except Exception:  # noqa: BLE001 no preprocessor_config.json
         if arch is None:
-            raise UserError(f"{src} has no preprocessor_config.json (feature extractor); re-export with `tclap export`") from None
+            raise UserError(f"{src} has no feature-extractor settings (processor_config.json / preprocessor_config.json); re-export with `tclap export`") from None
         fe_cfg = arch.frontend
     name = arch.name if arch is not None else "custom"
     max_len = arch.text.max_length if arch is not None else 77
