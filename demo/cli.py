@@ -1,0 +1,124 @@
+"""``mos``: validate, serve, report and export a MOS listening study.
+
+    mos validate STUDY                      # every problem, one line each; exit 2 if any
+    mos serve STUDY [--port P] [--db FILE] [--host 127.0.0.1]
+    mos report --db FILE --out DIR [--rules rules.yaml] [--test mannwhitney|welch|wilcoxon-prompt]
+    mos export --db FILE --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from demo.errors import UserError, cli_entry
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mos", description="Browser MOS listening test (MOS_r, MOS_t).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check a study file and every clip it names")
+    v.add_argument("study")
+    s = sub.add_parser("serve", help="run the listening test in the browser")
+    s.add_argument("study")
+    s.add_argument("--db", default=None, help="SQLite file (default: <study name>.sqlite beside the study file)")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 to accept other machines)")
+    s.add_argument("--concurrency", type=int, default=32, help="events handled at once")
+    r = sub.add_parser("report", help="screen raters, per-system MOS with CIs, pairwise tests, CSV and plots")
+    r.add_argument("--db", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--rules", default=None, help="YAML/JSON screening rules (default: the study's `screening`)")
+    r.add_argument("--test", default="mannwhitney", help="mannwhitney (default), welch or wilcoxon-prompt")
+    r.add_argument("--n-boot", type=int, default=2000)
+    r.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("export", help="dump the raw tables as CSV")
+    e.add_argument("--db", required=True)
+    e.add_argument("--out", required=True)
+    return p
+
+
+def _validate(args) -> int:
+    from demo.study import check_study
+
+    study, problems = check_study(args.study)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{args.study}: {len(problems)} problem(s)", file=sys.stderr)
+        return 2
+    assert study is not None
+    n = len(study.systems) * len(study.prompts)
+    print(f"{args.study}: ok ({len(study.systems)} systems x {len(study.prompts)} prompts = {n} clips, "
+          f"{study.clips_per_rater} per rater, {len(study.gold)} gold, {len(study.attention_checks)} attention, "
+          f"{len(study.training)} training; at least {-(-n * study.min_ratings_per_clip // study.clips_per_rater)} "
+          f"raters for {study.min_ratings_per_clip} ratings per clip)")
+    return 0
+
+
+def _serve(args) -> int:
+    from demo.app import AppConfig, Server
+    from demo.service import MosService
+    from demo.study import load_study
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a port number; use 1-65535 (0 picks a free one)")
+    study = load_study(args.study)
+    db = Path(args.db) if args.db else study.path.with_suffix(".sqlite")
+    service = MosService(study, db)
+    server = Server(service, AppConfig(host=args.host, port=args.port, concurrency=args.concurrency,
+                                       title=study.name))
+    server.start()
+    print(f"mos: serving {study.name} at {server.url}?rater=ID (database {db}); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.stop()
+
+
+def _report(args) -> int:
+    from demo.report import write_report
+    from demo.study import parse_screening
+
+    rules = None
+    if args.rules:
+        import yaml
+
+        p = Path(args.rules)
+        if not p.is_file():
+            raise UserError(f"--rules file {p} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UserError(f"--rules file {p} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+        rules = parse_screening((raw or {}).get("screening", raw) if isinstance(raw, dict) else raw)
+    if args.n_boot < 100:
+        raise UserError(f"--n-boot {args.n_boot} is too small for a 95% interval; use at least 100")
+    res = write_report(args.db, args.out, rules=rules, test=args.test, n_boot=args.n_boot, seed=args.seed)
+    for r in res["summary"]:
+        print(f"{r['scale']:8s} {r['system']:24s} n={r['n']:4d} mean={r['mean']:.2f} "
+              f"CI_t=[{r['ci_t_low']:.2f}, {r['ci_t_high']:.2f}] CI_boot=[{r['ci_boot_low']:.2f}, {r['ci_boot_high']:.2f}]")
+    print(f"excluded raters: {len({e.rater_id for e in res['exclusions']})} (see exclusions.csv); wrote {args.out}")
+    return 0
+
+
+def _export(args) -> int:
+    from demo.report import export_tables
+
+    for f in export_tables(args.db, args.out):
+        print(f)
+    return 0
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"validate": _validate, "serve": _serve, "report": _report, "export": _export}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Simulated raters hammering a running study through ``gradio_client`` (the public API, loopback only).
+
+Each simulated rater starts a session, does the training page, then for every clip sends ``play`` and
+``ended``, rates it, and at random sends the same rating again with other values (a double click / second tab)
+or drops its client and reconnects (a reload), sometimes between ``ended`` and the rating. Afterwards the
+database is compared with what the raters were told was saved: every first submission must be stored with its
+values (zero lost), nothing else may be stored (zero duplicated or phantom rows), and every repeat must have
+been answered ``already_rated``.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LoadConfig:
+    n_raters: int = 30
+    double_submit_prob: float = 0.3
+    reconnect_prob: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class LoadResult:
+    n_raters: int
+    submitted: int  # rating rows the raters were told were saved
+    stored: int  # rating rows in the database
+    lost: int
+    duplicated: int
+    phantom: int  # stored rows nobody submitted first (or with other values)
+    repeats: int  # double submissions sent
+    repeats_refused: int  # ... answered "already_rated"
+    reconnects: int
+    errors: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_s:
+            return float("nan")
+        xs = sorted(self.latencies_s)
+        # nearest-rank percentile: the smallest value with at least q% of the samples at or below it
+        k = max(0, min(len(xs) - 1, int(-(-q * len(xs) // 100)) - 1))
+        return xs[k]
+
+
+def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.Lock) -> None:
+    from gradio_client import Client
+
+    rng = random.Random(f"{cfg.seed}:{rater_id}")
+    client = Client(url, verbose=False)
+    s = client.predict(rater_id, "", True, api_name="/start")
+    token = s["token"]
+    if s["phase"] == "training":
+        s = client.predict(token, api_name="/finish_training")
+    given: dict[tuple[str, str, str], int] = {}
+    lat, repeats, refused, reconnects = [], 0, 0, 0
+    while s["phase"] == "rating":
+        item = s["item"]["item_id"]
+        if not s["played"]:
+            client.predict(token, item, "play", api_name="/played")
+            client.predict(token, item, "ended", api_name="/played")
+        if rng.random() < cfg.reconnect_prob / 2:  # reload between the end of playback and the rating
+            client = Client(url, verbose=False)
+            reconnects += 1
+            s = client.predict(rater_id, "", False, api_name="/start")
+            if s["item"]["item_id"] != item or not s["played"]:
+                raise AssertionError(f"{rater_id}: resume after reload lost the current clip or its play event")
+        values = {sc["name"]: rng.randint(1, 5) for sc in s["scales"]}
+        t0 = time.perf_counter()
+        res = client.predict(token, item, values, api_name="/rate")
+        lat.append(time.perf_counter() - t0)
+        if res["status"] != "saved":
+            raise AssertionError(f"{rater_id}: first rating of {item} answered {res['status']!r}")
+        for k, v in values.items():
+            given[(rater_id, item, k)] = v
+        if rng.random() < cfg.double_submit_prob:
+            repeats += 1
+            other = {k: 6 - v for k, v in values.items()}
+            again = client.predict(token, item, other, api_name="/rate")
+            refused += again["status"] == "already_rated"
+        s = res["state"]
+        if rng.random() < cfg.reconnect_prob / 2:  # reload after rating: resume at the next clip
+            client = Client(url, verbose=False)
+            reconnects += 1
+            s = client.predict(rater_id, "", False, api_name="/start")
+    with lock:
+        out["given"].update(given)
+        out["lat"].extend(lat)
+        out["repeats"] += repeats
+        out["refused"] += refused
+        out["reconnects"] += reconnects
+
+
+def run_load(url: str, db_path: str | Path, cfg: LoadConfig, prefix: str = "sim") -> LoadResult:
+    """Run ``cfg.n_raters`` simulated raters in parallel against ``url``; compare with the database."""
+    out = {"given": {}, "lat": [], "repeats": 0, "refused": 0, "reconnects": 0}
+    lock = threading.Lock()
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=cfg.n_raters) as pool:
+        futs = [pool.submit(_rater, url, f"{prefix}-{i:03d}", cfg, out, lock) for i in range(cfg.n_raters)]
+        for f in futs:
+            exc = f.exception()
+            if exc is not None:
+                errors.append(f"{type(exc).__name__}: {exc}")
+    wall = time.perf_counter() - t0
+    con = sqlite3.connect(str(db_path))
+    try:
+        rows = con.execute("SELECT rater_id, item_id, scale, value FROM ratings WHERE rater_id LIKE ?",
+                           (f"{prefix}-%",)).fetchall()
+    finally:
+        con.close()
+    given = out["given"]
+    seen: dict[tuple[str, str, str], int] = {}
+    dup = 0
+    for r, i, sc, v in rows:
+        key = (r, i, sc)
+        dup += key in seen
+        seen[key] = v
+    lost = sum(1 for k in given if k not in seen)
+    phantom = sum(1 for k, v in seen.items() if given.get(k) != v)
+    return LoadResult(cfg.n_raters, len(given), len(rows), lost, dup, phantom, out["repeats"], out["refused"],
+                      out["reconnects"], errors, out["lat"], wall)
