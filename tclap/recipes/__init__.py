@@ -1,0 +1,1 @@
+"""Recipes: one-command pipelines that produce the project's shipped artefacts."""

@@ -1,0 +1,143 @@
+"""The embedded models' recipe: ``python -m tclap.recipes.embedded --out DIR [--seed 0]``.
+
+Stages (each resumable; a finished stage is skipped on a re-run):
+
+1. ``data``: ``n`` two-event mix-ups of the built-in bank's **training** instances (held-out instances never
+   enter; see :func:`tclap.synth.instance_split`).
+2. ``pretrain``: a tiny CLAP from random init with L_c only.
+3. ``tclap``: fine-tune (2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**.
+4. ``baseline``: continue (2) with L_c only for the same ``finetune_steps`` -> **tiny-baseline** (a fair
+   baseline: same data, same total steps, no L_t).
+5. ``evaluate``: both on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
+6. ``export``: ``DIR/tiny-baseline`` and ``DIR/tiny-tclap`` (the folders shipped under
+   ``tclap/assets/models/``).
+
+Why pre-train first: L_t stays at ln 2 until L_c has learned what the events are (the calibration run saw
+~800 steps), so order can only be learned on top of event identity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError, cli_entry
+
+
+@dataclass
+class RecipeConfig:
+    seed: int = 0
+    n_train: int = 3000
+    seconds: float = 4.0
+    sample_rate: int = 16000
+    batch_size: int = 64
+    pretrain_steps: int = 800
+    finetune_steps: int = 700
+    pretrain_lr: float = 1e-3
+    finetune_lr: float = 5e-4
+    lambda_t: float = 0.5
+    negative_audio: bool = True  # order-swapped audio as an A2T hard negative during fine-tuning
+    heldout_mixes: int = 400
+
+
+def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: float, neg_audio: bool):
+    from tclap.train.config import preset  # noqa: PLC0415
+
+    cfg = preset("tiny")
+    cfg.init, cfg.steps, cfg.seed = init, steps, rc.seed
+    cfg.data.batch_size, cfg.optim.lr = rc.batch_size, lr
+    cfg.optim.warmup_steps = min(cfg.optim.warmup_steps, max(1, steps // 10))
+    cfg.loss.lambda_t = lambda_t
+    cfg.data.use_negative_audio = neg_audio and lambda_t > 0
+    cfg.checkpoint_every = max(1, min(cfg.checkpoint_every, steps))
+    return cfg
+
+
+def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool) -> Path:
+    from tclap.train.trainer import _checkpoints, train  # noqa: PLC0415
+
+    run = out / "runs" / name
+    model = run / "model"
+    if (model / "config.json").exists():
+        print(f"recipe: stage {name} already done ({model})")
+        return model
+    print(f"recipe: stage {name}: {cfg.steps} steps, λ={cfg.loss.lambda_t}, init={cfg.init}")
+    train(cfg, [str(manifest)], run, resume=bool(_checkpoints(run)), quiet=quiet)
+    return model
+
+
+def first_losses(run_dir: Path) -> list[dict]:
+    """The JSONL log records of a recipe stage (the test compares a rerun against them)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False) -> dict:
+    """Run every stage; returns the summary (also written to ``out_dir/summary.json``)."""
+    from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415
+    from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "recipe_config.json", json.dumps(asdict(rc), indent=2))
+    manifest = Path(build_builtin_mixups(out / "data" / "train", n=rc.n_train, seconds=rc.seconds,
+                                         sr=rc.sample_rate, split="train", seed=rc.seed))
+    pre = _train_stage("pretrain", out, _stage_cfg(rc, "tiny", rc.pretrain_steps, rc.pretrain_lr, 0.0, False), manifest, quiet)
+    tcl = _train_stage("tclap", out, _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, rc.lambda_t,
+                                               rc.negative_audio), manifest, quiet)
+    base = _train_stage("baseline", out, _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, 0.0, False),
+                        manifest, quiet)
+    results = {}
+    ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
+    for name, model in (("tiny-baseline", base), ("tiny-tclap", tcl)):
+        res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache", quiet=quiet)
+        results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
+        dest = out / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(model, dest)
+    keys = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r1_a2t", "zero_shot_top1")
+    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.1f}" for k in keys) + " |")
+    summary = {"config": asdict(rc), "results": results}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tclap.recipes.embedded", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    d = RecipeConfig()
+    p.add_argument("--n-train", type=int, default=d.n_train)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps)
+    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
+    p.add_argument("--heldout-mixes", type=int, default=d.heldout_mixes)
+    p.add_argument("--no-negative-audio", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if min(a.n_train, a.batch_size, a.pretrain_steps, a.finetune_steps) < 1:
+        raise UserError("--n-train, --batch-size and the step counts must be >= 1")
+    rc = RecipeConfig(seed=a.seed, n_train=a.n_train, batch_size=a.batch_size, pretrain_steps=a.pretrain_steps,
+                      finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
+                      negative_audio=not a.no_negative_audio)
+    run_recipe(rc, a.out, quiet=a.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
