@@ -1,12 +1,18 @@
 """Balanced, seeded clip orders per rater (Latin-square style across systems).
 
-All ``S × P`` main clips are laid out on one cyclic sequence in rounds: round ``t`` visits every prompt once,
-prompt ``p`` (in a seeded prompt order) with system ``(p + t) mod S``. Over the ``S`` rounds each
-(system, prompt) cell appears exactly once, and any run of consecutive positions cycles through the systems,
-so it holds each system ``floor(n/S)`` or ``ceil(n/S)`` times. Rater ``k`` (registration order) takes the
-window of ``clips_per_rater`` positions starting at ``k · clips_per_rater``: consecutive raters tile the
-sequence, so every clip gets its first rating before any gets a second one, and the number of ratings per
-clip never differs by more than one. A rater hears a prompt twice only when ``clips_per_rater > P``.
+All ``S × P`` main clips are laid out on one cyclic sequence whose position ``c`` holds system ``c mod S``,
+so any run of consecutive positions cycles through the systems and holds each system ``floor(n/S)`` or
+``ceil(n/S)`` times. With ``L = lcm(S, P)`` and ``g = gcd(S, P)`` the sequence is ``g`` blocks of ``L``
+positions; position ``r`` of block ``b`` holds prompt ``(r + b) mod P`` (in a seeded prompt order). Within a
+block the pairs ``(r mod S, r mod P)`` are all different, and block ``b`` holds exactly the pairs with
+``prompt − system ≡ b (mod g)``, so the ``g`` blocks visit every (system, prompt) cell exactly once. Rater
+``k`` (registration order) takes the window of ``clips_per_rater`` positions starting at
+``k · clips_per_rater``: consecutive raters tile the sequence, so every clip gets its first rating before any
+gets a second one, and the numbers of ratings per clip never differ by more than one. Prompts advance by
+one per position (by two across a block boundary), so when ``gcd(S, P) = 1`` a rater hears a prompt twice
+only when ``clips_per_rater > P``; when ``g > 1`` the prompts jump by ``2 - g`` where the cycle wraps
+around, and a window across that one point may hold a prompt twice (under different systems; a clip is
+never repeated). Choosing a prompt count coprime to the number of systems avoids that.
 
 The window is then shuffled with a seed derived from the study seed and the rater id (``random.Random`` seeded
 with a string is stable across Python runs and processes), and the gold clips and attention checks are placed
@@ -15,6 +21,7 @@ at seeded positions, never first (a rater needs a clip or two to calibrate).
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -30,12 +37,13 @@ def latin_window(n_systems: int, n_prompts: int, clips_per_rater: int, rater_ind
         raise ValueError(f"clips_per_rater must be in [1, {N}], got {clips_per_rater}")
     prompt_order = list(range(P))
     random.Random(f"prompts:{seed}").shuffle(prompt_order)
+    L = S * P // math.gcd(S, P)
     start = (rater_index * clips_per_rater) % N
     cells = []
     for i in range(clips_per_rater):
         c = (start + i) % N
-        t, j = divmod(c, P)
-        cells.append(((j + t) % S, prompt_order[j]))
+        b, r = divmod(c, L)
+        cells.append((c % S, prompt_order[(r + b) % P]))
     return cells
 
 
