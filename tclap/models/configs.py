@@ -177,7 +177,22 @@ CONFIG_NAMES = tuple(_REGISTRY)
 
 
 def get_config(name: str) -> ClapArchConfig:
-    """A fresh copy of the named architecture (see the module docstring for the names)."""
+    """A fresh copy of the named architecture (see the module docstring), or one read from a JSON file.
+
+    A ``.json`` path holds :meth:`ClapArchConfig.to_dict` output, or an export's ``tclap_config.json``.
+    """
+    if name.endswith(".json"):
+        import json  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+
+        p = Path(name)
+        try:
+            d = json.loads(p.read_text())
+            return ClapArchConfig.from_dict(d["arch"] if "arch" in d else d)
+        except FileNotFoundError:
+            raise UserError(f"config file not found: {p}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"config file {p} is not a tclap architecture config ({exc})") from None
     if name not in _REGISTRY:
         raise UserError(f"unknown CLAP config {name!r}; choose one of: {', '.join(CONFIG_NAMES)}")
     return _REGISTRY[name]()

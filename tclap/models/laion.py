@@ -156,7 +156,8 @@ def infer_arch(hf_sd: dict[str, torch.Tensor], source: str = "checkpoint") -> Cl
     """Read the architecture off the tensor shapes of a converted state dict.
 
     What the weights cannot tell (the input ``spec_size``, the text head count, the front end) is taken
-    from the named config of the same shapes, or LAION's values (spec 256, 64-d heads, 48 kHz) otherwise.
+    from the named config of the same shapes, or LAION's values (spec 256, 64-d heads as in RoBERTa,
+    48 kHz) otherwise; pass an explicit config for other sizes.
     """
     a_out = hf_sd["audio_projection.linear2.weight"].shape[0]
     t_out = hf_sd["text_projection.linear2.weight"].shape[0]
