@@ -265,7 +265,8 @@ class Server:
                             "choose another --port") from None
         self.port = self._sock.getsockname()[1]
         self.url = f"http://{self.config.host}:{self.port}/"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on",
+                                                     timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def start(self, timeout: float = 60.0) -> "Server":

@@ -1,0 +1,104 @@
+"""The served app through its public API (gradio_client, loopback): refusals, blinding, a small load test."""
+
+import json
+import sqlite3
+import urllib.request
+
+import pytest
+
+from demo.app import AppConfig, Server
+from demo.loadtest import LoadConfig, run_load
+from demo.service import MosService
+from demo.study import load_study
+from demo.synthetic import write_synthetic_study
+
+SECRET_NAMES = ("system-alpha", "system-beta", "p000", "p001", "p002", ".wav", "clips/", "gold", "attention-0",
+                "training-0")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    d = tmp_path_factory.mktemp("api")
+    p = write_synthetic_study(d, n_prompts=3, clips_per_rater=2)
+    svc = MosService(load_study(p), d / "db.sqlite")
+    with Server(svc, AppConfig(port=0)) as srv:
+        yield srv, svc, d / "db.sqlite"
+    svc.store.close()
+
+
+def _count(db, table="ratings"):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_api_refusals_write_nothing(served):
+    from gradio_client import Client
+
+    srv, svc, db = served
+    c = Client(srv.url, verbose=False)
+    s = c.predict("api-r1", "", True, api_name="/start")
+    s = c.predict(s["token"], api_name="/finish_training")
+    item = s["item"]["item_id"]
+    c.predict(s["token"], item, "ended", api_name="/played")
+    before = (_count(db), _count(db, "raters"), _count(db, "play_events"))
+    cases = [
+        ((s["token"], item, {"mos_r": 7, "mos_t": 3}), "/rate", "outside 1-5"),
+        ((s["token"], item, {"mos_r": 3}), "/rate", "no rating for scale"),
+        ((svc.token("nobody"), item, {"mos_r": 3, "mos_t": 3}), "/rate", "unknown rater"),
+        (("a/../b", "", True), "/start", "not allowed"),
+        ((s["token"], "c0000000000", "ended"), "/played", "not one of rater"),
+    ]
+    for args, api, msg in cases:
+        with pytest.raises(Exception) as ei:
+            c.predict(*args, api_name=api)
+        assert msg in str(ei.value), (api, str(ei.value))
+    assert (_count(db), _count(db, "raters"), _count(db, "play_events")) == before
+    res = c.predict(s["token"], item, {"mos_r": 4, "mos_t": 4}, api_name="/rate")
+    assert res["status"] == "saved" and _count(db) == before[0] + 2
+
+
+def test_blinding_every_response(served):
+    from gradio_client import Client
+
+    srv, svc, db = served
+    bodies = []
+    for path in ("", "config", "gradio_api/info", "gradio_api/info?all_endpoints=true"):
+        bodies.append(urllib.request.urlopen(srv.url + path, timeout=30).read().decode("utf-8", "replace"))
+    c = Client(srv.url, verbose=False)
+    s = c.predict("blind-r1", "", True, api_name="/start")
+    bodies.append(json.dumps(s))
+    s = c.predict(s["token"], api_name="/finish_training")
+    urls = []
+    while s["phase"] == "rating":
+        bodies.append(json.dumps(s))
+        item = s["item"]["item_id"]
+        urls.append(s["item"]["audio_url"])
+        bodies.append(json.dumps(c.predict(s["token"], item, "ended", api_name="/played")))
+        s = c.predict(s["token"], item, {"mos_r": 2, "mos_t": 2}, api_name="/rate")["state"]
+        bodies.append(json.dumps(s))
+    for u in urls:
+        with urllib.request.urlopen(srv.url + u.lstrip("/"), timeout=30) as r:
+            assert r.headers["Content-Type"] == "audio/wav"
+            assert "filename" not in str(r.headers).lower()
+            assert r.read()[:4] == b"RIFF"
+    for text in bodies + urls:
+        for name in SECRET_NAMES:
+            assert name not in text, name
+    assert str(svc.study.path.parent) not in "".join(bodies)
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(srv.url + "mos/clip/..%2Fstudy.yaml", timeout=30)
+    assert ei.value.code == 404
+
+
+def test_small_load_zero_lost_zero_duplicated(served):
+    srv, svc, db = served
+    res = run_load(srv.url, db, LoadConfig(n_raters=8, double_submit_prob=0.5, reconnect_prob=0.5, seed=1),
+                   prefix="load")
+    assert res.errors == []
+    assert res.submitted == 8 * 4 * 2  # 2 main + gold + attention clips, 2 scales
+    assert (res.lost, res.duplicated, res.phantom) == (0, 0, 0)
+    assert res.stored == res.submitted
+    assert res.repeats > 0 and res.repeats_refused == res.repeats and res.reconnects > 0
