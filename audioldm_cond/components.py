@@ -380,7 +380,7 @@ def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
         if not (d / "model_index.json").exists():
             raise UserError(
                 f"the shipped AudioLDM model '{s}' is not built yet (expected {d}); build it with the embedded-model "
-                f"recipe (audioldm-cond train --recipe {s}) or pass --model DIR"
+                f"recipe (python -m audioldm_cond.recipes.embedded --out runs/embedded) or pass --model DIR"
             )
         return d
     d = Path(os.path.expanduser(s))

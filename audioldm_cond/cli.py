@@ -1,0 +1,257 @@
+"""``audioldm-cond``: generate audio from text (``generate``) and train (``train``, see ``audioldm_cond.train``).
+
+``audioldm-cond generate "a beep followed by a knock" --out gen/`` writes ``gen/<id>.wav``, ``gen/<id>.png`` (the
+log-mel with the prompt as title) and ``gen/prompts.jsonl`` (``id``, ``prompt``, ``seed``, ``score``, settings),
+the folder layout ``eval-gen score`` reads. Re-running the same command skips the clips already written with the
+same settings (it resumes), and says how many it skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tclap.errors import UserError, cli_entry
+
+PROMPTS_FILE = "prompts.jsonl"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+# ----------------------------------------------------------------------------------------------- prompts
+def _slug(text: str, n: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return s[:n].rstrip("_") or "prompt"
+
+
+def read_prompts(positional: Sequence[str], path: str | None) -> list[dict]:
+    """Prompts from the command line and/or a file -> ``[{"id", "prompt"}]`` in order.
+
+    A ``.jsonl`` file holds objects with ``prompt`` (or ``text`` / ``caption``) and an optional ``id``; any other
+    file holds one prompt per line (blank lines and ``#`` comments are not prompts).
+    """
+    items: list[dict] = [{"prompt": p, "where": f"prompt {i + 1} on the command line"} for i, p in enumerate(positional)]
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"prompts file not found: {p} (one prompt per line, or JSON Lines with a 'prompt' key)")
+        lines = p.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            where = f"{p}:{n}"
+            if p.suffix == ".jsonl":
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{where} is not valid JSON ({exc.msg}); fix or remove the line") from None
+                text = next((obj[k] for k in ("prompt", "text", "caption") if isinstance(obj, dict) and k in obj), None)
+                if not isinstance(text, str):
+                    raise UserError(f"{where} has no 'prompt' text field; add one")
+                items.append({"prompt": text, "id": obj.get("id"), "where": where})
+            else:
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                items.append({"prompt": line.strip(), "where": where})
+    if not items:
+        raise UserError("no prompts: give PROMPT arguments or --prompts FILE")
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        if not it["prompt"].strip():
+            raise UserError(f"{it['where']} is an empty prompt; describe the sound, e.g. 'a beep followed by a knock'")
+        pid = it.get("id")
+        if pid is None:
+            pid = f"{i:04d}_{_slug(it['prompt'])}"
+        pid = str(pid)
+        if not _SAFE_ID.match(pid):
+            raise UserError(f"{it['where']}: id {pid!r} is not a safe file name (letters, digits, _ . - only)")
+        if pid in seen:
+            raise UserError(f"{it['where']}: id {pid!r} is used twice; ids name the output files and must be unique")
+        seen.add(pid)
+        it["id"] = pid
+    return items
+
+
+def _read_records(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    out = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            out[str(rec["id"])] = rec
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path}:{n} is not a generation record; move the file away or choose another --out") from None
+    return out
+
+
+def _write_records(path: Path, records: dict[str, dict], order: list[str]) -> None:
+    from tclap.audio import atomic_write_text
+
+    ids = [i for i in order if i in records] + [i for i in records if i not in set(order)]
+    atomic_write_text(path, "".join(json.dumps(records[i], ensure_ascii=False) + "\n" for i in ids))
+
+
+def _runs(indices: list[int], size: int) -> list[list[int]]:
+    """Split sorted ``indices`` into runs of consecutive numbers, each at most ``size`` long."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < size:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------- generate
+def add_generate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="*", help="text prompt(s), e.g. 'a beep followed by a knock'")
+    p.add_argument("--prompts", help="file of prompts: one per line, or JSON Lines with 'prompt' (and 'id')")
+    p.add_argument("--out", required=True, help="output folder for <id>.wav, <id>.png and prompts.jsonl")
+    p.add_argument("--model", default="tiny-tclap", help="tiny-tclap (default), tiny-baseline, or an AudioLDM directory")
+    p.add_argument("--text-encoder", help="swap the conditioning CLAP: a name or directory tclap loads")
+    p.add_argument("--adapter", action="store_true", help="with --text-encoder of another size: a linear adapter")
+    p.add_argument("--scorer", help="CLAP that scores and re-ranks candidates (default: the conditioning CLAP)")
+    p.add_argument("--seconds", type=float, help="clip length (default: the model's maximum)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5)")
+    p.add_argument("--negative-prompt", help="what to steer away from (replaces the empty prompt in guidance)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first clip; clip j uses seed + j (default 0)")
+    p.add_argument("--candidates", type=int, default=1, help="clips per prompt, best CLAP score kept (default 1)")
+    p.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="DPM-Solver++ (default) or DDIM")
+    p.add_argument("--batch-size", type=int, default=8, help="clips denoised together (default 8)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from audioldm_cond.components import load_components
+    from audioldm_cond.pipeline import TemporalAudioLDMPipeline
+    from tclap.audio import save_audio
+    from tclap.plotting import plot_spectrogram
+
+    items = read_prompts(args.prompt, args.prompts)
+    for name, v in (("--steps", args.steps), ("--candidates", args.candidates), ("--batch-size", args.batch_size)):
+        if v < 1:
+            raise UserError(f"{name} {v} must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    if args.adapter:
+        comps = _load_with_adapter(args)
+    else:
+        comps = load_components(args.model, text_encoder=args.text_encoder, device=args.device, scheduler=args.scheduler)
+    pipe = TemporalAudioLDMPipeline(comps, scorer=args.scorer, progress=False if args.quiet else None)
+    seconds = pipe.check_seconds(comps.config.max_seconds if args.seconds is None else args.seconds)
+    settings = {
+        "model": str(args.model),
+        "text_encoder": args.text_encoder,
+        "seconds": seconds,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "negative_prompt": args.negative_prompt,
+        "candidates": args.candidates,
+        "scheduler": args.scheduler,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    rec_path = out / PROMPTS_FILE
+    records = _read_records(rec_path)
+    order = [it["id"] for it in items]
+    k = args.candidates
+    pending, skipped = [], 0
+    for i, it in enumerate(items):
+        rec = records.get(it["id"])
+        want_seed = args.seed + i * k
+        same = (
+            rec is not None
+            and rec.get("prompt") == it["prompt"]
+            and rec.get("seed") == want_seed
+            and rec.get("settings") == settings
+            and (out / f"{it['id']}.wav").exists()
+        )
+        if same:
+            skipped += 1
+        else:
+            pending.append(i)
+    prompts_per_call = max(1, args.batch_size // k)
+    for run in _runs(pending, prompts_per_call):
+        res = pipe(
+            [items[i]["prompt"] for i in run],
+            seconds=seconds,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed + run[0] * k,  # clip j of the whole job keeps seed + j however the job is split
+            num_candidates=k,
+            batch_size=args.batch_size,
+        )
+        for j in res.best():
+            it = items[run[res.prompt_index[j]]]
+            wav = save_audio(out / f"{it['id']}.wav", res.audios[j], res.sample_rate)
+            plot_spectrogram(
+                res.mels[j], comps.hop_length, res.sample_rate, title=it["prompt"], path=out / f"{it['id']}.png"
+            )
+            records[it["id"]] = {
+                "id": it["id"],
+                "prompt": it["prompt"],
+                "seed": res.seeds[j],
+                "score": res.scores[j] if res.scores is not None else None,
+                "audio": wav.name,
+                "settings": settings,
+            }
+        _write_records(rec_path, records, order)  # after every chunk: an interrupted job resumes from here
+    done = len(pending)
+    msg = f"generated {done} clip(s) in {out}"
+    if skipped:
+        msg += f"; skipped {skipped} already generated with the same settings"
+    print(msg)
+    return 0
+
+
+def _load_with_adapter(args: argparse.Namespace):
+    from diffusers import UNet2DConditionModel
+
+    from audioldm_cond.components import load_components, resolve_model_dir
+
+    if not args.text_encoder:
+        raise UserError("--adapter needs --text-encoder (the encoder whose size differs from the UNet's)")
+    unet_cfg = UNet2DConditionModel.load_config(resolve_model_dir(args.model) / "unet")
+    dim = int(unet_cfg["projection_class_embeddings_input_dim"])
+    print(
+        "warning: the adapter is untrained at generation time; train it with `audioldm-cond train` for real use",
+        file=sys.stderr,
+    )
+    return load_components(
+        args.model, text_encoder=args.text_encoder, device=args.device, scheduler=args.scheduler, adapter_dim=dim
+    )
+
+
+# ----------------------------------------------------------------------------------------------- main
+def _train_module():
+    try:
+        from audioldm_cond.train import cli as train_cli  # noqa: PLC0415 - lazy: heavy, and optional here
+    except ImportError as exc:
+        raise UserError(f"the trainer is not available in this installation ({exc})") from None
+    return train_cli
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        train_cli = _train_module()
+        p = argparse.ArgumentParser(prog="audioldm-cond train", description="train an AudioLDM (stages vae, ldm)")
+        train_cli.add_arguments(p)
+        return int(train_cli.run(p.parse_args(argv[1:])) or 0)
+    parser = argparse.ArgumentParser(prog="audioldm-cond", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="text -> WAV + spectrogram PNG per prompt")
+    add_generate_arguments(gen)
+    sub.add_parser("train", help="train the VAE or the LDM (see `audioldm-cond train --help`)", add_help=False)
+    args = parser.parse_args(argv)
+    return run_generate(args)
