@@ -28,9 +28,10 @@ def default_cache_dir() -> Path:
 class EmbeddingCache:
     """``get(path) -> [F, dim] | None`` and ``put(path, emb)`` for one backend configuration."""
 
-    def __init__(self, root: str | os.PathLike, backend: EmbeddingBackend):
-        self.backend_key = backend.cache_key()
-        self.dim = backend.dim
+    def __init__(self, root: str | os.PathLike, backend: EmbeddingBackend, kind: str = "embed"):
+        """``kind="logits"`` stores a classifier's ``[1, n_classes]`` logits under their own key."""
+        self.backend_key = backend.cache_key() + ("" if kind == "embed" else f"|{kind}")
+        self.dim = backend.dim if kind == "embed" else int(backend.n_classes or 0)
         self.dir = Path(root) / hashlib.sha256(self.backend_key.encode()).hexdigest()[:16]
         self.hits = 0
         self.misses = 0

@@ -55,7 +55,7 @@ def bootstrap_ci(
     vals = np.empty(n_boot, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for b in tqdm(range(n_boot), desc=desc, disable=not progress, leave=False):
+        for b in tqdm(range(n_boot), desc=desc, disable=None if progress else True, leave=False):
             vals[b] = fn(x[rng.integers(0, n, n)], y[rng.integers(0, m, m)])
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(vals, [alpha, 1.0 - alpha])

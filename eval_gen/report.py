@@ -1,0 +1,134 @@
+"""Write a scoring result as ``scores.json`` (atomic), ``scores.md`` (Markdown table) and ``scores.png`` (bars),
+and build the side-by-side table of ``eval-gen compare``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError
+
+#: metric key -> (label, direction) in display order.
+METRIC_ROWS = (
+    ("fad", "FAD", "↓"),
+    ("fad_inf", "FAD∞", "↓"),
+    ("kad", "KAD", "↓"),
+    ("kl_softmax", "KL (softmax)", "↓"),
+    ("kl_bernoulli", "KL (Bernoulli)", "↓"),
+    ("clap_score", "CLAP score", "↑"),
+    ("order_clap", "Order acc. (CLAP)", "↑"),
+    ("order_detector", "Order acc. (detector)", "↑"),
+)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def metric_cell(m: dict) -> str:
+    """``value [low, high]`` for distances with a CI, ``value (R²=…)`` for FAD∞, ``value (n=…)`` for shares."""
+    s = _fmt(m.get("value"))
+    if m.get("ci"):
+        s += f" [{_fmt(m['ci']['low'])}, {_fmt(m['ci']['high'])}]"
+    if "r2" in m:
+        s += f" (R²={m['r2']:.3f})"
+    if "n" in m and "correct" in m:
+        s += f" (n={m['n']})"
+    return s
+
+
+def markdown_table(result: dict) -> str:
+    rows = ["| metric | value |", "|---|---|"]
+    for key, label, arrow in METRIC_ROWS:
+        if key in result.get("metrics", {}):
+            rows.append(f"| {label} {arrow} | {metric_cell(result['metrics'][key])} |")
+    info = [f"generated clips: {result.get('n_gen')}", f"reference clips: {result.get('n_ref')}"]
+    if "backend" in result:
+        b = result["backend"]
+        info.append(f"backend: {b['name']} (dim {b['dim']}, {b['sample_rate']} Hz, pooling {b['pooling']}, "
+                    f"{b['n_gen_rows']}/{b['n_ref_rows']} rows)")
+    sil = result.get("silent", {})
+    if sil.get("gen") or sil.get("ref"):
+        info.append(f"silent clips: {len(sil.get('gen', []))} generated, {len(sil.get('ref', []))} reference "
+                    f"({result.get('on_silent')})")
+    for k, v in result.get("skipped", {}).items():
+        info.append(f"skipped: {v} {k}")
+    for w in result.get("warnings", []):
+        info.append(f"warning: {w}")
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {s}" for s in info) + "\n"
+
+
+def bar_chart(result: dict, path: str | os.PathLike) -> Path:
+    """One bar per metric (CI as error bars), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    keys = [(k, lab) for k, lab, _ in METRIC_ROWS if result.get("metrics", {}).get(k, {}).get("value") is not None]
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(keys)), 3.2))
+    vals = [result["metrics"][k]["value"] for k, _ in keys]
+    err = [[0] * len(keys), [0] * len(keys)]
+    for i, (k, _) in enumerate(keys):
+        ci = result["metrics"][k].get("ci")
+        if ci:
+            err[0][i] = max(vals[i] - ci["low"], 0)
+            err[1][i] = max(ci["high"] - vals[i], 0)
+    ax.bar(range(len(keys)), vals, yerr=err, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(keys)), [lab for _, lab in keys], rotation=20, ha="right", fontsize=8)
+    ax.set_title("eval-gen scores")
+    fig.tight_layout()
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, p)
+    return p
+
+
+def write_report(result: dict, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
+    """``out_dir/scores.json``, ``scores.md`` and (``plot``) ``scores.png``; returns their paths."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"json": atomic_write_text(d / "scores.json", json.dumps(result, indent=2, default=str) + "\n"),
+             "md": atomic_write_text(d / "scores.md", markdown_table(result))}
+    if plot:
+        paths["png"] = bar_chart(result, d / "scores.png")
+    return paths
+
+
+def load_result(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "scores.json"
+    if not p.is_file():
+        raise UserError(f"scores file not found: {p} (give a scores.json written by eval-gen score)")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(d, dict) or "metrics" not in d:
+        raise UserError(f"{p} is not an eval-gen scores file (no 'metrics' key)")
+    return d
+
+
+def compare_table(results: Sequence[dict], names: Sequence[str]) -> str:
+    """Markdown table: one row per metric present in any run, one column per run."""
+    if len(results) != len(names):
+        raise ValueError("one name per result")
+    head = "| metric | " + " | ".join(names) + " |"
+    rows = [head, "|---|" + "---|" * len(names)]
+    for key, label, arrow in METRIC_ROWS:
+        if any(key in r["metrics"] for r in results):
+            cells = [metric_cell(r["metrics"][key]) if key in r["metrics"] else "—" for r in results]
+            rows.append(f"| {label} {arrow} | " + " | ".join(cells) + " |")
+    backends = [r.get("backend", {}).get("key") for r in results]
+    if len({b for b in backends if b}) > 1:
+        rows.append("")
+        rows.append("Note: the runs used different embedding backends or weights; their distances are not comparable.")
+    return "\n".join(rows) + "\n"
