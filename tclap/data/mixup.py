@@ -378,8 +378,10 @@ def build_mixups(
                 _record(report, cfg, index, status, reason)
                 bar.update(1)
         else:
-            # spawn: safe with threads (torch, tqdm) in the parent and the same on every platform.
-            ctx = multiprocessing.get_context("spawn")
+            # fork where the platform has it (workers start in milliseconds and inherit the scanned bank);
+            # spawn elsewhere. Items depend only on (config, index), so the result is the same either way.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(bank, cfg, str(out), labels)) as pool:
                 chunk = max(1, min(16, len(todo) // (workers * 8)))
                 for index, status, reason in pool.imap_unordered(_build_and_write, todo, chunksize=chunk):
