@@ -8,7 +8,7 @@ Pitfalls of the usual tools that these functions avoid on purpose:
 * ``scipy.linalg.sqrtm(S1 @ S2)`` on a product of two covariances goes complex (and slow) when the
   covariances are rank-deficient; we use the identity ``tr sqrt(S1 S2) = tr sqrt(S1^½ S2 S1^½)`` where the
   right-hand matrix is symmetric positive semi-definite, so two symmetric eigendecompositions suffice and the
-  result is real by construction (eigenvalues clipped at 0 remove round-off negatives).
+  result is real by construction (round-off eigenvalues, negative or tiny, are set to 0).
 * a set with fewer samples than dimensions gives a singular covariance; the distance is still defined but
   strongly biased, so we warn (one line) instead of silently returning a number that cannot be compared.
 * dimension mismatches and empty or non-finite sets are user errors, never a ``-1`` score.
@@ -74,10 +74,21 @@ def gaussian_stats(x: np.ndarray, name: str = "set", warn_rank: bool = True) -> 
     return GaussianStats(mu=mu, cov=cov, n=n)
 
 
+def _clip_eigs(w: np.ndarray) -> np.ndarray:
+    """Zero the eigenvalues that are round-off (below ``d · eps · max``), negatives included.
+
+    A singular covariance has true zero eigenvalues that come out as ±1e-16·‖S‖; their square roots
+    (~1e-8 each) would add up to a visible negative bias over many null directions, so they are set to 0,
+    the same relative cut-off that ``numpy.linalg.pinv``/``matrix_rank`` use.
+    """
+    tol = max(float(w.max(initial=0.0)), 0.0) * len(w) * np.finfo(np.float64).eps
+    return np.where(w > tol, w, 0.0)
+
+
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric PSD matrix via ``eigh`` (negative eigenvalues clipped at 0)."""
+    """Symmetric square root of a symmetric PSD matrix via ``eigh`` (round-off eigenvalues set to 0)."""
     w, v = np.linalg.eigh((s + s.T) * 0.5)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    return (v * np.sqrt(_clip_eigs(w))) @ v.T
 
 
 def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
@@ -95,7 +106,7 @@ def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarr
     s1h = _psd_sqrt(cov1)
     m = s1h @ cov2 @ s1h
     ev = np.linalg.eigvalsh((m + m.T) * 0.5)
-    tr_covmean = float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+    tr_covmean = float(np.sqrt(_clip_eigs(ev)).sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
 
