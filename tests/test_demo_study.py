@@ -94,3 +94,14 @@ def test_rater_order_seeded_and_checks_not_first():
     orders = {tuple(rater_order(main_items, checks, f"r{i}", seed=3)) for i in range(20)}
     assert len(orders) > 10
     assert all(o[0] not in checks for o in orders)
+
+
+def test_serve_refuses_bad_input(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "missing.yaml")]) == 2
+    p = write_synthetic_study(tmp_path)
+    (tmp_path / "clips" / "system-alpha" / "p000.wav").unlink()
+    assert main(["serve", str(p), "--port", "0"]) == 2
+    assert main(["serve", str(p), "--port", "70000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(e.startswith("mos: error: ") for e in err)
+    assert "no clip for prompt 'p000'" in err[1] and "--port 70000" in err[2]
