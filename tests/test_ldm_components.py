@@ -1,0 +1,211 @@
+"""audioldm_cond conditioning, components (build/save/load) and vocoders, on tiny seeded models.
+
+References are independent: diffusers' own ``AudioLDMPipeline._encode_prompt`` for the text condition, the
+``ClapBundle`` API for audio embeddings, an FFT-based check for the Griffin-Lim vocoder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from audioldm_cond.components import build_tiny_components, load_components, save_components
+from audioldm_cond.conditioning import ClapConditioner
+from audioldm_cond.vocoder import GriffinLimConfig, GriffinLimVocoder, build_tiny_hifigan
+from tclap.errors import UserError
+from tclap.features import AudioLDMMelConfig, AudioLDMMelFrontEnd
+
+SMALL = dict(unet_channels=(16, 32), vae_channels=(16, 32), max_seconds=1.28)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from tclap.models import load_clap
+
+    return load_clap("tiny")
+
+
+@pytest.fixture(scope="module")
+def comps(bundle):
+    return build_tiny_components(bundle, seed=0, vocoder="hifigan", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def saved(comps, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ldm") / "model"
+    save_components(comps, d)
+    return d
+
+
+def _diffusers_embeds(comps, prompts, negative=None):
+    from diffusers import AudioLDMPipeline
+
+    tok = comps.conditioner.clap.tokenizer
+    tok.model_max_length = comps.conditioner.max_text_length
+    pipe = AudioLDMPipeline(
+        vae=comps.vae,
+        text_encoder=comps.conditioner.text_encoder_with_projection(),
+        tokenizer=tok,
+        unet=comps.unet,
+        scheduler=comps.scheduler,
+        vocoder=comps.vocoder,
+    )
+    out = pipe._encode_prompt(prompts, torch.device("cpu"), 1, True, negative_prompt=negative)
+    return out.chunk(2)  # (uncond, cond)
+
+
+def test_text_condition_matches_diffusers_audioldm(comps):
+    prompts = ["a beep followed by a knock", "a knock and then a beep"]
+    uncond_ref, cond_ref = _diffusers_embeds(comps, prompts)
+    cond = comps.conditioner.encode_text(prompts)
+    assert cond.shape == (2, comps.conditioner.output_dim)
+    torch.testing.assert_close(cond, cond_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(comps.conditioner.unconditional(2), uncond_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cond.norm(dim=-1), torch.ones(2))
+    # order matters to the encoder: the two prompts give different vectors
+    assert (cond[0] - cond[1]).abs().max() > 1e-4
+
+
+def test_audio_condition_is_the_bundle_embedding(comps, bundle):
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(bundle.sample_rate).astype(np.float32) * 0.1 for _ in range(2)]
+    ref = torch.nn.functional.normalize(torch.as_tensor(bundle.embed_audio(waves)).float(), dim=-1)
+    torch.testing.assert_close(comps.conditioner.encode_audio(waves), ref, atol=1e-6, rtol=0)
+
+
+def test_training_condition_dropout_only_in_training(bundle):
+    cond = ClapConditioner(bundle, source="text", cfg_dropout=0.25)
+    caps = ["a beep followed by a knock"] * 400
+    out = cond.training_condition(None, caps, generator=torch.Generator().manual_seed(1))
+    text = cond.encode_text(caps[:1])
+    null = cond.unconditional(1)
+    is_null = torch.isclose(out, null, atol=1e-6).all(-1)
+    is_text = torch.isclose(out, text, atol=1e-6).all(-1)
+    assert bool((is_null | is_text).all())
+    # Binomial(400, 0.25): mean 100, sd 8.7; the seeded draw must land within 4 sd
+    assert 65 <= int(is_null.sum()) <= 135
+    # the same generator state gives the same rows (exact resume)
+    again = cond.training_condition(None, caps, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, again)
+    # inference paths never drop
+    torch.testing.assert_close(cond.encode_text(caps[:3]), text.expand(3, -1))
+
+
+def test_mix_source_picks_audio_or_text(bundle):
+    rng = np.random.default_rng(1)
+    waves = torch.from_numpy(rng.standard_normal((3, bundle.sample_rate)).astype(np.float32) * 0.1)
+    caps = ["a beep", "a knock", "a dog barks"]
+    all_audio = ClapConditioner(bundle, source="mix", cfg_dropout=0.0, audio_prob=1.0)
+    all_text = ClapConditioner(bundle, source="mix", cfg_dropout=0.0, audio_prob=0.0)
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(all_audio.training_condition(waves, caps, g), all_audio.encode_audio(waves))
+    torch.testing.assert_close(all_text.training_condition(waves, caps, g), all_text.encode_text(caps))
+
+
+def test_wrong_encoder_size_is_one_line_error_or_adapter(comps, bundle):
+    wrong = ClapConditioner(bundle, adapter_dim=comps.conditioner.output_dim + 8)
+    with pytest.raises(UserError, match=r"gives \d+-d embeddings but the UNet expects \d+-d.*adapter"):
+        wrong.check_fits(comps.unet)
+    fitted = ClapConditioner(bundle, adapter_dim=comps.conditioner.output_dim)
+    fitted.check_fits(comps.unet)
+    assert fitted.encode_text(["a beep"]).shape == (1, comps.conditioner.output_dim)
+    assert [n for n, _ in fitted.named_parameters()] == ["adapter.weight", "adapter.bias"]
+    with pytest.raises(UserError, match="source 'speech' is unknown"):
+        ClapConditioner(bundle, source="speech")
+
+
+def test_save_load_roundtrip_in_diffusers_layout(comps, saved):
+    index = json.loads((saved / "model_index.json").read_text())
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    assert index["text_encoder"] == ["transformers", "ClapTextModelWithProjection"]
+    for sub in ("vae", "unet", "scheduler", "vocoder", "text_encoder", "tokenizer", "clap"):
+        assert (saved / sub).is_dir(), sub
+    loaded = load_components(saved)
+    for a, b in ((comps.unet, loaded.unet), (comps.vae, loaded.vae), (comps.vocoder, loaded.vocoder)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    p = ["a beep followed by a knock"]
+    torch.testing.assert_close(loaded.conditioner.encode_text(p), comps.conditioner.encode_text(p))
+    assert loaded.config.max_seconds == comps.config.max_seconds
+    assert type(loaded.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert type(load_components(saved, scheduler="ddim").scheduler).__name__ == "DDIMScheduler"
+
+
+def test_adapter_weights_survive_save_load(bundle, tmp_path):
+    c = build_tiny_components(bundle, seed=3, adapter_dim=24, **SMALL)
+    with torch.no_grad():
+        c.conditioner.adapter.weight.add_(1.0)  # as if trained
+    save_components(c, tmp_path / "m")
+    back = load_components(tmp_path / "m")
+    torch.testing.assert_close(back.conditioner.adapter.weight, c.conditioner.adapter.weight)
+    torch.testing.assert_close(back.conditioner.encode_text(["a knock"]), c.conditioner.encode_text(["a knock"]))
+
+
+def test_plain_diffusers_dir_and_missing_folders(saved, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(saved, plain)
+    shutil.rmtree(plain / "clap")
+    (plain / "audioldm_cond.json").unlink()
+    c = load_components(plain)  # text_encoder/ + tokenizer/ only, settings derived from the vocoder and UNet
+    assert not c.conditioner.has_audio
+    assert c.config.mel.n_mels == 64 and c.config.mel.hop_length == 160
+    assert c.config.max_seconds == pytest.approx(c.unet.config.sample_size * c.vae_scale_factor * 160 / 16000)
+    for sub in ("unet", "vae", "tokenizer"):
+        broken = tmp_path / f"no_{sub}"
+        shutil.copytree(plain, broken)
+        shutil.rmtree(broken / sub)
+        with pytest.raises(UserError, match=f"missing the '{sub}/' folder"):
+            load_components(broken)
+    with pytest.raises(UserError, match="neither a shipped name"):
+        load_components(tmp_path / "nowhere")
+
+
+def test_text_encoder_swap_checks_size(saved, bundle):
+    from tclap.models import ClapBundle
+
+    swapped = load_components(saved, text_encoder=bundle)
+    assert swapped.conditioner.clap is bundle
+    # an encoder with another projection size: a clear error, or an adapter when asked for
+    from tclap.models import from_config, get_config
+
+    import dataclasses
+
+    arch = dataclasses.replace(get_config("tiny"), projection_dim=bundle.embed_dim // 2)
+    other = from_config(arch)
+    assert isinstance(other, ClapBundle)
+    with pytest.raises(UserError, match="projection_class_embeddings_input_dim"):
+        load_components(saved, text_encoder=other)
+    adapted = load_components(saved, text_encoder=other, adapter_dim=bundle.embed_dim)
+    assert adapted.conditioner.encode_text(["a beep"]).shape == (1, bundle.embed_dim)
+
+
+def test_griffin_lim_inverts_a_log_mel():
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = (0.5 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 1.5 * t) + 0.3 * np.sin(2 * np.pi * 2000 * t))
+    fe = AudioLDMMelFrontEnd()
+    mel = fe(torch.from_numpy(x.astype(np.float32))[None])[:, 0]  # [1, frames, 64]
+
+    def mel_error(n_iter):
+        y = GriffinLimVocoder(GriffinLimConfig(n_iter=n_iter))(mel)
+        assert y.shape == (1, mel.shape[1] * 160)
+        m2 = fe(y)[:, 0]
+        return float((m2.exp() - mel.exp()).norm() / mel.exp().norm())
+
+    err0, err = mel_error(0), mel_error(16)
+    # phase retrieval must recover most of the magnitude: far better than zero-phase, within 35% overall
+    assert err < 0.35 and err < 0.5 * err0
+    # unbatched input gives [T]
+    assert GriffinLimVocoder(GriffinLimConfig(n_iter=2))(mel[0]).shape == (mel.shape[1] * 160,)
+
+
+def test_tiny_hifigan_gives_hop_samples_per_frame():
+    voc = build_tiny_hifigan(AudioLDMMelConfig())
+    assert int(np.prod(voc.config.upsample_rates)) == 160
+    with torch.no_grad():
+        assert voc(torch.zeros(2, 25, 64)).shape == (2, 25 * 160)
