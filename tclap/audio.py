@@ -52,6 +52,8 @@ def load_audio_with_sr(
     p = Path(path)
     if not p.exists():
         raise UserError(f"audio file not found: {p} (check the path, or the manifest's 'audio' field)")
+    if p.is_dir():
+        raise UserError(f"expected an audio file but got a folder: {p} (name a .wav/.flac/.ogg/.mp3 file)")
     if p.stat().st_size == 0:
         raise UserError(f"audio file is empty (0 bytes): {p} (re-export or remove it)")
     try:

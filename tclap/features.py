@@ -169,7 +169,7 @@ def fit_length(
     padding: str = "repeatpad",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Repeat-pad / pad short clips and crop long ones to exactly ``target`` samples, all rows at once.
+    """Repeat-pad / pad short clips and crop long ones to exactly ``target`` samples, row by row.
 
     Semantics follow ``ClapFeatureExtractor._get_input_mel``: a clip of ``n < target`` samples becomes
     ``target // n`` whole copies then zeros (``repeatpad``), copies cut at ``target`` (``repeat``), or the clip

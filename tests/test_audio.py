@@ -256,6 +256,11 @@ def test_bad_files_raise_user_error_naming_the_path(tmp_path):
         load_audio(missing)
     assert str(missing) in str(e.value)
 
+    folder = tmp_path / "dir.wav"
+    folder.mkdir()
+    with pytest.raises(UserError, match="folder"):
+        load_audio(folder)
+
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     with pytest.raises(UserError, match="empty") as e:
