@@ -16,6 +16,7 @@ consent)``, ``/state(token)``, ``/finish_training(token)``, ``/played(token, ite
 
 # No `from __future__ import annotations` here: Gradio reads the `gr.Request` hint of `on_load` at runtime.
 import html
+import logging
 import socket
 import threading
 import time
@@ -279,6 +280,9 @@ class Server:
         return self
 
     def stop(self) -> None:
+        # Open SSE streams of clients that never disconnected are cancelled after the grace period; uvicorn
+        # logs each as an ERROR traceback, which is noise at a deliberate shutdown.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         self._server.should_exit = True
         self._thread.join(timeout=30)
         self._sock.close()
