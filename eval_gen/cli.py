@@ -78,6 +78,7 @@ def _score(args) -> int:
     )
     with warnings.catch_warnings():
         # Our warnings are one line each: print them without the source line of the warnings module.
+        warnings.simplefilter("default")
         warnings.showwarning = lambda msg, *a, **k: print(f"eval-gen: warning: {msg}", file=sys.stderr)
         result = score_folders(args.gen, args.ref, prompts=args.prompts, config=cfg)
     paths = write_report(result, args.out, plot=not args.no_plot)
