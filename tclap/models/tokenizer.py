@@ -78,6 +78,19 @@ def tiny_corpus() -> list[str]:
     lines.extend(events)
     lines.extend(ORDER_PHRASES)
     lines.extend(COMMON_WORDS)
+    try:  # the mix-up caption templates (tclap.data.captions), rendered with the bank's phrases
+        from tclap.data.captions import OVERLAP_TEMPLATES, SEQUENCE_TEMPLATES_2, SEQUENCE_TEMPLATES_3  # noqa: PLC0415
+
+        templates = SEQUENCE_TEMPLATES_2 + SEQUENCE_TEMPLATES_3 + OVERLAP_TEMPLATES
+    except ImportError:
+        templates = ()
+    named = [EVENT_PHRASES[k] for k in sorted(EVENT_PHRASES)] or list(EVENT_WORDS)
+    for ti, tpl in enumerate(templates):
+        for i, a in enumerate(named):
+            b, c = named[(i + ti + 1) % len(named)], named[(i + 2 * ti + 2) % len(named)]
+            text = tpl.format(a, b, c)
+            lines.append(text)
+            lines.append(text[0].upper() + text[1:] + ".")
     # Captions in the shape the mix-ups use, so connectors merge with their neighbours' spacing.
     for i, a in enumerate(events):
         b = events[(i * 7 + 3) % len(events)]
