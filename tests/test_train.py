@@ -67,3 +67,111 @@ def test_lr_schedule():
     cfg.optim.schedule, cfg.optim.min_lr_ratio = "cosine", 0.0
     # half-way through the cosine part: 0.5 * (1 + cos(pi/2)) = 0.5
     assert lr_at(55, cfg) == pytest.approx(0.5e-4)
+
+
+# ---------------------------------------------------------------- real runs on the tiny model
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from tclap.cli import main as tclap_main
+from tclap.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def mixups(tmp_path_factory):
+    from tclap.data.mixup import build_builtin_mixups
+
+    return build_builtin_mixups(tmp_path_factory.mktemp("mix") / "train", n=12, seconds=4.0, sr=16000, seed=0)
+
+
+def _cfg(steps=4, **kw):
+    cfg = preset("tiny")
+    cfg.steps, cfg.data.batch_size, cfg.checkpoint_every, cfg.log_every = steps, 4, 2, 1
+    cfg.optim.warmup_steps = 1
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _log(run):
+    return [json.loads(ln) for ln in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_kill_and_resume_matches_uninterrupted_run(mixups, tmp_path):
+    full = train(_cfg(), [str(mixups)], tmp_path / "full", quiet=True, export=False)
+    assert full["finished"] and full["step"] == 4
+    cfg_json = json.loads((tmp_path / "full" / "train_config.json").read_text())
+    # the built-in mix-ups hold some simultaneous ("while") items without a negative: counted, not used
+    n_skip = cfg_json["skipped"].get("temporal item without a negative caption", 0)
+    assert n_skip + cfg_json["pools"]["temporal"] == 12
+
+    def kill_at_3(step, rec):
+        if step == 3:
+            raise KeyboardInterrupt  # after step 3 was logged, before its checkpoint (every 2 steps)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(), [str(mixups)], tmp_path / "killed", quiet=True, export=False, step_callback=kill_at_3)
+    with pytest.raises(UserError, match="--resume"):
+        train(_cfg(), [str(mixups)], tmp_path / "killed", quiet=True, export=False)
+    resumed = train(_cfg(), [str(mixups)], tmp_path / "killed", resume=True, quiet=True, export=False)
+    assert resumed["step"] == 4 and resumed["finished"]
+    steps = [r["step"] for r in _log(tmp_path / "killed")]
+    assert steps == [1, 2, 3, 4]  # the killed run's step-3 line was replaced, not duplicated
+    for a, b in zip(_log(tmp_path / "full"), _log(tmp_path / "killed")):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    wa = load_file(tmp_path / "full" / "checkpoints" / "step-00000004" / "model.safetensors")
+    wb = load_file(tmp_path / "killed" / "checkpoints" / "step-00000004" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+
+
+def test_two_processes_match_one_process_first_step(mixups, tmp_path):
+    args = ["train", "--preset", "tiny", "--train", str(mixups), "--steps", "1", "--batch-size", "4",
+            "--dropout", "0", "--quiet", "--no-export"]
+    assert tclap_main(args + ["--out", str(tmp_path / "one")]) == 0
+    # `accelerate launch --cpu --num_processes 2` starts N CPU processes only through mpirun (absent here);
+    # the torchrun-based launcher (--multi_gpu) with ACCELERATE_USE_CPU gives N gloo processes on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tclap.cli"]
+    cmd += args + ["--out", str(tmp_path / "two")]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = _log(tmp_path / "one")[0], _log(tmp_path / "two")[0]
+    assert two["world"] == 2 and one["world"] == 1
+    assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+    assert two["temporal_loss"] == pytest.approx(one["temporal_loss"], abs=1e-5)
+
+
+def test_bad_inputs_are_one_line_errors(mixups, tmp_path, capsys):
+    from tclap.data.manifest import read_manifest, write_manifest
+
+    items = read_manifest(mixups)
+    # a manifest whose audio is missing
+    bad = [dict(items[0], audio=str(tmp_path / "gone.wav"))] + items[1:]
+    write_manifest(tmp_path / "missing.jsonl", bad)
+    rc = tclap_main(["train", "--train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r1"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "gone.wav" in err
+    # a temporal set where no item has a negative caption, with λ > 0
+    write_manifest(tmp_path / "noneg.jsonl", [dict(it, negative_captions=[]) for it in items])
+    rc = tclap_main(["train", "--train", str(tmp_path / "noneg.jsonl"), "--out", str(tmp_path / "r2"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "negative caption" in err and len(err.splitlines()) == 1
+    # --init of the wrong architecture (a BERT config is not a CLAP model)
+    wrong = tmp_path / "bert"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
+    rc = tclap_main(["train", "--train", str(mixups), "--init", str(wrong), "--out", str(tmp_path / "r3"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    # fp16 on a CPU-only machine
+    if not torch.cuda.is_available():
+        rc = tclap_main(["train", "--train", str(mixups), "--mixed-precision", "fp16", "--out", str(tmp_path / "r4")])
+        assert rc == 2 and "fp16" in capsys.readouterr().err

@@ -74,6 +74,17 @@ def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+def _set_dropout(model: nn.Module, p: float) -> None:
+    """Every random drop in the model: ``nn.Dropout`` modules, the text attention's functional dropout
+    (a float ``attention_dropout``) and HTSAT's stochastic depth (``drop_prob``)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        for attr in ("attention_dropout", "drop_prob"):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, p)
+
+
 def _freeze_batchnorm(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -213,9 +224,7 @@ def train(
 
     model = bundle.model
     if cfg.dropout is not None:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = cfg.dropout
+        _set_dropout(model, cfg.dropout)
     if str(cfg.init) == "tiny":  # random init: BN statistics from the data (see module docstring)
         _set_mel_batchnorm(model, mel_statistics(data))
     if cfg.freeze_audio:
