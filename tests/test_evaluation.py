@@ -168,3 +168,74 @@ def test_prompt_template():
 def test_bad_shapes_are_user_errors(call):
     with pytest.raises(UserError):
         call()
+
+
+# ---------------------------------------------------------------- runner + CLI on the tiny model
+import json
+
+import torch
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    from tclap.data.mixup import build_builtin_mixups
+
+    return build_builtin_mixups(tmp_path_factory.mktemp("ev") / "mix", n=10, seconds=4.0, sr=16000, split="heldout", seed=1)
+
+
+def test_runner_matches_direct_computation_and_caches(small_set, tmp_path):
+    from tclap.data.manifest import read_manifest
+    from tclap.evaluation.runner import EvalConfig, evaluate
+    from tclap.models import load_clap
+
+    bundle = load_clap("tiny")
+    calls = {"audio": 0}
+    real = bundle.embed_audio
+
+    def counting(waves, **kw):
+        calls["audio"] += len(waves)
+        return real(waves, **kw)
+
+    bundle.embed_audio = counting
+    res = evaluate(bundle, str(small_set), tmp_path / "out", EvalConfig(batch_size=4), quiet=True)
+    items = read_manifest(small_set)
+    with_neg = [it for it in items if it.get("negative_captions")]
+    n_distinct = len({it["audio"] for it in items}) + len({it["negative_audio"] for it in items if it.get("negative_audio")})
+    assert calls["audio"] == n_distinct  # every distinct file embedded once
+    # Independent T2A: embeddings straight from the bundle, decision by a plain loop.
+    right = 0
+    for it in with_neg:
+        a = bundle.embed_audio_files([it["audio"]])[0]
+        tp, tn = bundle.embed_text([it["captions"][0], it["negative_captions"][0]])
+        right += float(a @ tp) > float(a @ tn)
+    assert res["t_classify_t2a"] == pytest.approx(100 * right / len(with_neg), abs=1e-9)
+    assert res["counts"]["skipped_no_negative_caption"] == len(items) - len(with_neg)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for key in ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r5_t2a", "r10_t2a",
+                "r1_a2t", "r5_a2t", "r10_a2t", "map10_t2a", "map10_a2t"):
+        assert 0.0 <= saved[key] <= 100.0
+    assert "| T-Classify text-to-audio (%) |" in (tmp_path / "out" / "metrics.md").read_text()
+    # Second run: everything comes from the cache.
+    calls["audio"] = 0
+    res2 = evaluate(bundle, str(small_set), tmp_path / "out", EvalConfig(batch_size=4), quiet=True)
+    assert calls["audio"] == 0 and res2["r1_t2a"] == res["r1_t2a"]
+    # A changed model gets a new cache namespace (no stale embeddings).
+    with torch.no_grad():
+        bundle.model.audio_projection.linear1.weight.mul_(1.5) if hasattr(bundle.model.audio_projection, "linear1") \
+            else next(bundle.model.audio_projection.parameters()).mul_(1.5)
+    evaluate(bundle, str(small_set), tmp_path / "out", EvalConfig(batch_size=4), quiet=True)
+    assert calls["audio"] == n_distinct
+
+
+def test_evaluate_cli_missing_audio_is_one_line(small_set, tmp_path, capsys):
+    from tclap.cli import main
+    from tclap.data.manifest import read_manifest, write_manifest
+
+    items = read_manifest(small_set)
+    write_manifest(tmp_path / "bad.jsonl", [dict(items[0], audio=str(tmp_path / "nope.wav"))] + items[1:])
+    rc = main(["evaluate", "--model", "tiny", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "nope.wav" in err
+    rc = main(["evaluate", "--model", "tiny", "--data", str(small_set), "--out", str(tmp_path / "o"),
+               "--prompt-template", "no field", "--quiet"])
+    assert rc == 2 and "{label}" in capsys.readouterr().err
