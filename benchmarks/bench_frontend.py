@@ -6,9 +6,11 @@
   |rfft|, Slaney mel from ``transformers.audio_utils.mel_filter_bank``, log clamp 1e-5) on 10 s, 16 kHz clips.
 
 Each timing is the median of ``--repeats`` runs over one batch of ``--batch`` clips (after one warm-up).
+Torch runs single-threaded by default (``--threads 1``), like the numpy baselines: a per-core comparison
+that also stays meaningful on a shared, oversubscribed machine.
 Prints a Markdown table. ``--quick`` (8 clips, 2 repeats) finishes in well under a minute.
 
-    python benchmarks/bench_frontend.py [--quick] [--batch 32] [--repeats 3] [--threads N] [--device cpu]
+    python benchmarks/bench_frontend.py [--quick] [--batch 32] [--repeats 3] [--threads 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument(
+        "--threads", type=int, default=1,
+        help="torch intra-op threads (default 1: the baseline is single-threaded numpy, so this is a per-core "
+        "comparison; 0 keeps torch's default)",
+    )
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     if args.quick:
