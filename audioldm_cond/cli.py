@@ -139,6 +139,8 @@ def run_generate(args: argparse.Namespace) -> int:
     for name, v in (("--steps", args.steps), ("--candidates", args.candidates), ("--batch-size", args.batch_size)):
         if v < 1:
             raise UserError(f"{name} {v} must be at least 1")
+    if args.seconds is not None and not args.seconds > 0:  # before the (slow) model load; the limit is checked after
+        raise UserError(f"--seconds {args.seconds:g} must be a positive length, e.g. 4")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")

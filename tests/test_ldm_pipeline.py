@@ -1,0 +1,198 @@
+"""TemporalAudioLDMPipeline against diffusers' AudioLDMPipeline (same components, same seed), seeds, re-ranking,
+bad input; and the ``audioldm-cond generate`` CLI in-process."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audioldm_cond.cli import main
+from audioldm_cond.components import build_tiny_components, save_components
+from audioldm_cond.pipeline import TemporalAudioLDMPipeline
+from tclap.errors import UserError
+
+SECONDS = 0.64  # 64 mel frames -> 32 x 32 latents: fast on 2 cores
+SMALL = dict(unet_channels=(16, 32), vae_channels=(16, 32), max_seconds=1.28, vocoder="hifigan")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from tclap.models import load_clap
+
+    return load_clap("tiny")
+
+
+@pytest.fixture(scope="module")
+def comps(bundle):
+    return build_tiny_components(bundle, seed=0, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def pipe(comps):
+    return TemporalAudioLDMPipeline(comps, progress=False)
+
+
+def _diffusers(comps):
+    from diffusers import AudioLDMPipeline
+
+    tok = comps.conditioner.clap.tokenizer
+    tok.model_max_length = comps.conditioner.max_text_length
+    p = AudioLDMPipeline(
+        vae=comps.vae,
+        text_encoder=comps.conditioner.text_encoder_with_projection(),
+        tokenizer=tok,
+        unet=comps.unet,
+        scheduler=comps.scheduler,
+        vocoder=comps.vocoder,
+    )
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["dpm", "ddim"])
+def test_matches_diffusers_audioldm_pipeline(comps, pipe, kind):
+    from audioldm_cond.components import make_scheduler
+
+    old = pipe.scheduler
+    pipe.scheduler = make_scheduler(kind, dict(old.config))
+    try:
+        ref_pipe = _diffusers(comps)
+        ref = ref_pipe(
+            "a beep followed by a knock",
+            audio_length_in_s=SECONDS,
+            num_inference_steps=3,
+            guidance_scale=3.0,
+            negative_prompt="a dog barks",
+            generator=torch.Generator().manual_seed(7),
+        ).audios[0]
+        out = pipe("a beep followed by a knock", seconds=SECONDS, num_inference_steps=3, guidance_scale=3.0,
+                   negative_prompt="a dog barks", seed=7)
+    finally:
+        pipe.scheduler = old
+    assert out.audios[0].shape == ref.shape == (int(SECONDS * 16000),)
+    scale = float(np.abs(ref).max())
+    assert scale > 0
+    np.testing.assert_allclose(out.audios[0], ref, atol=1e-5 * scale, rtol=0)
+    assert out.seeds == [7] and out.sample_rate == 16000 and out.mels[0].shape == (64, 64)
+
+
+def test_seeds_are_per_output_and_batch_size_free(pipe):
+    prompts = ["a beep followed by a knock", "a knock followed by a beep"]
+    both = pipe(prompts, seconds=SECONDS, num_inference_steps=2, seed=5, batch_size=2)
+    split = pipe(prompts, seconds=SECONDS, num_inference_steps=2, seed=5, batch_size=1)
+    alone = pipe(prompts[1], seconds=SECONDS, num_inference_steps=2, seed=6)
+    assert both.seeds == [5, 6] and both.prompt_index == [0, 1]
+    # batched and single convolutions differ only by float rounding (~1e-6 of the signal's scale)
+    for a, b in zip(both.mels + both.audios, split.mels + split.audios):
+        np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max(), rtol=0)
+    np.testing.assert_allclose(both.mels[1], alone.mels[0], atol=1e-4 * np.abs(alone.mels[0]).max(), rtol=0)
+    assert np.abs(both.mels[0] - both.mels[1]).max() > 1e-2 * np.abs(both.mels[1]).max()  # different noise
+
+
+def test_candidates_are_ranked_by_clap_score(pipe, bundle):
+    out = pipe(["a beep", "a knock then a beep"], seconds=SECONDS, num_inference_steps=2, seed=0, num_candidates=3)
+    assert len(out.audios) == 6 and out.prompt_index == [0, 0, 0, 1, 1, 1] and out.candidate_rank == [0, 1, 2] * 2
+    assert sorted(out.seeds) == list(range(6))
+    # independent score: the bundle's own embeddings, cosine of normalised vectors
+    from tclap.audio import resample
+
+    text = bundle.embed_text(out.prompts)
+    audio = bundle.embed_audio([resample(a, 16000, bundle.sample_rate) for a in out.audios])
+    ref = torch.nn.functional.cosine_similarity(torch.as_tensor(text), torch.as_tensor(audio)).numpy()
+    np.testing.assert_allclose(out.scores, ref, atol=1e-5)
+    for g in (slice(0, 3), slice(3, 6)):
+        s = out.scores[g]
+        assert s == sorted(s, reverse=True)
+    assert out.best() == [0, 3]
+
+
+def test_bad_input_is_one_clear_line(pipe, caplog):
+    for kwargs, pattern in [
+        (dict(prompt=""), "prompt 1 is empty"),
+        (dict(prompt=["a beep", "  "]), "prompt 2 is empty"),
+        (dict(prompt=[]), "no prompt given"),
+        (dict(prompt="a beep", seconds=0), "must be a positive length"),
+        (dict(prompt="a beep", seconds=-2), "must be a positive length"),
+        (dict(prompt="a beep", seconds=60), "beyond this model's limit of 1.28 s"),
+        (dict(prompt="a beep", num_inference_steps=0), "at least 1"),
+        (dict(prompt=["a", "b"], negative_prompt=["x", "y", "z"]), "3 negative prompts for 2 prompts"),
+    ]:
+        with pytest.raises(UserError, match=pattern) as e:
+            pipe(**kwargs)
+        assert "\n" not in str(e.value)
+    long_prompt = " ".join(["a beep followed by a knock"] * 20)
+    with caplog.at_level(logging.WARNING, logger="audioldm_cond.conditioning"):
+        out = pipe(long_prompt, seconds=SECONDS, num_inference_steps=1, seed=0)
+    assert "prompt truncated" in caplog.text and len(out.audios) == 1
+
+
+def test_text_only_encoder_cannot_rerank(comps):
+    from audioldm_cond.components import AudioLDMComponents
+    from audioldm_cond.conditioning import ClapConditioner, TransformersClap
+
+    te = TransformersClap(comps.conditioner.text_encoder_with_projection(), comps.conditioner.clap.tokenizer)
+    c = AudioLDMComponents(comps.vae, comps.unet, comps.scheduler, comps.vocoder, comps.mel,
+                           ClapConditioner(te), comps.config)
+    p = TemporalAudioLDMPipeline(c, progress=False)
+    assert p(["a beep"], seconds=SECONDS, num_inference_steps=1, seed=0).scores is None
+    with pytest.raises(UserError, match="re-ranking candidates needs a CLAP with an audio branch"):
+        p(["a beep"], seconds=SECONDS, num_inference_steps=1, num_candidates=2)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def model_dir(bundle, tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli") / "model"
+    save_components(build_tiny_components(bundle, seed=1, **dict(SMALL, vocoder="griffinlim")), d)
+    return d
+
+
+def test_cli_generate_writes_wav_png_jsonl_and_resumes(model_dir, tmp_path, capsys):
+    out = tmp_path / "gen"
+    args = ["generate", "a beep followed by a knock", "a knock followed by a beep", "--out", str(out),
+            "--model", str(model_dir), "--seconds", str(SECONDS), "--steps", "2", "--seed", "3", "--quiet"]
+    assert main(args) == 0
+    recs = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in recs] == ["a beep followed by a knock", "a knock followed by a beep"]
+    assert [r["seed"] for r in recs] == [3, 4]
+    for r in recs:
+        wav, sr = sf.read(out / f"{r['id']}.wav")
+        assert sr == 16000 and wav.shape == (int(SECONDS * 16000),)
+        assert (out / f"{r['id']}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert -1.0 <= r["score"] <= 1.0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "skipped 2 already generated" in capsys.readouterr().out
+    # one more prompt: only it is generated, with the seed it would have had in one run (3 + 2)
+    assert main(args[:3] + ["a dog barks"] + args[3:]) == 0
+    assert "generated 1 clip(s)" in capsys.readouterr().out
+    recs = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in recs] == [3, 4, 5]
+
+
+def test_cli_prompts_file_and_errors(model_dir, tmp_path, capsys):
+    pf = tmp_path / "p.jsonl"
+    pf.write_text('{"id": "beep_knock", "prompt": "a beep followed by a knock"}\n')
+    out = tmp_path / "gen"
+    assert main(["generate", "--prompts", str(pf), "--out", str(out), "--model", str(model_dir),
+                 "--seconds", "0.32", "--steps", "1", "--quiet"]) == 0
+    assert (out / "beep_knock.wav").exists() and (out / "beep_knock.png").exists()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a beep\n")
+    for argv, pattern in [
+        (["generate", "", "--out", str(out), "--model", str(model_dir)], "empty prompt"),
+        (["generate", "a beep", "--out", str(out), "--model", str(model_dir), "--seconds", "0"], "positive length"),
+        (["generate", "a beep", "--out", str(out), "--model", str(model_dir), "--seconds", "99"], "limit"),
+        (["generate", "a beep", "--out", str(out), "--model", str(tmp_path / "none")], "neither a shipped name"),
+        (["generate", "--prompts", str(tmp_path / "missing.txt"), "--out", str(out), "--model", str(model_dir)],
+         "prompts file not found"),
+    ]:
+        capsys.readouterr()
+        assert main(argv) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # (transformers may print a loading bar first)
+        assert last.startswith("audioldm_cond: error: ") and pattern in last
