@@ -32,7 +32,6 @@ from torch import nn
 
 from tclap.errors import UserError
 
-Truncation = Literal["rand_trunc"]
 Padding = Literal["repeatpad", "repeat", "pad"]
 _PADDINGS = ("repeatpad", "repeat", "pad")
 
@@ -166,7 +165,7 @@ def fit_length(
     x: torch.Tensor,
     lengths: torch.Tensor,
     target: int,
-    padding: str = "repeatpad",
+    padding: Padding = "repeatpad",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Repeat-pad / pad short clips and crop long ones to exactly ``target`` samples, row by row.
@@ -339,7 +338,7 @@ class ClapMelFrontEnd(_StftMel):
         f_max: float = 14000.0,
         max_length_s: float = 10.0,
         truncation: str = "rand_trunc",
-        padding: str = "repeatpad",
+        padding: Padding = "repeatpad",
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__(sample_rate, n_fft, hop_length, n_mels, f_min, f_max, dtype)

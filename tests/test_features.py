@@ -18,6 +18,11 @@ from tclap.errors import UserError
 from tclap.features import AudioLDMMelFrontEnd, ClapMelFrontEnd, fit_length, slaney_mel_filterbank
 
 TOL_DB = 1e-3
+TINY = dict(n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000)  # a tiny-model setting at 16 kHz
+
+
+def tiny_front(max_length_s: float, **kw) -> ClapMelFrontEnd:
+    return ClapMelFrontEnd(sample_rate=16000, max_length_s=max_length_s, **TINY, **kw)
 
 
 # ---------------------------------------------------------------- independent references (test-only code)
@@ -77,7 +82,8 @@ def _signals(sr: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    "n_fft,n_mels,fmin,fmax,sr", [(1024, 64, 50.0, 14000.0, 48000), (1024, 64, 0.0, 8000.0, 16000), (512, 32, 20, 8000, 16000)]
+    "n_fft,n_mels,fmin,fmax,sr",
+    [(1024, 64, 50.0, 14000.0, 48000), (1024, 64, 0.0, 8000.0, 16000), (512, 32, 20, 8000, 16000)],
 )
 def test_slaney_filterbank_matches_transformers_and_formula(n_fft, n_mels, fmin, fmax, sr):
     ours = slaney_mel_filterbank(n_fft // 2 + 1, n_mels, fmin, fmax, sr)
@@ -115,7 +121,9 @@ def test_clap_matches_feature_extractor_48k(clap_default):
     fe, front = clap_default
     sr = 48000
     sig = _signals(sr, 10 * sr)
-    clips = [sig["tone"], sig["noise"][: int(7.5 * sr) + 17], sig["chirp_env"][: int(0.3 * sr)], sig["mix_with_silence"]]
+    clips = [
+        sig["tone"], sig["noise"][: int(7.5 * sr) + 17], sig["chirp_env"][: int(0.3 * sr)], sig["mix_with_silence"]
+    ]
     ref = fe(clips, sampling_rate=sr, return_tensors="np").input_features  # [B, 1, 1001, 64]
     out = front(clips)
     assert out.dtype == torch.float32
@@ -154,7 +162,7 @@ def test_clap_long_clip_centre_crop_is_deterministic(clap_default):
 
 def test_clap_random_crop_uses_generator_and_matches_same_offset():
     sr, n_max = 16000, 16000
-    front = ClapMelFrontEnd(sample_rate=sr, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000, max_length_s=1.0)
+    front = tiny_front(1.0)
     fe = ClapFeatureExtractor(
         feature_size=32, sampling_rate=sr, hop_length=320, max_length_s=1, fft_window_size=512,
         frequency_min=20, frequency_max=8000, truncation="rand_trunc",
@@ -191,7 +199,7 @@ def test_fit_length_hand_worked():
 
 
 def test_clap_ragged_list_equals_one_by_one():
-    front = ClapMelFrontEnd(sample_rate=16000, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000, max_length_s=0.5)
+    front = tiny_front(0.5)
     sig = _signals(16000, 9000, seed=5)
     clips = [sig["noise"][:1234], sig["chirp_env"], sig["tone"][:8000]]
     batch = front(clips)
@@ -204,15 +212,14 @@ def test_clap_ragged_list_equals_one_by_one():
 
 
 def test_clap_float32_mode_close_on_noise():
-    front32 = ClapMelFrontEnd(sample_rate=16000, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000,
-                              max_length_s=1.0, dtype=torch.float32)
-    front64 = ClapMelFrontEnd(sample_rate=16000, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000, max_length_s=1.0)
+    front32 = tiny_front(1.0, dtype=torch.float32)
+    front64 = tiny_front(1.0)
     x = torch.from_numpy(_signals(16000, 16000, seed=6)["noise"])[None]
     assert (front32(x) - front64(x)).abs().max() <= TOL_DB
 
 
 def test_front_end_survives_parent_dtype_cast():
-    front = ClapMelFrontEnd(sample_rate=16000, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000, max_length_s=0.5)
+    front = tiny_front(0.5)
     x = torch.from_numpy(_signals(16000, 8000)["noise"])[None]
     ref = front(x)
     front.to(torch.float16)
@@ -221,7 +228,7 @@ def test_front_end_survives_parent_dtype_cast():
 
 
 def test_clap_bad_input_is_user_error():
-    front = ClapMelFrontEnd(sample_rate=16000, n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000, max_length_s=0.5)
+    front = tiny_front(0.5)
     with pytest.raises(UserError, match="shape"):
         front(torch.zeros(2, 2, 100))
     with pytest.raises(UserError, match="NaN"):
@@ -291,3 +298,12 @@ def test_front_ends_on_cuda_match_cpu():
     ldm = AudioLDMMelFrontEnd()
     y = x[:, :32000]
     assert (ldm.cuda()(y.cuda()).cpu() - AudioLDMMelFrontEnd()(y)).abs().max() < 1e-3
+
+
+def test_cpu_blocking_does_not_change_the_result():
+    front = tiny_front(1.0)
+    x = torch.from_numpy(np.stack(list(_signals(16000, 16000, seed=13).values())))
+    ref = front(x)  # default blocks
+    for block in (1, 7, 10**9):  # one frame per block, ragged blocks, a single block (as on accelerators)
+        front.cpu_block_frames = block
+        assert torch.allclose(front(x), ref, rtol=0, atol=1e-5)  # BLAS may sum in another order
