@@ -167,3 +167,10 @@ def test_tokenizer_larger_than_embedding_table_is_refused(tiny, tmp_path):
     assert len(AutoTokenizer.from_pretrained(tmp_path / "big")) > 1024
     with pytest.raises(UserError, match="tokenizer has"):
         load_clap(tmp_path / "m", tokenizer=str(tmp_path / "big"))
+
+
+def test_hub_id_offline_is_user_error():
+    # conftest sets HF_HUB_OFFLINE=1 and blocks sockets: a hub id that is not cached fails with one line
+    with pytest.raises(UserError, match="cannot load a ClapModel from someone/clap-not-cached") as exc:
+        load_clap("someone/clap-not-cached")
+    assert "\n" not in str(exc.value)
