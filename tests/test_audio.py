@@ -59,6 +59,8 @@ def test_load_lossless_formats_mono_and_stereo(tmp_path, ext, fmt, subtype, sr, 
     assert got_sr == sr and wav.dtype == np.float32
     assert wav.shape == (channels, len(left))
     np.testing.assert_allclose(wav[0], left, atol=tol + 1e-7)
+    if channels == 2:
+        np.testing.assert_allclose(wav[1], right, atol=tol + 1e-7)
     mono = load_audio(path)
     assert mono.shape == (len(left),)
     expected = left if channels == 1 else (left + right) / 2
