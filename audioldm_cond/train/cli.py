@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="latent scale: estimate (1/std of latents), keep (the VAE's), or a number")
     p.add_argument("--snr-gamma", type=float, default=None, help="Min-SNR loss weighting (e.g. 5)")
     p.add_argument("--kl-weight", type=float, default=1e-6, help="stage vae: weight of the KL term")
+    p.add_argument("--vae-crop-frames", type=int, default=None,
+                   help="stage vae: train on random windows of this many mel frames (cheaper on CPU)")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the first clip's)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
@@ -79,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                         cache_dir=args.cache_dir),
         optim=OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                           warmup_steps=args.warmup_steps),
-        vae=VaeStageConfig(kl_weight=args.kl_weight),
+        vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma),
         val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,

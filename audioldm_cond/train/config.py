@@ -52,11 +52,20 @@ class OptimConfig:
 
 @dataclass
 class VaeStageConfig:
-    """Stage ``vae``: reconstruction (L1 + L2) of log-mels plus a small KL term (AudioLDM uses ~1e-6)."""
+    """Stage ``vae``: reconstruction (L1 + L2) of log-mels plus a small KL term (AudioLDM uses ~1e-6).
+
+    ``crop_frames`` must be a multiple of the VAE's downsampling factor.
+    """
 
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     kl_weight: float = 1e-6
+    # Train on random windows of this many mel frames (None: whole clips). The VAE is convolutional, so
+    # windows teach it the same local maps at a fraction of the cost of full clips on a CPU.
+    crop_frames: int | None = None
+    # Start the decoder's output bias at the mean training log-mel (about -8 here, where Adam at lr 1e-3 would
+    # need thousands of steps to walk it from 0); only for a VAE built from scratch (--model tiny).
+    init_output_bias: bool = True
 
 
 @dataclass

@@ -13,7 +13,6 @@ draws exactly the batches an uninterrupted one would have drawn.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,54 +49,29 @@ class ClipSet:
 
 
 def read_clip_set(path: str | os.PathLike, need_captions: bool = False) -> ClipSet:
-    """Read a JSON Lines manifest (``tclap.data.manifest`` format) and check every audio file exists.
+    """Read a JSON Lines manifest (``tclap.data.manifest``) and check that every audio file exists.
 
     Raises:
-        UserError: the manifest is missing or empty, a line is not JSON or lacks ``audio``, audio files
-            are missing (all are counted; the first is named), or captions are needed and absent.
+        UserError: the manifest is missing, empty or malformed (``read_manifest``'s messages), audio
+            files are missing (all are counted; the first is named), or captions are needed and absent.
     """
+    from tclap.data.manifest import read_manifest
+
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"manifest not found: {p} (build one with `tclap mixup` or pass the right --train/--val path)")
-    items = _read_items(p)
-    if not items:
-        raise UserError(f"manifest {p} holds no items (rebuild it)")
-    missing: list[tuple[int, Path]] = []
-    ids, audio, captions = [], [], []
-    for line_no, item in items:
-        a = Path(item["audio"])
-        if not a.is_absolute():
-            a = (p.parent / a).resolve()
-        if not a.is_file():
-            missing.append((line_no, a))
-        ids.append(str(item.get("id", f"line{line_no}")))
-        audio.append(a)
-        caps = [c for c in item.get("captions", []) if isinstance(c, str) and c.strip()]
-        if need_captions and not caps:
-            raise UserError(f"manifest {p} line {line_no}: item {ids[-1]!r} has no caption "
-                            "(text conditioning needs captions; add them or use --cond-source audio)")
-        captions.append(caps)
+    items = read_manifest(p)
+    missing = [(it["id"], Path(it["audio"])) for it in items if not Path(it["audio"]).is_file()]
     if missing:
-        line_no, a = missing[0]
-        raise UserError(f"manifest {p}: {len(missing)} of {len(items)} audio files are missing, first at line "
-                        f"{line_no}: {a} (fix the paths or rebuild the manifest)")
-    return ClipSet(ids=ids, audio=audio, captions=captions, manifest=p)
-
-
-def _read_items(p: Path) -> list[tuple[int, dict]]:
-    out = []
-    with open(p, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"manifest {p} line {line_no} is not valid JSON ({exc.msg}); fix or rebuild it") from None
-            if not isinstance(item, dict) or not isinstance(item.get("audio"), str):
-                raise UserError(f"manifest {p} line {line_no} has no 'audio' path; every item needs one")
-            out.append((line_no, item))
-    return out
+        first_id, first = missing[0]
+        raise UserError(f"manifest {p}: {len(missing)} of {len(items)} audio files are missing, first "
+                        f"{first} (item {first_id!r}); fix the paths or rebuild the manifest")
+    captions = [[c for c in it.get("captions", []) if isinstance(c, str) and c.strip()] for it in items]
+    if need_captions:
+        bare = [it["id"] for it, caps in zip(items, captions) if not caps]
+        if bare:
+            raise UserError(f"manifest {p}: {len(bare)} item(s) have no caption, first {bare[0]!r} (text "
+                            "conditioning needs captions; add them or use --cond-source audio)")
+    return ClipSet(ids=[str(it["id"]) for it in items], audio=[Path(it["audio"]) for it in items],
+                   captions=captions, manifest=p)
 
 
 def batch_indices(n: int, batch_size: int, seed: int, micro_step: int) -> list[int]:
@@ -176,7 +150,7 @@ def cached_chunks(
 
 
 def load_waves(clips: ClipSet, indices: Sequence[int], sr: int, n_samples: int) -> torch.Tensor:
-    """Load clips at ``sr``, cut or zero-pad each to ``n_samples`` (from the start). Returns ``[B, T]``."""
+    """Load clips at ``sr``, zero-pad at the end (or centre-crop) each to ``n_samples``. Returns ``[B, T]``."""
     out = np.zeros((len(indices), n_samples), dtype=np.float32)
     for row, i in enumerate(indices):
         wav = load_audio(clips.audio[i], sr=sr)

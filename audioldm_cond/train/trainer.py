@@ -75,7 +75,7 @@ class Trainer:
                 n = cfg.data.max_val_items
                 self.val_clips = D.ClipSet(self.val_clips.ids[:n], self.val_clips.audio[:n],
                                            self.val_clips.captions[:n], self.val_clips.manifest)
-        fe = c.frontend
+        fe = c.mel
         self.sr = int(fe.sample_rate)
         self.n_samples = D.clip_samples(self.train_clips, self.sr, cfg.data.seconds)
         self.frame_multiple = _frame_multiple(c)
@@ -90,7 +90,7 @@ class Trainer:
 
     def _mels(self, clips: D.ClipSet, tag: str) -> torch.Tensor:
         """Log-mels of every clip, ``[N, 1, frames, n_mels]`` (frames cut to a multiple the models need)."""
-        fe = self.components.frontend
+        fe = self.components.mel
         settings = fe.to_dict() if hasattr(fe, "to_dict") else repr(fe)
         key = D.files_key(clips, "mel", settings, self.n_samples)
 
@@ -156,9 +156,17 @@ class Trainer:
         """Stage ``vae`` loss of one micro batch: ``l1·|x̂−x| + l2·(x̂−x)² + kl·KL(q(z|x) ‖ N(0, I))``."""
         cfg = self.cfg
         idx = D.batch_indices(len(self.train_mel), cfg.optim.batch_size, cfg.seed, micro)
-        x = self.train_mel[idx].to(self.device)  # [B, 1, F, M]
-        post = vae.encode(x).latent_dist
+        x = self.train_mel[idx]  # [B, 1, F, M]
         g = D.step_generator(cfg.seed, micro, 1)
+        crop = cfg.vae.crop_frames
+        if crop and crop < x.shape[2]:
+            f = 2 ** (len(self.components.vae.config.block_out_channels) - 1)
+            if crop % f:
+                raise UserError(f"--vae-crop-frames {crop} must be a multiple of the VAE's downsampling factor {f}")
+            start = int(torch.randint(0, (x.shape[2] - crop) // f + 1, (1,), generator=g)) * f
+            x = x[:, :, start : start + crop]
+        x = x.to(self.device)
+        post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(self.device)
         rec = vae.decode(z).sample
         l1 = (rec.float() - x).abs().mean()
@@ -245,6 +253,9 @@ class Trainer:
 
         if cfg.stage == "vae":
             model = c.vae
+            if cfg.vae.init_output_bias and cfg.model == "tiny" and not (cfg.resume and latest is not None):
+                with torch.no_grad():
+                    model.decoder.conv_out.bias.fill_(float(self.train_mel.mean()))
             frozen = [c.unet, _clap_module(c.conditioner)]
         else:
             model = c.unet
@@ -374,6 +385,11 @@ class Trainer:
             self.ema.copy_to(inner.parameters())
         if self.cfg.stage == "ldm":
             c.vae.register_to_config(scaling_factor=self.scaling_factor)
+            c.config.source = self.cfg.ldm.cond_source
+            c.config.cfg_dropout = self.cfg.ldm.cfg_dropout
+        c.config.extra = {**c.config.extra, f"trained_{self.cfg.stage}": {
+            "steps": self.cfg.optim.steps, "batch_size": self.cfg.optim.batch_size, "lr": self.cfg.optim.lr,
+            "seed": self.cfg.seed, "train": str(self.cfg.data.train_manifest)}}
         final = self.run_dir / "final"
         tmp = self.run_dir / f".tmp-final-{os.getpid()}"
         if tmp.exists():
@@ -418,13 +434,16 @@ class Trainer:
 
 # ------------------------------------------------------------------------------------------- helpers
 def load_components_for(cfg: TrainConfig):
-    """Build tiny components (``--model tiny``) or load a diffusers-layout directory (``--model DIR``)."""
+    """Build tiny components (``--model tiny``) or load a shipped name / diffusers-layout directory.
+
+    ``--clap`` swaps the conditioning encoder (``text_encoder`` of ``load_components``).
+    """
     from audioldm_cond import components as comp
 
     if cfg.model == "tiny":
-        torch.manual_seed(cfg.seed)
-        return comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **cfg.tiny_kwargs)
-    return comp.load_components(cfg.model, clap=cfg.clap)
+        kwargs = {"source": cfg.ldm.cond_source, "cfg_dropout": cfg.ldm.cfg_dropout, **cfg.tiny_kwargs}
+        return comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
+    return comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
 
 
 def _clap_module(conditioner) -> torch.nn.Module | None:

@@ -1,0 +1,1 @@
+"""Recipes that produce the models shipped in the package (one command each)."""

@@ -1,0 +1,214 @@
+"""The embedded default AudioLDMs: one command builds the data, trains them and installs them.
+
+    python -m audioldm_cond.recipes.embedded --out runs/embedded            # full recipe (CPU, ~1 h)
+    python -m audioldm_cond.recipes.embedded --out /tmp/r --quick --no-install   # a smoke run
+
+Stages (each resumable: a finished stage is skipped, an interrupted one resumes from its last checkpoint):
+
+1. ``data``: 2-event ordered mix-ups of the built-in bank (``tclap.data.mixup``; 4 s at 16 kHz, no overlap
+   clips), train split for training and the held-out split for validation. Every item also contributes its
+   negative audio (the same two event instances in the other order) with its negative caption, so the model
+   sees each pair of events in both orders: the order in the caption is the only thing that tells them apart.
+2. ``vae``: the tiny mel VAE, trained once from scratch (on random mel windows, cheap on CPU).
+3. ``ldm-tiny-tclap`` and ``ldm-tiny-baseline``: the tiny UNet on the frozen VAE's latents, trained twice with the
+   same seed, data and steps, conditioned on the CLAP *text* embedding of the caption from the embedded
+   T-CLAP and from the embedded baseline CLAP (the paper's AudioLDM_T vs AudioLDM_L). Text conditioning (not
+   AudioLDM's audio embedding) is used so that the order information of the T-CLAP text embedding is what the
+   UNet learns to follow.
+4. ``install``: both models are copied into ``audioldm_cond/assets/models/<name>`` with ``recipe.json``
+   (the settings and the first logged losses of every stage, which ``tests/test_ldm_recipe.py`` re-checks).
+
+Architecture: 4 s of 16 kHz audio -> 400 x 64 log-mel -> VAE (8x down) -> latent 8 x 50 x 8 -> UNet with two
+levels (self-attention at the lower one and in the mid block, for a receptive field over the whole clip)
+and FiLM conditioning on the 1 x D CLAP vector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError, cli_entry
+
+CONDITIONERS = ("tiny-tclap", "tiny-baseline")
+
+
+@dataclass
+class RecipeConfig:
+    """Settings of the embedded recipe (``quick()`` gives the smoke-test sizes)."""
+
+    seconds: float = 4.0
+    sr: int = 16000
+    n_train: int = 1024
+    n_val: int = 64
+    data_seed: int = 0
+    seed: int = 0
+    arch: dict[str, Any] = field(default_factory=lambda: {
+        "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [32, 64],
+        "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
+    vae_steps: int = 200
+    vae_batch: int = 8
+    vae_lr: float = 2e-3
+    vae_crop_frames: int = 48
+    ldm_steps: int = 600
+    ldm_batch: int = 16
+    ldm_lr: float = 5e-4
+    ldm_warmup: int = 50
+    ema_decay: float = 0.995
+    cfg_dropout: float = 0.1
+    snr_gamma: float | None = 5.0
+    ckpt_every: int = 50
+    val_every: int = 0
+    val_prompts: int = 16
+    guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
+    conditioners: tuple[str, ...] = CONDITIONERS
+
+    @classmethod
+    def quick(cls) -> "RecipeConfig":
+        return cls(n_train=16, n_val=4, vae_steps=3, vae_batch=4, ldm_steps=3, ldm_batch=4, ldm_warmup=0,
+                   ckpt_every=2, val_prompts=2, guidance_scales=(2.0,))
+
+
+def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, Path]:
+    """Train pairs (each mix-up and its order-swapped negative) and the held-out validation manifest."""
+    from tclap.data.manifest import read_manifest, write_manifest
+    from tclap.data.mixup import MixupConfig, build_mixups
+
+    paths = {}
+    for split, n in (("train", rc.n_train), ("heldout", rc.n_val)):
+        cfg = MixupConfig(bank="builtin", seconds=rc.seconds, sr=rc.sr, split=split, seed=rc.data_seed,
+                          min_events=2, max_events=2, overlap_prob=0.0)
+        rep = build_mixups(cfg, out / "data" / split, n, quiet=quiet)
+        if rep.failed or rep.manifest is None or rep.manifest_items != n:
+            raise UserError(f"mix-ups under {out / 'data' / split} are incomplete: {rep.summary()}")
+        paths[split] = rep.manifest
+    pairs = out / "data" / "train_pairs.jsonl"
+    if not pairs.exists():
+        items = []
+        for it in read_manifest(paths["train"]):
+            items.append(it)
+            if it.get("negative_audio") and it.get("negative_captions"):
+                items.append({**it, "id": it["id"] + "-swap", "audio": it["negative_audio"],
+                              "captions": it["negative_captions"], "negative_captions": it["captions"],
+                              "negative_audio": it["audio"], "events": it.get("negative_events", [])})
+        write_manifest(pairs, items)
+    return pairs, paths["heldout"]
+
+
+def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bool = False) -> dict[str, Any]:
+    """The :class:`TrainConfig` of every training stage, by stage name."""
+    from audioldm_cond.train.config import (
+        DataConfig, LdmStageConfig, OptimConfig, TrainConfig, ValidationConfig, VaeStageConfig,
+    )
+
+    data = DataConfig(train_manifest=str(train), val_manifest=str(val), seconds=rc.seconds,
+                      cache_dir=str(out / "cache"))
+    cfgs = {"vae": TrainConfig(
+        stage="vae", out_dir=str(out / "vae"), model="tiny", clap="tiny", data=data,
+        optim=OptimConfig(steps=rc.vae_steps, batch_size=rc.vae_batch, lr=rc.vae_lr),
+        vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=0.0, ckpt_every=rc.ckpt_every,
+        seed=rc.seed, resume=True, quiet=quiet, tiny_kwargs=dict(rc.arch),
+    )}
+    for name in rc.conditioners:
+        cfgs[f"ldm-{name}"] = TrainConfig(
+            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=str(out / "vae" / "final"), clap=name, data=data,
+            optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
+            ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma),
+            val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts,
+                                 guidance_scales=tuple(rc.guidance_scales), backend="tclap:tiny-baseline"),
+            ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=rc.seed, resume=True, quiet=quiet,
+        )
+    return cfgs
+
+
+def run_stage(cfg) -> dict[str, Any]:
+    """Train one stage unless its ``final/`` exists; returns ``{"final", "first_losses", "seconds"}``."""
+    from audioldm_cond.train.runlog import read_log
+    from audioldm_cond.train.trainer import Trainer
+
+    run = Path(cfg.out_dir)
+    t0 = time.time()
+    summary = None
+    if not (run / "final" / "model_index.json").exists():
+        summary = Trainer(cfg).fit()
+    log = read_log(run, "train")
+    vals = read_log(run, "val")
+    return {"final": str(run / "final"), "first_losses": [r["loss"] for r in log[:5]],
+            "last_loss": log[-1]["loss"] if log else None, "validation": vals[-1] if vals else None,
+            "seconds_this_run": round(time.time() - t0, 1), "trained_now": summary is not None}
+
+
+def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence[str]) -> list[Path]:
+    """Copy each trained LDM into ``audioldm_cond/assets/models/<name>`` with its ``recipe.json`` (atomic)."""
+    from audioldm_cond.components import assets_dir
+
+    done = []
+    for name in rc.conditioners:
+        src = Path(results[f"ldm-{name}"]["final"])
+        dst = assets_dir() / name
+        tmp = dst.with_name(f".{name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("training.json"))
+        record = {"command": "python -m audioldm_cond.recipes.embedded " + " ".join(argv),
+                  "recipe": dataclasses.asdict(rc), "stages": {k: results[k] for k in ("vae", f"ldm-{name}")}}
+        atomic_write_text(tmp / "recipe.json", json.dumps(record, indent=2))
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+        done.append(dst)
+    return done
+
+
+def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True, quiet: bool = False,
+               argv: Sequence[str] = ()) -> dict[str, Any]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, val = build_data(out, rc, quiet=quiet)
+    cfgs = stage_configs(out, rc, train, val, quiet=quiet)
+    results: dict[str, Any] = {}
+    for name, cfg in cfgs.items():
+        results[name] = run_stage(cfg)
+        atomic_write_text(out / "recipe_results.json", json.dumps(results, indent=2))
+    if do_install:
+        results["installed"] = [str(p) for p in install(out, rc, results, argv)]
+    atomic_write_text(out / "recipe_results.json", json.dumps(results, indent=2))
+    return results
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m audioldm_cond.recipes.embedded", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="work directory (data, runs, caches); re-run to resume")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and a few steps (smoke test)")
+    p.add_argument("--no-install", action="store_true", help="do not copy the models into the package")
+    p.add_argument("--ldm-steps", type=int, default=None)
+    p.add_argument("--vae-steps", type=int, default=None)
+    p.add_argument("--conditioners", default=",".join(CONDITIONERS),
+                   help="CLAPs to condition on, comma-separated (default: tiny-tclap,tiny-baseline)")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    rc = RecipeConfig.quick() if args.quick else RecipeConfig()
+    if args.ldm_steps is not None:
+        rc.ldm_steps = args.ldm_steps
+    if args.vae_steps is not None:
+        rc.vae_steps = args.vae_steps
+    rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())
+    if not rc.conditioners:
+        raise UserError("--conditioners is empty; name at least one CLAP, e.g. tiny-tclap")
+    res = run_recipe(args.out, rc, do_install=not args.no_install, quiet=args.quiet, argv=argv)
+    print(json.dumps({k: (v.get("last_loss") if isinstance(v, dict) else v) for k, v in res.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""``audioldm-cond train``: both stages on a tiny model, exact resume, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audioldm_cond.train import data as D
+from audioldm_cond.train.config import DataConfig, LdmStageConfig, OptimConfig, TrainConfig, ValidationConfig
+from audioldm_cond.train.runlog import read_log
+from audioldm_cond.train.trainer import Trainer, list_checkpoints
+from tclap.audio import save_audio
+
+SR = 16000
+SECONDS = 0.64  # 64 mel frames: divisible by the VAE (2x) and UNet (2x) down-sampling
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """8 clips (a tone then noise, or noise then a tone) with order captions; returns the manifest."""
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SECONDS * SR)) / SR
+    items = []
+    for i in range(8):
+        tone = 0.3 * np.sin(2 * np.pi * (300 + 100 * i) * t)
+        noise = 0.1 * rng.standard_normal(t.size)
+        first_tone = i % 2 == 0
+        half = t < SECONDS / 2
+        wav = np.where(half, tone if first_tone else noise, noise if first_tone else tone).astype(np.float32)
+        save_audio(root / f"c{i}.wav", wav, SR)
+        cap = "a beep followed by a burst of noise" if first_tone else "a burst of noise followed by a beep"
+        items.append({"id": f"c{i}", "audio": f"c{i}.wav", "captions": [cap, cap.replace("followed by", "then")]})
+    (root / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    return root / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from audioldm_cond.components import build_tiny_components
+    from tclap.models import load_clap
+
+    return build_tiny_components(clap=load_clap("tiny"), seed=0, vae_channels=(8, 16), unet_channels=(16, 32),
+                                 latent_channels=4, max_seconds=SECONDS)
+
+
+def _cfg(clips: Path, out: Path, stage: str, steps: int = 4, **kw) -> TrainConfig:
+    return TrainConfig(
+        stage=stage, out_dir=str(out), data=DataConfig(train_manifest=str(clips), seconds=SECONDS,
+                                                       cache_dir=str(out.parent / "cache")),
+        optim=OptimConfig(steps=steps, batch_size=3, lr=1e-3, grad_accum=kw.pop("grad_accum", 1)),
+        ldm=LdmStageConfig(cond_source=kw.pop("cond_source", "mix"), cfg_dropout=0.2),
+        val=ValidationConfig(generate=False), ema_decay=0.9, ckpt_every=2, quiet=True, **kw)
+
+
+def _fit(cfg: TrainConfig, components) -> dict:
+    return Trainer(cfg, components=copy.deepcopy(components)).fit()
+
+
+def test_batch_indices_walk_seeded_permutations():
+    n, bs = 7, 3
+    seen = [D.batch_indices(n, bs, seed=5, micro_step=m) for m in range(7)]  # 21 samples = 3 epochs of 7
+    flat = [i for b in seen for i in b]
+    for e in range(3):
+        assert sorted(flat[e * n : (e + 1) * n]) == list(range(n))  # each epoch is a permutation
+    assert flat[:n] != flat[n : 2 * n]  # epochs are reshuffled
+    assert D.batch_indices(n, bs, 5, 4) == seen[4]  # a pure function of (seed, step)
+    assert D.batch_indices(n, bs, 6, 0) != seen[0]
+
+
+def test_vae_stage_first_loss_matches_hand_computation(clips, tiny, tmp_path):
+    from tclap.features import AudioLDMMelFrontEnd
+
+    out = tmp_path / "vae"
+    res = _fit(_cfg(clips, out, "vae", steps=2, grad_accum=2), tiny)
+    log = read_log(out, "train")
+    assert [r["step"] for r in log] == [1, 2]
+    # Step 1 averages micro steps 0 and 1 of the untrained VAE: recompute them outside the trainer.
+    vae = copy.deepcopy(tiny.vae).eval()
+    fe = AudioLDMMelFrontEnd()
+    from tclap.audio import load_audio
+
+    paths = [json.loads(line)["audio"] for line in clips.read_text().splitlines()]
+    mels = fe(torch.from_numpy(np.stack([load_audio(clips.parent / p, sr=SR) for p in paths])))
+    with torch.no_grad():  # a from-scratch VAE starts its output bias at the mean log-mel
+        vae.decoder.conv_out.bias.fill_(float(mels.mean()))
+    losses = []
+    with torch.no_grad():
+        for micro in (0, 1):
+            x = mels[D.batch_indices(8, 3, 0, micro)]
+            post = vae.encode(x).latent_dist
+            g = D.step_generator(0, micro, 1)
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+            rec = vae.decode(z).sample
+            kl = 0.5 * (post.mean**2 + post.var - 1.0 - post.logvar).sum(dim=(1, 2, 3)).mean()
+            losses.append(float((rec - x).abs().mean() + ((rec - x) ** 2).mean() + 1e-6 * kl))
+    assert log[0]["loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    assert np.isfinite([r["loss"] for r in log]).all()
+    assert (out / "final" / "model_index.json").exists() and res["step"] == 2
+
+
+def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny, tmp_path):
+    from audioldm_cond.components import load_components
+
+    out = tmp_path / "ldm"
+    res = _fit(_cfg(clips, out, "ldm", steps=2), tiny)
+    # 1/std of posterior samples, by brute force: many draws of the frozen VAE's posterior.
+    from tclap.audio import load_audio
+    from tclap.features import AudioLDMMelFrontEnd
+
+    paths = [json.loads(line)["audio"] for line in clips.read_text().splitlines()]
+    mels = AudioLDMMelFrontEnd()(torch.from_numpy(np.stack([load_audio(clips.parent / p, sr=SR) for p in paths])))
+    with torch.no_grad():
+        post = tiny.vae.encode(mels).latent_dist
+        draws = torch.stack([post.sample(generator=torch.Generator().manual_seed(k)) for k in range(200)])
+    assert res["scaling_factor"] == pytest.approx(1.0 / float(draws.double().std()), rel=0.02)
+    loaded = load_components(out / "final")
+    assert loaded.vae.config.scaling_factor == pytest.approx(res["scaling_factor"])
+    assert loaded.config.source == "mix"
+    losses = [r["loss"] for r in read_log(out, "train")]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, tmp_path, monkeypatch):
+    """Kill one step past the step-2 checkpoint, resume: step 3 is redone, the result equals an uninterrupted run."""
+    ref = tmp_path / "ref"
+    _fit(_cfg(clips, ref, "ldm", steps=4), tiny)
+    ref_log = read_log(ref, "train")
+
+    run = tmp_path / "run"
+    from audioldm_cond.train import runlog
+
+    real = runlog.RunLog.scalars
+
+    def dying(self, rec):
+        real(self, rec)
+        if rec["step"] == 3:
+            raise _Kill
+
+    monkeypatch.setattr(runlog.RunLog, "scalars", dying)
+    with pytest.raises(_Kill):
+        _fit(_cfg(clips, run, "ldm", steps=4), tiny)
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000002"]
+    assert not (run / "final").exists()
+    assert [r["step"] for r in read_log(run, "train")] == [1, 2, 3]
+
+    _fit(_cfg(clips, run, "ldm", steps=4, resume=True), tiny)
+    log = read_log(run, "train")
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # step 3 of the killed run was dropped and redone
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in ref_log], rel=1e-6)
+    events = read_log(run, "event")
+    assert events[-1]["step"] == 2 and events[-1]["checkpoint"] == "step-00000002"
+    from safetensors.torch import load_file
+
+    a = load_file(str(ref / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(run / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:  # EMA weights (what final/ holds) and optimizer state were restored exactly
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_existing_run_without_resume_is_refused(clips, tiny, tmp_path):
+    from tclap.errors import UserError
+
+    out = tmp_path / "r"
+    (out / "checkpoints" / "step-00000002").mkdir(parents=True)
+    (out / "checkpoints" / "step-00000002" / "trainer_state.json").write_text('{"step": 2}')
+    with pytest.raises(UserError, match="--resume"):
+        _fit(_cfg(clips, out, "vae", steps=2), tiny)
+
+
+def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
+    from audioldm_cond.train.cli import main
+
+    lines = clips.read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    item = json.loads(lines[0])
+    item["audio"] = str(clips.parent / "nowhere.wav")
+    bad.write_text("\n".join([json.dumps(item)] + [json.dumps({**json.loads(x), "audio": str(clips.parent / json.loads(x)["audio"])}) for x in lines[1:]]) + "\n")
+    rc = main(["--stage", "vae", "--train", str(bad), "--out", str(tmp_path / "o"), "--steps", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "nowhere.wav" in err[0] and "1 of 8 audio files are missing" in err[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--steps", "0"], "--steps"),
+    (["--cond-source", "audio", "--ema-decay", "1.5"], "--ema-decay"),
+    (["--scaling-factor", "big"], "--scaling-factor"),
+])
+def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):
+    from audioldm_cond.train.cli import main
+
+    rc = main(["--stage", "ldm", "--train", str(clips), "--out", str(tmp_path / "o"), "--quiet", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0]
