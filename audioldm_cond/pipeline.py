@@ -166,6 +166,7 @@ class TemporalAudioLDMPipeline:
         num_candidates: int = 1,
         batch_size: int = 8,
         eta: float = 0.0,
+        score: bool = True,
     ) -> GenerationOutput:
         """Generate ``num_candidates`` clips per prompt.
 
@@ -180,6 +181,7 @@ class TemporalAudioLDMPipeline:
             num_candidates: clips per prompt, re-ranked by CLAP score, best first.
             batch_size: outputs denoised together (memory vs speed; results do not depend on it).
             eta: DDIM's eta (ignored by other schedulers).
+            score: compute CLAP scores (when a CLAP with an audio branch is available); always on for re-ranking.
 
         Returns:
             :class:`GenerationOutput` with ``N * num_candidates`` outputs.
@@ -259,7 +261,8 @@ class TemporalAudioLDMPipeline:
         finally:
             bar.close()
 
-        scores = self._score(prompts, audios, n_cand) if self.scorer is not None else None
+        want = score or n_cand > 1
+        scores = self._score(prompts, audios, n_cand) if want and self.scorer is not None else None
         order = list(range(total))
         if scores is not None:
             # Within each prompt's group, best CLAP score first (stable: ties keep generation order).
