@@ -53,20 +53,20 @@ class RecipeConfig:
     data_seed: int = 0
     seed: int = 0
     arch: dict[str, Any] = field(default_factory=lambda: {
-        "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [32, 64],
+        "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [16, 32],
         "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
-    vae_steps: int = 200
+    vae_steps: int = 60
     vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_crop_frames: int = 48
-    ldm_steps: int = 600
-    ldm_batch: int = 16
-    ldm_lr: float = 5e-4
-    ldm_warmup: int = 50
-    ema_decay: float = 0.995
+    ldm_steps: int = 300
+    ldm_batch: int = 12
+    ldm_lr: float = 1e-3
+    ldm_warmup: int = 20
+    ema_decay: float = 0.98
     cfg_dropout: float = 0.1
     snr_gamma: float | None = 5.0
-    ckpt_every: int = 50
+    ckpt_every: int = 20
     val_every: int = 0
     val_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
@@ -124,7 +124,7 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
             optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
             ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma),
             val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts,
-                                 guidance_scales=tuple(rc.guidance_scales), backend="tclap:tiny-baseline"),
+                                 guidance_scales=tuple(rc.guidance_scales), backend="mel-stats"),
             ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=rc.seed, resume=True, quiet=quiet,
         )
     return cfgs
@@ -142,7 +142,9 @@ def run_stage(cfg) -> dict[str, Any]:
         summary = Trainer(cfg).fit()
     log = read_log(run, "train")
     vals = read_log(run, "val")
+    bias = [e["value"] for e in read_log(run, "event") if e.get("event") == "init_output_bias"]
     return {"final": str(run / "final"), "first_losses": [r["loss"] for r in log[:5]],
+            "init_output_bias": bias[0] if bias else None,
             "last_loss": log[-1]["loss"] if log else None, "validation": vals[-1] if vals else None,
             "seconds_this_run": round(time.time() - t0, 1), "trained_now": summary is not None}
 

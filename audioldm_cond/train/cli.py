@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-prompts", type=int, default=16, help="validation prompts to generate and score")
     p.add_argument("--val-guidance", default="1,2.5,4", help="guidance scales swept at validation (comma list)")
     p.add_argument("--val-steps", type=int, default=20, help="sampler steps at validation")
-    p.add_argument("--val-backend", default="tclap:tiny-baseline", help="eval_gen embedding backend for FAD/KAD")
+    p.add_argument("--val-backend", default="mel-stats", help="eval_gen embedding backend for FAD/KAD")
     p.add_argument("--no-val-generate", action="store_true", help="validation losses only (no generation)")
     p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (0: none)")
     p.add_argument("--ckpt-keep", type=int, default=2, help="checkpoints kept")

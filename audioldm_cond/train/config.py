@@ -99,7 +99,7 @@ class ValidationConfig:
     num_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.5, 4.0)
     num_inference_steps: int = 20
-    backend: str = "tclap:tiny-baseline"
+    backend: str = "mel-stats"
     generate: bool = True
 
 

@@ -253,9 +253,11 @@ class Trainer:
 
         if cfg.stage == "vae":
             model = c.vae
+            self.output_bias = None
             if cfg.vae.init_output_bias and cfg.model == "tiny" and not (cfg.resume and latest is not None):
+                self.output_bias = float(self.train_mel.mean())
                 with torch.no_grad():
-                    model.decoder.conv_out.bias.fill_(float(self.train_mel.mean()))
+                    model.decoder.conv_out.bias.fill_(self.output_bias)
             frozen = [c.unet, _clap_module(c.conditioner)]
         else:
             model = c.unet
@@ -301,6 +303,8 @@ class Trainer:
             log.event({"event": "resume", "step": step, "checkpoint": latest.name})
         elif cfg.resume:
             log.event({"event": "resume", "step": 0, "checkpoint": None, "note": "no checkpoint yet; starting fresh"})
+        if step == 0 and getattr(self, "output_bias", None) is not None:
+            log.event({"event": "init_output_bias", "step": 0, "value": self.output_bias})
 
         loss_fn = self.vae_loss if cfg.stage == "vae" else self.ldm_loss
         micro = step * cfg.optim.grad_accum

@@ -78,24 +78,30 @@ def validate_ldm(tr: "Trainer", unet) -> dict[str, Any]:
 def generate_and_score(tr: "Trainer", prompts: list[str]) -> dict[str, Any]:
     """Generate ``prompts`` at each validation guidance scale and score them against the validation clips.
 
-    Returns ``{"cfg=<scale>": {metric: value}}`` from ``eval_gen.score.score_arrays`` (FAD / KAD on the
-    configured backend, CLAP score, temporal-order accuracy), plus ``best_guidance`` (highest order accuracy).
+    Returns ``{"cfg=<scale>": {fad, kad, clap_score, order_clap, order_detector, order_n}}`` from
+    ``eval_gen.score.score_arrays`` (FAD / KAD on the configured backend; CLAP score and CLAP order accuracy
+    with eval_gen's default CLAP; order accuracy by event-onset detection), plus ``best_guidance`` (the scale
+    with the highest detector order accuracy: the guidance sweep).
     """
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
     from eval_gen.score import score_arrays
 
     cfg = tr.cfg
-    pipe = TemporalAudioLDMPipeline(tr.components)
+    pipe = TemporalAudioLDMPipeline(tr.components, progress=False)
     seconds = tr.n_samples / tr.sr
     ref = [w.numpy() for w in D.load_waves(tr.val_clips, range(len(tr.val_clips)), tr.sr, tr.n_samples)]
     res: dict[str, Any] = {}
     for scale in cfg.val.guidance_scales:
-        audio = pipe(prompts, seconds=seconds, num_inference_steps=cfg.val.num_inference_steps,
-                     guidance_scale=scale, seed=VAL_SEED).audio
-        gen = [np.asarray(a, dtype=np.float32) for a in audio]
-        res[f"cfg={scale:g}"] = score_arrays(gen, ref, tr.sr, prompts=prompts, backend=cfg.val.backend)
-    acc = {k: v.get("order_accuracy") for k, v in res.items() if isinstance(v, dict)}
-    acc = {k: v for k, v in acc.items() if v is not None}
+        out = pipe(prompts, seconds=seconds, num_inference_steps=cfg.val.num_inference_steps,
+                   guidance_scale=scale, seed=VAL_SEED)
+        gen = [np.asarray(a, dtype=np.float32) for a in out.audios]
+        scores = score_arrays(gen, ref, tr.components.sample_rate, prompts=prompts, backend=cfg.val.backend,
+                              metrics=("fad", "kad", "clap", "order"))["metrics"]
+        res[f"cfg={scale:g}"] = {
+            "fad": scores["fad"]["value"], "kad": scores["kad"]["value"],
+            "clap_score": scores["clap_score"]["value"], "order_clap": scores["order_clap"]["value"],
+            "order_detector": scores["order_detector"]["value"], "order_n": scores["order_detector"]["n"]}
+    acc = {k: v["order_detector"] for k, v in res.items() if v.get("order_detector") is not None}
     if acc:
         res["best_guidance"] = max(acc, key=acc.get)
     return res
