@@ -5,7 +5,7 @@ frames, D dimensions); Gaussian statistics are ``mu [D]`` and ``cov [D, D]``.
 
 Pitfalls of the usual tools that these functions avoid on purpose:
 
-* ``scipy.linalg.sqrtm(S1 @ S2)`` on a product of two covariances goes complex (and slow) when the
+* ``scipy.linalg.sqrtm(S1 @ S2)`` on a product of two covariances goes complex (and is slow) when the
   covariances are rank-deficient; we use the identity ``tr sqrt(S1 S2) = tr sqrt(S1^½ S2 S1^½)`` where the
   right-hand matrix is symmetric positive semi-definite, so two symmetric eigendecompositions suffice and the
   result is real by construction (round-off eigenvalues, negative or tiny, are set to 0).
@@ -91,6 +91,23 @@ def _psd_sqrt(s: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(_clip_eigs(w))) @ v.T
 
 
+def _trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """``tr sqrt(S1 S2)`` for symmetric PSD ``S1, S2 [D, D]``, real by construction.
+
+    Fast path: with the Cholesky factor ``S1 = L Lᵀ``, ``Lᵀ S2 L`` is symmetric PSD and similar to ``S2 S1``, so
+    its eigenvalues (``eigvalsh``, no eigenvectors) are those of ``S1 S2``. When ``S1`` is singular (N ≤ D)
+    the Cholesky fails and ``S1^½`` comes from ``eigh`` instead: ``S1^½ S2 S1^½`` has the same eigenvalues.
+    """
+    s1 = (cov1 + cov1.T) * 0.5
+    try:
+        low = np.linalg.cholesky(s1)
+    except np.linalg.LinAlgError:
+        low = _psd_sqrt(s1)
+    m = low.T @ cov2 @ low
+    ev = np.linalg.eigvalsh((m + m.T) * 0.5)
+    return float(np.sqrt(_clip_eigs(ev)).sum())
+
+
 def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, cov1) and N(mu2, cov2).
 
@@ -103,10 +120,7 @@ def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarr
         raise UserError(
             f"embedding dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]} (score both sets with the same backend)"
         )
-    s1h = _psd_sqrt(cov1)
-    m = s1h @ cov2 @ s1h
-    ev = np.linalg.eigvalsh((m + m.T) * 0.5)
-    tr_covmean = float(np.sqrt(_clip_eigs(ev)).sum())
+    tr_covmean = _trace_sqrt_product(cov1, cov2)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
 
