@@ -134,7 +134,7 @@ def _tiny() -> ClapArchConfig:
         name="tiny",
         audio=AudioTowerConfig(
             patch_embeds_hidden_size=64, depths=(2, 2), num_attention_heads=(4, 8), window_size=8,
-            spec_size=128, patch_size=4, patch_stride=(4, 4), num_mel_bins=64,
+            spec_size=128, patch_size=8, patch_stride=(8, 8), num_mel_bins=64,
         ),
         text=TextTowerConfig(
             vocab_size=None, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
