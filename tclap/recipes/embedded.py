@@ -10,7 +10,10 @@ Stages (each resumable; a finished stage is skipped on a re-run):
    baseline: same data, same total steps, no L_t).
 5. ``evaluate``: both on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
 6. ``export``: ``DIR/tiny-baseline`` and ``DIR/tiny-tclap`` (the folders shipped under
-   ``tclap/assets/models/``).
+   ``tclap/assets/models/``), each with a ``recipe.json``: the recipe's settings, every stage's resolved
+   training config and first logged losses (the first :data:`N_FIRST_LOSSES` optimizer steps, recorded
+   while the stage ran), and the model's held-out metrics, so that ``tests/test_recipe.py`` can redo those
+   steps and check that the shipped weights came from this recipe.
 
 Why pre-train first: L_t stays at ln 2 until L_c has learned what the events are (the calibration run saw
 ~800 steps), so order can only be learned on top of event identity.
@@ -27,6 +30,10 @@ from typing import Sequence
 
 from tclap.audio import atomic_write_text
 from tclap.errors import UserError, cli_entry
+
+N_FIRST_LOSSES = 5  # optimizer steps whose losses each stage records in first_losses.json
+FIRST_LOSSES_FILE = "first_losses.json"
+LOSS_KEYS = ("step", "loss", "contrastive_loss", "temporal_loss", "lr")
 
 
 @dataclass
@@ -67,14 +74,64 @@ def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool) -> Path
         print(f"recipe: stage {name} already done ({model})")
         return model
     print(f"recipe: stage {name}: {cfg.steps} steps, λ={cfg.loss.lambda_t}, init={cfg.init}")
-    train(cfg, [str(manifest)], run, resume=bool(_checkpoints(run)), quiet=quiet)
+    first: list[dict] = []
+
+    def record(step: int, rec: dict) -> None:
+        # The metrics log keeps every ``log_every``-th step only; the first steps are kept in full so a
+        # test can redo them. A resumed run that started past them leaves the file as it was.
+        if step <= N_FIRST_LOSSES and len(first) == step - 1:
+            first.append({k: rec[k] for k in LOSS_KEYS})
+            if step == N_FIRST_LOSSES or step == cfg.steps:
+                atomic_write_text(run / FIRST_LOSSES_FILE, json.dumps(first, indent=1))
+
+    train(cfg, [str(manifest)], run, resume=bool(_checkpoints(run)), quiet=quiet, step_callback=record)
     return model
 
 
 def first_losses(run_dir: Path) -> list[dict]:
-    """The JSONL log records of a recipe stage (the test compares a rerun against them)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    """The first recorded step losses of a recipe stage, ``[{"step", "loss", "contrastive_loss", ...}]``.
+
+    From ``first_losses.json`` when the stage wrote one (steps 1..N_FIRST_LOSSES); for a stage trained
+    before that file existed, the metrics log's records of those steps (step 1 and every ``log_every``-th).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / FIRST_LOSSES_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        return []
+    recs = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+    return [{k: r[k] for k in LOSS_KEYS if k in r} for r in recs if r.get("step", 0) <= N_FIRST_LOSSES]
+
+
+def _stage_record(out: Path, name: str) -> dict:
+    run = out / "runs" / name
+    cfg = json.loads((run / "train_config.json").read_text())
+    return {"train_config": cfg["config"], "pools": cfg.get("pools"), "skipped": cfg.get("skipped"),
+            "first_losses": first_losses(run)}
+
+
+def write_recipe_record(rc: RecipeConfig, out: Path, dest: Path, name: str, stages: Sequence[str],
+                        metrics: dict) -> Path:
+    """``dest/recipe.json``: how the model in ``dest`` was made (settings, stages, first losses, metrics)."""
+    rec = {"model": name, "recipe": asdict(rc), "command": _command(rc),
+           "stages": {s: _stage_record(out, s) for s in stages}, "heldout_metrics": metrics}
+    path = dest / "recipe.json"
+    atomic_write_text(path, json.dumps(rec, indent=2))
+    return path
+
+
+def _command(rc: RecipeConfig) -> str:
+    d = RecipeConfig()
+    cmd = f"python -m tclap.recipes.embedded --out DIR --seed {rc.seed}"
+    for flag, field in (("--n-train", "n_train"), ("--batch-size", "batch_size"), ("--pretrain-steps", "pretrain_steps"),
+                        ("--finetune-steps", "finetune_steps"), ("--heldout-mixes", "heldout_mixes")):
+        if getattr(rc, field) != getattr(d, field):
+            cmd += f" {flag} {getattr(rc, field)}"
+    if not rc.negative_audio:
+        cmd += " --no-negative-audio"
+    return cmd
 
 
 def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False) -> dict:
@@ -94,13 +151,18 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False) -> di
                         manifest, quiet)
     results = {}
     ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
-    for name, model in (("tiny-baseline", base), ("tiny-tclap", tcl)):
+    for name, model, stages in (("tiny-baseline", base, ("pretrain", "baseline")), ("tiny-tclap", tcl, ("pretrain", "tclap"))):
         res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache", quiet=quiet)
         results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
         dest = out / name
+        # Copy to a temp folder, add recipe.json, then swap in: a kill never leaves a half export.
+        tmp = out / f".tmp-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model, tmp)
+        write_recipe_record(rc, out, tmp, name, stages, results[name])
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(model, dest)
+        tmp.rename(dest)
     keys = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r1_a2t", "zero_shot_top1")
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, r in results.items():

