@@ -25,7 +25,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tclap", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tclap",
+        description="T-CLAP: temporal mix-ups, negative captions, training, evaluation, export and the paper's pipeline.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
