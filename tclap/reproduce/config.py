@@ -1,0 +1,170 @@
+"""Settings of ``tclap reproduce``, grouped by stage (dataclasses), and the ``quick`` / ``tiny`` presets.
+
+Each stage's settings are hashed into its ``DONE.json`` key (see :mod:`tclap.reproduce.pipeline`): change
+one and that stage and every stage after it re-run; the others are kept.
+
+The sizes of the ``tiny`` preset come from the two embedded recipes (``tclap.recipes.embedded`` for the
+CLAPs, ``audioldm_cond.recipes.embedded`` for the AudioLDMs), scaled so that the whole pipeline fits the
+45-minute budget on 2 CPU cores; the CLAP settings are overrides of the CLAP recipe's ``RecipeConfig``
+(reused, not copied), the AudioLDM settings are the train CLI's flags (``tclap`` may not import
+``audioldm_cond``, so the AudioLDM recipe's values are mirrored here and passed on the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tclap.errors import UserError
+
+PRESETS = ("quick", "tiny", "paper")
+
+
+@dataclass
+class DataSettings:
+    """The AudioLDM training mix-ups and the held-out prompts / reference clips (built-in bank, 16 kHz).
+
+    Held-out items use held-out bank *instances* only (:func:`tclap.synth.instance_split`), so no generated
+    prompt's reference clip was heard in training. 2-event sequences without overlap: every prompt states
+    an order that the detector can check.
+    """
+
+    seconds: float = 4.0
+    sr: int = 16000
+    n_ldm_train: int = 512
+    n_heldout: int = 24  # prompts generated per system and seed
+    data_seed: int = 0
+
+
+@dataclass
+class LdmSettings:
+    """AudioLDM training (``audioldm-cond train``), mirroring ``audioldm_cond.recipes.embedded.RecipeConfig``."""
+
+    arch: dict[str, Any] = field(default_factory=lambda: {
+        "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [32, 64],
+        "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
+    vae_steps: int = 300
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    vae_crop_frames: int = 64
+    ldm_steps: int = 600
+    ldm_batch: int = 16
+    ldm_lr: float = 5e-4
+    ldm_warmup: int = 50
+    ema_decay: float = 0.995
+    cfg_dropout: float = 0.1
+    snr_gamma: float | None = 5.0
+    ckpt_every: int = 100
+
+
+@dataclass
+class GenerateSettings:
+    """``audioldm-cond generate`` settings (the same for both systems)."""
+
+    steps: int = 20
+    guidance: float = 3.0
+    scheduler: str = "dpm"
+    batch_size: int = 8
+
+
+@dataclass
+class ScoreSettings:
+    """``eval-gen score``: FAD/KAD on ``backend``, KL on the built-in event classifier, CLAP score and order."""
+
+    backend: str = "mel-stats"  # independent of both CLAPs under comparison
+    classifier: str = "builtin-events"
+    n_boot: int = 100
+
+
+@dataclass
+class StudySettings:
+    """The MOS study written for ``mos serve``."""
+
+    clips_per_rater: int = 12
+    min_ratings_per_clip: int = 5
+
+
+@dataclass
+class ReproConfig:
+    """Everything ``tclap reproduce`` runs (the ``paper`` preset uses :class:`tclap.reproduce.paper.PaperInputs`)."""
+
+    preset: str = "tiny"
+    seeds: tuple[int, ...] = (0,)
+    # CLAP recipe (tclap.recipes.embedded.RecipeConfig) overrides, all but ``seed``.
+    clap: dict[str, Any] = field(default_factory=dict)
+    data: DataSettings = field(default_factory=DataSettings)
+    ldm: LdmSettings = field(default_factory=LdmSettings)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    study: StudySettings = field(default_factory=StudySettings)
+
+    def validate(self) -> None:
+        from tclap.recipes.embedded import RecipeConfig  # noqa: PLC0415
+
+        if not self.seeds:
+            raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds {','.join(map(str, self.seeds))} repeats a seed; give distinct seeds")
+        known = {f.name for f in dataclasses.fields(RecipeConfig)} - {"seed"}
+        bad = sorted(set(self.clap) - known)
+        if bad:
+            raise UserError(f"unknown CLAP recipe setting(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        if self.data.n_heldout < 2 or self.data.n_ldm_train < 2:
+            raise UserError("the data stage needs at least 2 held-out prompts and 2 training mix-ups")
+        if self.generate.steps < 1 or self.ldm.vae_steps < 1 or self.ldm.ldm_steps < 1:
+            raise UserError("step counts must be >= 1")
+
+    def recipe_config(self, seed: int):
+        """The CLAP recipe's :class:`~tclap.recipes.embedded.RecipeConfig` for ``seed``."""
+        from tclap.recipes.embedded import RecipeConfig  # noqa: PLC0415
+
+        return RecipeConfig(**{**self.clap, "seed": seed})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfig:
+    """The settings of ``preset`` (``quick`` or ``tiny``), with ``seeds`` when given.
+
+    ``quick`` is a smoke run for tests (a few optimiser steps everywhere, 4 prompts; minutes on 2 cores):
+    its numbers are meaningless. ``tiny`` is the miniature reproduction whose report is read.
+    """
+    if preset == "quick":
+        cfg = ReproConfig(
+            preset="quick", seeds=(0,),
+            clap={"n_train": 24, "batch_size": 8, "pretrain_steps": 2, "finetune_steps": 2, "heldout_mixes": 12},
+            data=DataSettings(n_ldm_train=8, n_heldout=4),
+            ldm=LdmSettings(vae_steps=2, vae_batch=4, ldm_steps=2, ldm_batch=4, ldm_warmup=0, ckpt_every=1),
+            generate=GenerateSettings(steps=3, batch_size=4),
+            score=ScoreSettings(n_boot=0),
+            study=StudySettings(clips_per_rater=4, min_ratings_per_clip=2),
+        )
+    elif preset == "tiny":
+        # CLAP: the recipe's data and schedule (L_t only starts to move once L_c has learned the events,
+        # ~800 pre-training steps), trimmed: fewer clips and fine-tuning steps, batch 48.
+        cfg = ReproConfig(
+            preset="tiny", seeds=(0, 1, 2),
+            clap={"n_train": 1500, "batch_size": 48, "pretrain_steps": 600, "finetune_steps": 400,
+                  "heldout_mixes": 200},
+        )
+    else:
+        raise UserError(f"unknown preset {preset!r}; use quick, tiny or paper")
+    if seeds is not None:
+        cfg.seeds = tuple(seeds)
+    cfg.validate()
+    return cfg
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; a bad list is a one-line :class:`UserError`."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text!r}: give one or more non-negative integers, e.g. 0,1,2")
+    return seeds

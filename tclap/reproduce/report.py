@@ -1,0 +1,286 @@
+"""The reproduction's report: ``OUT/report.md``, figures under ``OUT/report/figures/`` and ``OUT/results.json``.
+
+Every number in a table of ``report.md`` is ``fmt(x)`` of a number stored in ``results.json`` (the test
+checks it), so the JSON is the report's single source. Our numbers are the mean ± std (sample std,
+``ddof=1``; 0 for one seed) over the seeds; the paper's numbers are printed beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tclap.audio import atomic_write_text
+from tclap.reproduce.paper_numbers import PAPER
+
+NA = "–"
+PAPER_LABELS = {"baseline": "CLAP_l", "tclap": "T-CLAP"}
+
+
+def fmt(x: float | None) -> str:
+    """The one number format of the report's tables."""
+    return NA if x is None else f"{x:.2f}"
+
+
+def _cell(v: dict | None) -> str:
+    if v is None or v.get("mean") is None:
+        return NA
+    return fmt(v["mean"]) if v.get("std") is None else f"{fmt(v['mean'])} ± {fmt(v['std'])}"
+
+
+def aggregate(per_seed: dict[int, float | None]) -> dict:
+    """``{seed: value}`` -> ``{"mean", "std", "n_seeds", "per_seed", "missing_seeds"}`` (missing values counted)."""
+    vals = [v for v in per_seed.values() if v is not None and math.isfinite(v)]
+    missing = [s for s, v in per_seed.items() if v is None or not math.isfinite(v)]
+    mean = float(np.mean(vals)) if vals else None
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else (0.0 if vals else None)
+    return {"mean": mean, "std": std, "n_seeds": len(vals), "per_seed": {str(s): v for s, v in per_seed.items()},
+            "missing_seeds": missing}
+
+
+def _metric(scores: dict, name: str, scale: float = 1.0) -> float | None:
+    m = scores.get("metrics", {}).get(name)
+    v = m.get("value") if isinstance(m, dict) else None
+    return None if v is None else float(v) * scale
+
+
+# ------------------------------------------------------------------------------------------------ collect
+CLAP_KEYS = ("r1_t2a", "r5_t2a", "r10_t2a", "r1_a2t", "r5_a2t", "r10_a2t", "map10_t2a", "map10_a2t",
+             "zero_shot_top1", "t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind")
+# eval-gen metric name -> (our key, scale): order accuracies in percent like T-Classify.
+GEN_KEYS = {"kl_softmax": ("kl_softmax", 1.0), "fad": ("fad", 1.0), "kad": ("kad", 1.0),
+            "clap_score": ("clap_score", 1.0), "order_detector": ("order_detector", 100.0),
+            "order_clap": ("order_clap", 100.0)}
+
+
+def collect(cfg, paths) -> dict:
+    """Read every stage's outputs into the ``results.json`` structure."""
+    from tclap.reproduce.pipeline import read_done  # noqa: PLC0415
+    from tclap.reproduce.stages import SYSTEMS  # noqa: PLC0415
+
+    seeds = list(cfg.seeds)
+    clap: dict = {}
+    for system in SYSTEMS:
+        per = {k: {} for k in CLAP_KEYS}
+        for s in seeds:
+            m = json.loads((paths.clap_eval(s, system) / "metrics.json").read_text())
+            flat = m.get("metrics", m)
+            for k in CLAP_KEYS:
+                v = flat.get(k)
+                per[k][s] = float(v) if isinstance(v, (int, float)) else None
+        clap[system] = {k: aggregate(v) for k, v in per.items()}
+    gen: dict = {}
+    counts: dict = {}
+    for system in SYSTEMS:
+        per = {k: {} for k, _ in GEN_KEYS.values()}
+        for s in seeds:
+            sc = json.loads((paths.scores(s, system) / "scores.json").read_text())
+            counts[f"seed{s}/{system}"] = {"n_gen": sc.get("n_gen"), "n_ref": sc.get("n_ref"),
+                                           "order_detector_n": sc["metrics"].get("order_detector", {}).get("n"),
+                                           "skipped": sc.get("skipped", {}), "silent": sc.get("silent", {})}
+            for name, (key, scale) in GEN_KEYS.items():
+                per[key][s] = _metric(sc, name, scale)
+        gen[system] = {k: aggregate(v) for k, v in per.items()}
+    ceiling_scores = json.loads((paths.ceiling / "scores.json").read_text())
+    ceiling = {"order_detector": _metric(ceiling_scores, "order_detector", 100.0),
+               "order_clap": _metric(ceiling_scores, "order_clap", 100.0),
+               "n": ceiling_scores["metrics"].get("order_detector", {}).get("n")}
+
+    def above(table: dict, key: str) -> bool | None:
+        a, b = table["tclap"][key]["mean"], table["baseline"][key]["mean"]
+        return None if a is None or b is None else bool(a > b)
+
+    checks = {
+        "tclap_above_baseline_t_classify_t2a": above(clap, "t_classify_t2a"),
+        "tclap_above_baseline_t_classify_a2t": above(clap, "t_classify_a2t"),
+        "audioldm_t_above_audioldm_l_order_detector": above(gen, "order_detector"),
+    }
+    timing = {}
+    for name in ("data", "clap", "clap_eval", "ldm", "generate", "score", "study"):
+        done = read_done(paths.out, name)
+        timing[name] = float(done["seconds"]) if done else None
+    return {"preset": cfg.preset, "seeds": seeds, "config": cfg.to_dict(), "clap": clap, "generation": gen,
+            "detector_ceiling": ceiling, "generation_counts": counts, "checks": checks,
+            "stage_seconds_last_run": timing, "paper": PAPER,
+            "study": str(paths.study), "prompts": str(paths.prompts)}
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _rows(res: dict, section: str, paper_section: str, keys: Sequence[str], names: dict[str, str]) -> list[list[str]]:
+    rows = []
+    for system in names:
+        paper = PAPER[paper_section][system]
+        rows.append([f"{PAPER_LABELS[system]} (paper)"] + [_cell(paper.get(k)) for k in keys])
+    for system, label in names.items():
+        rows.append([f"{label} (ours)"] + [_cell(res[section][system][k]) for k in keys])
+    return rows
+
+
+def _yes(v: bool | None) -> str:
+    return "not measured" if v is None else ("**yes**" if v else "**no**")
+
+
+def markdown(res: dict, figures: dict[str, list[str]]) -> str:
+    from tclap.reproduce.stages import CLAP_LABELS, SYSTEMS  # noqa: PLC0415
+
+    ldm_names = {k: v[1] for k, v in SYSTEMS.items()}
+    seeds = ", ".join(map(str, res["seeds"]))
+    L = [f"# T-CLAP reproduction ({res['preset']} preset)", "",
+         f"Seeds: {seeds}. Our numbers are the mean ± sample std over the seeds (± 0.00 for one seed); the "
+         "paper's are its reported values (± where it gives one, over three seeds). Every number here is in "
+         "`results.json`. Our data is the built-in procedural sound-event bank (held-out instances for every "
+         "test clip), so the tables are analogues of the paper's, not the same benchmarks.", ""]
+    if res["preset"] == "quick":
+        L += ["> **Quick preset**: a smoke run with a few optimiser steps; its numbers say nothing about the "
+              "method.", ""]
+    c = res["checks"]
+    L += ["## Claims", "",
+          f"- T-CLAP above the baseline on T-Classify text-to-audio: {_yes(c['tclap_above_baseline_t_classify_t2a'])}",
+          f"- T-CLAP above the baseline on T-Classify audio-to-text: {_yes(c['tclap_above_baseline_t_classify_a2t'])}",
+          f"- AudioLDM_T above AudioLDM_L on temporal-order accuracy (event detector): "
+          f"{_yes(c['audioldm_t_above_audioldm_l_order_detector'])}", ""]
+    keys = ("r1_t2a", "r5_t2a", "r10_t2a", "r1_a2t", "r5_a2t", "r10_a2t")
+    L += ["## Table 1 analogue: retrieval (%)", "",
+          "Ours: built-in held-out two-event mix-ups, one caption per clip. Paper: AudioCaps test set "
+          "(CLAP_l = LAION-CLAP, the model T-CLAP was fine-tuned from).", ""]
+    L += _table(["model", "T2A R@1", "T2A R@5", "T2A R@10", "A2T R@1", "A2T R@5", "A2T R@10"],
+                _rows(res, "clap", "retrieval_audiocaps", keys, CLAP_LABELS)) + [""]
+    L += ["## Table 2 analogue: zero-shot classification (%)", "",
+          'Top-1 with the prompt "A sound of {label}". Ours: single-event renders of held-out instances of every '
+          "built-in class. Paper: ESC-50.", ""]
+    L += _table(["model", "zero-shot top-1"],
+                _rows(res, "clap", "zero_shot_esc50", ("zero_shot_top1",), CLAP_LABELS)) + [""]
+    L += ["## Table 3 analogue: T-Classify (%)", "",
+          "Share of held-out clips whose positive caption beats the order-swapped one (T2A), and of captions whose "
+          "clip beats the order-swapped clip (A2T); ties count as wrong. The audio-blind control scores T2A from "
+          "the text embeddings alone (no audio): a model that wins there has learned a caption template, not "
+          "the order it hears. The paper has no audio-blind column.", ""]
+    tk = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind")
+    rows = _rows(res, "clap", "t_classify", tk, CLAP_LABELS)
+    L += _table(["model", "T2A", "A2T", "T2A audio-blind control"], rows) + [""]
+    gk = ("kl_softmax", "fad", "kad", "clap_score", "order_detector", "order_clap")
+    L += ["## Table 4 analogue: AudioLDM conditioned on each CLAP", "",
+          "Held-out ordered prompts, one clip per prompt and seed. KL: softmax KL(ref‖gen) of the built-in event "
+          "classifier, paired by prompt; FAD / KAD on mel statistics (independent of both CLAPs); CLAP score and "
+          "order accuracy (CLAP) by the seed's T-CLAP; order accuracy (detector): the frame-level event detector "
+          "finds the prompted events in the prompted order (%). MOS_r / MOS_t: serve the study (below). "
+          "Paper: AudioCaps, CLAP-LAION (AudioLDM_L) vs T-CLAP (AudioLDM_T).", ""]
+    rows = []
+    for system, label in ldm_names.items():
+        p = PAPER["audioldm"][system]
+        rows.append([f"{label} (paper)", _cell(p["kl_softmax"]), _cell(p["fad"]), NA, NA, NA, NA,
+                     _cell(p["mos_r"]), _cell(p["mos_t"])])
+    for system, label in ldm_names.items():
+        g = res["generation"][system]
+        rows.append([f"{label} (ours)"] + [_cell(g[k]) for k in gk] + [NA, NA])
+    ceil = res["detector_ceiling"]
+    rows.append(["real held-out clips (detector ceiling)", NA, NA, NA, NA, fmt(ceil["order_detector"]),
+                 fmt(ceil["order_clap"]), NA, NA])
+    L += _table(["model", "KL ↓", "FAD ↓", "KAD ↓", "CLAP score ↑", "order acc. detector ↑", "order acc. CLAP ↑",
+                 "MOS_r ↑", "MOS_t ↑"], rows) + [""]
+    skipped = {k: v["skipped"] for k, v in res["generation_counts"].items() if v.get("skipped")}
+    if skipped:
+        L += [f"Skipped while scoring (counted, not dropped): `{json.dumps(skipped)}`", ""]
+    L += ["## Figures", ""]
+    for title, files in figures.items():
+        L += [f"### {title}", ""] + [f"![{Path(f).stem}]({f})" for f in files] + [""]
+    L += ["## Listening test", "",
+          f"The study file `{res['study']}` holds both systems' clips of the first seed (checked with "
+          f"`mos validate`). Run `mos serve {res['study']}`, then `mos report --db <study>.sqlite --out DIR` for "
+          "MOS_r and MOS_t with confidence intervals.", ""]
+    L += ["## Stage times of the last run (s)", ""]
+    L += _table(["stage", "seconds"], [[k, fmt(v)] for k, v in res["stage_seconds_last_run"].items()]) + [""]
+    L += ["A stage skipped as up to date keeps the time of the run that produced it.", ""]
+    return "\n".join(L)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> dict[str, list[str]]:
+    from tclap.audio import load_audio  # noqa: PLC0415
+    from tclap.features import AudioLDMMelFrontEnd  # noqa: PLC0415
+    from tclap.plotting import plot_bars, plot_histogram, plot_spectrogram  # noqa: PLC0415
+    from tclap.reproduce.stages import CLAP_LABELS, SYSTEMS, read_jsonl  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    rel = lambda p: str(Path(p).relative_to(paths.out))  # noqa: E731
+    out: dict[str, list[str]] = {}
+    seed = cfg.seeds[0]
+    fe = AudioLDMMelFrontEnd()
+    specs = []
+    for p in read_jsonl(paths.prompts)[:n_spectrograms]:
+        sources = [("reference", paths.references / f"{p['id']}.wav")]
+        sources += [(SYSTEMS[m][1], paths.generated(seed, m) / f"{p['id']}.wav") for m in SYSTEMS]
+        for label, wav_path in sources:
+            wav = load_audio(wav_path, sr=fe.sample_rate)
+            with torch.no_grad():
+                mel = fe(torch.from_numpy(wav)[None])[0, 0]  # [frames, 64]
+            duration = mel.shape[0] * fe.hop_length / fe.sample_rate
+            # The prompt's intended event spans (those of its real held-out clip), drawn on every panel.
+            events = [e for e in p.get("events", []) if e["onset"] < duration]
+            specs.append(plot_spectrogram(mel, fe.hop_length, fe.sample_rate, title=f"{label}: {p['prompt']}",
+                                          events=events, path=fig_dir / f"spec_{p['id']}_{label}.png"))
+    out["Spectrograms of held-out ordered prompts (intended event spans marked)"] = [rel(s) for s in specs]
+    labels, vals, errs = [], [], []
+    for key, name in (("t_classify_t2a", "T2A"), ("t_classify_a2t", "A2T"), ("t_classify_t2a_audio_blind", "T2A blind")):
+        for m in SYSTEMS:
+            v = res["clap"][m][key]
+            if v["mean"] is not None:
+                labels.append(f"{CLAP_LABELS[m]} {name}")
+                vals.append(v["mean"])
+                errs.append(v["std"])
+    bars = plot_bars(labels, vals, errs, title="T-Classify (mean ± std over seeds)", ylabel="%", ylim=(0, 100),
+                     path=fig_dir / "t_classify.png")
+    out["T-Classify"] = [rel(bars)]
+    hists = []
+    for m in SYSTEMS:
+        sims = json.loads((paths.clap_eval(seed, m) / "similarities.json").read_text())
+        hists.append(plot_histogram({"positive caption": sims["positive"], "negative (order-swapped) caption":
+                                     sims["negative"]}, bins=30, title=f"{CLAP_LABELS[m]}, seed {seed}",
+                                    xlabel="cosine similarity to the clip", path=fig_dir / f"similarity_{m}.png"))
+    out["Similarity of held-out clips to their positive vs negative captions"] = [rel(h) for h in hists]
+    labels, vals, errs = [], [], []
+    for m in SYSTEMS:
+        v = res["generation"][m]["order_detector"]
+        if v["mean"] is not None:
+            labels.append(SYSTEMS[m][1])
+            vals.append(v["mean"])
+            errs.append(v["std"])
+    if res["detector_ceiling"]["order_detector"] is not None:
+        labels.append("real clips (ceiling)")
+        vals.append(res["detector_ceiling"]["order_detector"])
+        errs.append(0.0)
+    if labels:
+        out["Temporal-order accuracy (event detector)"] = [rel(plot_bars(
+            labels, vals, errs, title="Order accuracy of generated clips", ylabel="%", ylim=(0, 100),
+            path=fig_dir / "order_accuracy.png"))]
+    return out
+
+
+def write_report(cfg, paths, sdir: Path) -> dict:
+    """Collect the results, draw the figures, write ``OUT/results.json`` and ``OUT/report.md`` (atomically)."""
+    res = collect(cfg, paths)
+    figures = _figures(cfg, paths, res, sdir / "figures")
+    res["figures"] = figures
+    atomic_write_text(paths.out / "results.json", json.dumps(res, indent=2, default=_json_default))
+    atomic_write_text(paths.out / "report.md", markdown(res, figures))
+    return {"report": str(paths.out / "report.md"), "results": str(paths.out / "results.json"),
+            "checks": res["checks"]}
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-able: {type(o).__name__}")

@@ -1,0 +1,381 @@
+"""The stages of the miniature reproduction (``--preset tiny`` / ``quick``) on the built-in sound-event bank.
+
+``data`` -> ``clap`` -> ``clap_eval`` -> ``ldm`` -> ``generate`` -> ``score`` -> ``study`` -> ``report``.
+
+``tclap`` sits at the base of the import layers (``tests/test_guards.py``), so the AudioLDM, scoring and
+MOS stages run the other packages' command lines as subprocesses (``audioldm_cond.train.cli``, ``audioldm_cond.cli``,
+``eval_gen.cli``, ``demo.cli``: their ``main(argv)`` in a fresh Python), exactly the commands a user would type; each subprocess's output goes
+to ``<stage>/logs/<step>.log``. Every step inside a stage is resumable on its own (training from its last
+checkpoint, generation and mix-ups per clip, scoring from its content-keyed embedding cache), so an
+interrupted stage continues where it stopped.
+
+Output layout (``OUT``)::
+
+    data/        ldm_train/ (mix-ups), ldm_train_pairs.jsonl, heldout/ (reference clips), prompts.jsonl
+    clap/        seed<S>/tiny-baseline, seed<S>/tiny-tclap     (ClapModel directories, the CLAP recipe's output)
+    clap_eval/   seed<S>/<system>/metrics.json, similarities.json
+    ldm/         vae/final, seed<S>/<system>/final           (diffusers-format AudioLDM directories)
+    generate/    seed<S>/<system>/<prompt id>.wav|.png, prompts.jsonl
+    score/       seed<S>/<system>/scores.json, ceiling/scores.json
+    study/       study.yaml + its clips (``mos serve OUT/study/study.yaml``)
+    report/      figures/*.png;   OUT/report.md, OUT/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError
+from tclap.reproduce.config import ReproConfig
+from tclap.reproduce.pipeline import Stage
+
+# system name -> (CLAP recipe export folder, label in the paper's notation)
+SYSTEMS = {"baseline": ("tiny-baseline", "AudioLDM_L"), "tclap": ("tiny-tclap", "AudioLDM_T")}
+CLAP_LABELS = {"baseline": "baseline CLAP", "tclap": "T-CLAP"}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def run_module(module: str, args: Sequence[str], log_path: Path, what: str) -> None:
+    """Run ``module.main(args)`` in a fresh Python with its output in ``log_path``; a failure is one :class:`UserError` line.
+
+    Exit status 2 is the called CLI's own one-line refusal, which is repeated; any other failure names
+    the log file to read.
+    """
+    # ``-c`` calls the module's ``main(argv)`` (not ``-m``): it works whether or not the module has a
+    # ``__main__`` guard, and a module without ``main`` fails loudly instead of exiting 0 having done nothing.
+    cmd = [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))",
+           *map(str, args)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as f:
+        f.write(("\n$ " + " ".join(cmd) + "\n").encode())
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        last = lines[-1].strip() if lines else "(no output)"
+        raise UserError(f"{what} failed (exit {proc.returncode}): {last[:300]} [full log: {log_path}]")
+
+
+def _bar(total: int, desc: str, quiet: bool):
+    return tqdm(total=total, desc=desc, unit="step", disable=quiet or None, leave=False)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+class Paths:
+    """Where each stage puts its outputs (one place, so that stages and the report agree)."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+
+    @property
+    def prompts(self) -> Path:
+        return self.out / "data" / "prompts.jsonl"
+
+    @property
+    def references(self) -> Path:
+        return self.out / "data" / "heldout" / "audio"
+
+    @property
+    def heldout_manifest(self) -> Path:
+        return self.out / "data" / "heldout" / "manifest.jsonl"
+
+    @property
+    def ldm_train(self) -> Path:
+        return self.out / "data" / "ldm_train_pairs.jsonl"
+
+    def clap(self, seed: int, system: str) -> Path:
+        return self.out / "clap" / f"seed{seed}" / SYSTEMS[system][0]
+
+    def clap_eval(self, seed: int, system: str) -> Path:
+        return self.out / "clap_eval" / f"seed{seed}" / system
+
+    def vae(self) -> Path:
+        return self.out / "ldm" / "vae"
+
+    def ldm(self, seed: int, system: str) -> Path:
+        return self.out / "ldm" / f"seed{seed}" / system
+
+    def generated(self, seed: int, system: str) -> Path:
+        return self.out / "generate" / f"seed{seed}" / system
+
+    def scores(self, seed: int, system: str) -> Path:
+        return self.out / "score" / f"seed{seed}" / system
+
+    @property
+    def ceiling(self) -> Path:
+        return self.out / "score" / "ceiling"
+
+    @property
+    def study(self) -> Path:
+        return self.out / "study" / "study.yaml"
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def stage_data(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """AudioLDM training pairs and the held-out prompts with their reference clips.
+
+    Like the AudioLDM recipe, every training mix-up also contributes its order-swapped negative audio with
+    the negative caption, so the UNet hears each pair of events in both orders and only the caption's
+    order tells them apart. (The CLAP recipe builds its own training mix-ups, per seed, in ``clap``.)
+    """
+    from tclap.data.manifest import read_manifest, write_manifest  # noqa: PLC0415
+    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415
+
+    d = cfg.data
+    manifests = {}
+    for split, n, folder in (("train", d.n_ldm_train, "ldm_train"), ("heldout", d.n_heldout, "heldout")):
+        mcfg = MixupConfig(bank="builtin", seconds=d.seconds, sr=d.sr, split=split, seed=d.data_seed,
+                           min_events=2, max_events=2, overlap_prob=0.0)
+        rep = build_mixups(mcfg, sdir / folder, n, quiet=quiet)
+        if rep.failed or rep.manifest is None or rep.manifest_items != n:
+            raise UserError(f"mix-ups under {sdir / folder} are incomplete: {rep.summary()}")
+        manifests[split] = rep.manifest
+    pairs = []
+    for it in read_manifest(manifests["train"]):
+        pairs.append(it)
+        if it.get("negative_audio") and it.get("negative_captions"):
+            pairs.append({**it, "id": it["id"] + "-swap", "audio": it["negative_audio"],
+                          "captions": it["negative_captions"], "negative_captions": it["captions"],
+                          "negative_audio": it["audio"], "events": it.get("negative_events", [])})
+    write_manifest(paths.ldm_train, pairs)
+    prompts = []
+    skipped = 0
+    for it in read_manifest(manifests["heldout"]):
+        if not it.get("negative_captions"):
+            skipped += 1  # cannot happen with overlap_prob=0, but never drop an item silently
+            continue
+        prompts.append({"id": it["id"], "prompt": it["captions"][0], "negative_prompt": it["negative_captions"][0],
+                        "events": it.get("events", []), "negative_audio": it.get("negative_audio")})
+    if skipped:
+        print(f"reproduce: data: {skipped} held-out item(s) without a negative caption are not prompts")
+    atomic_write_text(paths.prompts, "".join(json.dumps(p) + "\n" for p in prompts))
+    return {"ldm_train_items": len(pairs), "heldout_prompts": len(prompts), "skipped_heldout": skipped}
+
+
+def stage_clap(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """Baseline CLAP and T-CLAP per seed with the CLAP recipe (pre-train L_c; fine-tune L_c + λ·L_t vs L_c)."""
+    from tclap.recipes.embedded import run_recipe  # noqa: PLC0415
+
+    out = {}
+    for seed in tqdm(cfg.seeds, desc="clap seeds", disable=quiet or None, leave=False):
+        summary = run_recipe(cfg.recipe_config(seed), sdir / f"seed{seed}", quiet=quiet)
+        out[str(seed)] = summary["results"]
+    return {"recipe_results": out}
+
+
+def stage_clap_eval(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """Zero-shot, retrieval and T-Classify (+ audio-blind control) of both CLAPs on the built-in held-out set.
+
+    Also keeps the per-pair similarities ``sim(audio, positive caption)`` and ``sim(audio, negative caption)``
+    for the report's histogram, read from the evaluation's own embedding cache (no second embedding pass).
+    """
+    from tclap.evaluation.runner import (  # noqa: PLC0415
+        EmbeddingCache, EvalConfig, builtin_heldout, embed_audio_paths, embed_texts, evaluate, model_fingerprint,
+    )
+    from tclap.models import load_clap  # noqa: PLC0415
+
+    cache = sdir / "cache"
+    results: dict = {}
+    jobs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
+    for seed, system in tqdm(jobs, desc="clap_eval", disable=quiet or None, leave=False):
+        rc = cfg.recipe_config(seed)
+        ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)  # the same held-out set for every seed (seed 0)
+        model_dir = paths.clap(seed, system)
+        res = evaluate(str(model_dir), "builtin-heldout", paths.clap_eval(seed, system), cfg=ecfg,
+                       cache_dir=cache, quiet=True)
+        results.setdefault(str(seed), {})[system] = {k: v for k, v in res.items() if isinstance(v, float)}
+        bundle = load_clap(str(model_dir))
+        items, _ = builtin_heldout(cache / "data", float(bundle.frontend.max_length_s), bundle.sample_rate, ecfg)
+        root = cache / "embeddings" / model_fingerprint(bundle)[:24]
+        a_cache, t_cache = EmbeddingCache(root, "audio"), EmbeddingCache(root, "text")
+        pairs = [(it["audio"], it["captions"][0], it["negative_captions"][0])
+                 for it in items if it.get("negative_captions")]
+        audio = embed_audio_paths(bundle, [p[0] for p in pairs], a_cache, ecfg.batch_size, True)  # [N, D]
+        tp = embed_texts(bundle, [p[1] for p in pairs], t_cache, ecfg.batch_size, True)  # [N, D]
+        tn = embed_texts(bundle, [p[2] for p in pairs], t_cache, ecfg.batch_size, True)
+        sims = {"positive": (audio * tp).sum(1).tolist(), "negative": (audio * tn).sum(1).tolist()}
+        atomic_write_text(paths.clap_eval(seed, system) / "similarities.json", json.dumps(sims))
+    return {"metrics": results}
+
+
+def _ldm_common(cfg: ReproConfig, paths: Paths, sdir: Path) -> list[str]:
+    d = cfg.data
+    return ["--train", paths.ldm_train, "--val", paths.heldout_manifest, "--seconds", d.seconds,
+            "--cache-dir", sdir / "cache", "--resume", "--quiet", "--no-val-generate"]
+
+
+def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """The mel VAE once, then per seed an AudioLDM UNet on each CLAP's text embedding (same seed, data, steps).
+
+    A training step whose ``final/`` exists is done; an unfinished one resumes from its last checkpoint.
+    """
+    L = cfg.ldm
+    jobs = [("vae", None, None)] + [("ldm", s, m) for s in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(jobs), "ldm", quiet)
+    for kind, seed, system in jobs:
+        run = paths.vae() if kind == "vae" else paths.ldm(seed, system)
+        if not (run / "final" / "model_index.json").exists():
+            if kind == "vae":
+                args = ["--stage", "vae", "--out", run, "--model", "tiny", "--steps", L.vae_steps,
+                        "--batch-size", L.vae_batch, "--lr", L.vae_lr, "--vae-crop-frames", L.vae_crop_frames,
+                        "--ema-decay", 0, "--ckpt-every", L.ckpt_every, "--seed", cfg.data.data_seed,
+                        "--tiny-config", json.dumps(L.arch)]
+            else:
+                args = ["--stage", "ldm", "--out", run, "--model", paths.vae() / "final",
+                        "--clap", paths.clap(seed, system), "--cond-source", "text", "--cfg-dropout", L.cfg_dropout,
+                        "--steps", L.ldm_steps, "--batch-size", L.ldm_batch, "--lr", L.ldm_lr,
+                        "--warmup-steps", L.ldm_warmup, "--ema-decay", L.ema_decay, "--ckpt-every", L.ckpt_every,
+                        "--seed", seed]
+                if L.snr_gamma is not None:
+                    args += ["--snr-gamma", L.snr_gamma]
+            name = "vae" if kind == "vae" else f"seed{seed}-{system}"
+            run_module("audioldm_cond.train.cli", args + _ldm_common(cfg, paths, sdir), sdir / "logs" / f"{name}.log",
+                       f"AudioLDM training ({name})")
+            if not (run / "final" / "model_index.json").exists():
+                raise UserError(f"AudioLDM training ({name}) ended without {run / 'final'}; see {sdir / 'logs'}")
+        bar.update(1)
+    bar.close()
+    return {"models": {f"seed{s}/{m}": str(paths.ldm(s, m) / "final") for s in cfg.seeds for m in SYSTEMS}}
+
+
+def stage_generate(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """Every held-out ordered prompt with both systems, per seed (the same sampler seed for both systems)."""
+    g = cfg.generate
+    jobs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(jobs), "generate", quiet)
+    for seed, system in jobs:
+        # audioldm-cond generate resumes by itself: clips already written with the same settings are skipped.
+        run_module("audioldm_cond.cli", [
+            "generate", "--prompts", paths.prompts, "--out", paths.generated(seed, system),
+            "--model", paths.ldm(seed, system) / "final", "--steps", g.steps, "--guidance", g.guidance,
+            "--scheduler", g.scheduler, "--seed", seed, "--batch-size", g.batch_size, "--quiet",
+        ], sdir / "logs" / f"seed{seed}-{system}.log", f"generation (seed {seed}, {system})")
+        missing = [p["id"] for p in read_jsonl(paths.prompts)
+                   if not (paths.generated(seed, system) / f"{p['id']}.wav").is_file()]
+        if missing:
+            raise UserError(f"generation (seed {seed}, {system}) left {len(missing)} prompt(s) without a clip, "
+                            f"e.g. {missing[0]}; see {sdir / 'logs'}")
+        bar.update(1)
+    bar.close()
+    return {"clips": {f"seed{s}/{m}": len(list(paths.generated(s, m).glob("*.wav"))) for s, m in jobs}}
+
+
+def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """``eval-gen score`` of every generated folder against the held-out references, and the detector ceiling.
+
+    FAD / KAD on ``score.backend`` (mel statistics by default: independent of both CLAPs), KL on the
+    built-in event classifier (paired by prompt id), CLAP score and order accuracy by the seed's T-CLAP, and
+    order accuracy by the frame-level event detector. The ceiling is the detector's order accuracy on the
+    *real* held-out mix-ups themselves (the same prompts), the best a generator can be credited with.
+    """
+    s = cfg.score
+    first = cfg.seeds[0]
+    common = ["--prompts", paths.prompts, "--backend", s.backend, "--classifier", s.classifier,
+              "--cache-dir", sdir / "cache", "--quiet"]
+    jobs = [("ceiling", first, None)] + [("gen", seed, m) for seed in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(jobs), "score", quiet)
+    for kind, seed, system in jobs:
+        if kind == "ceiling":
+            out, gen = paths.ceiling, paths.references
+            extra = ["--metrics", "order", "--n-boot", 0, "--no-plot", "--clap-model", paths.clap(seed, "tclap")]
+            name = "ceiling"
+        else:
+            out, gen = paths.scores(seed, system), paths.generated(seed, system)
+            extra = ["--metrics", "fad,kad,kl,clap,order", "--n-boot", s.n_boot, "--seed", seed,
+                     "--clap-model", paths.clap(seed, "tclap")]
+            name = f"seed{seed}-{system}"
+        if not (out / "scores.json").exists():
+            run_module("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
+                                        *extra], sdir / "logs" / f"{name}.log", f"scoring ({name})")
+            if not (out / "scores.json").exists():
+                raise UserError(f"scoring ({name}) wrote no {out / 'scores.json'}; see {sdir / 'logs'}")
+        bar.update(1)
+    bar.close()
+    return {"scored": len(jobs)}
+
+
+def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+    """A ready-to-serve MOS study (both systems of the first seed), checked with ``mos validate``.
+
+    The clips are copied next to the study file so the folder can be moved to a listening server. Training
+    page: a real held-out clip. Gold: the order-swapped real clip under its positive prompt (MOS_t must be
+    1-2). Attention check: a real clip with "select 2 on both scales".
+    """
+    import yaml  # noqa: PLC0415
+
+    seed = cfg.seeds[0]
+    prompts = read_jsonl(paths.prompts)
+    systems = []
+    for system, (_, label) in SYSTEMS.items():
+        dst = sdir / "clips" / label
+        dst.mkdir(parents=True, exist_ok=True)
+        for p in prompts:
+            src = paths.generated(seed, system) / f"{p['id']}.wav"
+            if not src.is_file():
+                raise UserError(f"generated clip {src} is missing; re-run with --force-stage generate")
+            shutil.copy2(src, dst / src.name)
+        systems.append({"name": label, "dir": f"clips/{label}"})
+    checks = sdir / "clips" / "checks"
+    checks.mkdir(parents=True, exist_ok=True)
+    ref0, ref1 = prompts[0], prompts[1 % len(prompts)]
+    shutil.copy2(paths.references / f"{ref0['id']}.wav", checks / "training.wav")
+    shutil.copy2(paths.references / f"{ref1['id']}.wav", checks / "attention.wav")
+    gold = []
+    if ref1.get("negative_audio") and Path(ref1["negative_audio"]).is_file():
+        shutil.copy2(ref1["negative_audio"], checks / "gold_swapped.wav")
+        gold = [{"id": "gold-swapped", "file": "clips/checks/gold_swapped.wav", "text": ref1["prompt"],
+                 "expect": {"mos_t": [1, 2]}}]
+    n_main = len(systems) * len(prompts)
+    study = {
+        "name": f"tclap-reproduce-{cfg.preset}",
+        "seed": seed,
+        "systems": systems,
+        "prompts": [{"id": p["id"], "text": p["prompt"]} for p in prompts],
+        "clips_per_rater": min(cfg.study.clips_per_rater, n_main),
+        "min_ratings_per_clip": cfg.study.min_ratings_per_clip,
+        "training": [{"file": "clips/checks/training.wav", "text": ref0["prompt"],
+                      "note": "A real recording of this prompt: the events in the described order (MOS_t 5)."}],
+        "gold": gold,
+        "attention_checks": [{"id": "attention-1", "file": "clips/checks/attention.wav",
+                              "text": "Attention check: select 2 on both scales.", "expect": {"mos_r": 2, "mos_t": 2}}],
+    }
+    atomic_write_text(paths.study, yaml.safe_dump(study, sort_keys=False, allow_unicode=True))
+    run_module("demo.cli", ["validate", paths.study], sdir / "logs" / "validate.log", "mos validate of the study")
+    return {"study": str(paths.study), "clips": n_main, "serve": f"mos serve {paths.study}"}
+
+
+def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False) -> list[Stage]:
+    """The stage list of the tiny / quick preset under ``out``."""
+    from tclap.reproduce.report import write_report  # noqa: PLC0415
+
+    paths = Paths(out)
+    d = cfg.to_dict()
+
+    def bind(fn):
+        return lambda sdir: fn(cfg, paths, sdir, quiet)
+
+    return [
+        Stage("data", bind(stage_data), d["data"], (), "built-in bank mix-ups and held-out prompts"),
+        Stage("clap", bind(stage_clap), {"clap": d["clap"], "seeds": d["seeds"]}, (),
+              "baseline CLAP and T-CLAP per seed (tclap.recipes.embedded)"),
+        Stage("clap_eval", bind(stage_clap_eval), {"seeds": d["seeds"]}, ("clap",),
+              "zero-shot, retrieval, T-Classify"),
+        Stage("ldm", bind(stage_ldm), {"ldm": d["ldm"], "seeds": d["seeds"]}, ("data", "clap"),
+              "AudioLDM_L and AudioLDM_T per seed"),
+        Stage("generate", bind(stage_generate), d["generate"], ("data", "ldm"), "held-out ordered prompts"),
+        Stage("score", bind(stage_score), d["score"], ("data", "generate"), "KL, FAD, KAD, CLAP score, order"),
+        Stage("study", bind(stage_study), d["study"], ("generate",), "MOS study file"),
+        Stage("report", lambda sdir: write_report(cfg, paths, sdir), {"preset": cfg.preset},
+              ("data", "clap_eval", "score", "study"), "report.md, figures, results.json"),
+    ]
