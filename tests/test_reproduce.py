@@ -1,0 +1,270 @@
+"""``tclap reproduce``: the stage runner's skip / resume / invalidate rules, the paper preset's plan and
+input check, and one ``--quick`` run end to end (interrupted in the score stage, then resumed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tclap.cli import main
+from tclap.errors import UserError
+from tclap.reproduce.pipeline import DONE_FILE, Pipeline, Stage
+
+
+# ------------------------------------------------------------------------------------------------ runner
+def _toy(tmp_path: Path, settings: dict, calls: list, fail_in: str | None = None):
+    """Three stages a -> b -> c writing one file each; ``calls`` records (stage, files already there)."""
+
+    def make(name):
+        def run(sdir: Path) -> dict:
+            calls.append((name, sorted(p.name for p in sdir.iterdir())))
+            (sdir / "part.txt").write_text("partial")
+            if name == fail_in:
+                raise KeyboardInterrupt
+            (sdir / "out.txt").write_text(f"{name}:{settings[name]}")
+            return {"value": settings[name]}
+        return run
+
+    return Pipeline(tmp_path, [Stage("a", make("a"), settings["a"]), Stage("b", make("b"), settings["b"], ("a",)),
+                               Stage("c", make("c"), settings["c"], ("b",))], log=lambda s: None)
+
+
+def _mtimes(root: Path, names) -> dict:
+    return {n: (root / n / DONE_FILE).stat().st_mtime_ns for n in names}
+
+
+def test_runner_skips_up_to_date_and_reruns_changed_stage_and_later(tmp_path):
+    calls: list = []
+    s = {"a": 1, "b": 1, "c": 1}
+    st = _toy(tmp_path, s, calls).run()
+    assert [x.action for x in st] == ["ran", "ran", "ran"]
+    before = _mtimes(tmp_path, "abc")
+    calls.clear()
+    st = _toy(tmp_path, s, calls).run()
+    assert [x.action for x in st] == ["skipped"] * 3 and calls == []
+    assert _mtimes(tmp_path, "abc") == before
+    s2 = {"a": 1, "b": 2, "c": 1}  # b's settings changed: b and c re-run, a is kept
+    calls.clear()
+    st = _toy(tmp_path, s2, calls).run()
+    assert [x.action for x in st] == ["skipped", "ran", "ran"]
+    assert [c[0] for c in calls] == ["b", "c"]
+    assert (tmp_path / "b" / "out.txt").read_text() == "b:2"
+    assert (tmp_path / "a" / DONE_FILE).stat().st_mtime_ns == before["a"]
+
+
+def test_runner_resumes_an_interrupted_stage_in_place(tmp_path):
+    calls: list = []
+    s = {"a": 1, "b": 1, "c": 1}
+    with pytest.raises(KeyboardInterrupt):
+        _toy(tmp_path, s, calls, fail_in="b").run()
+    assert not (tmp_path / "b" / DONE_FILE).exists() and (tmp_path / "a" / DONE_FILE).exists()
+    a_done = (tmp_path / "a" / DONE_FILE).stat().st_mtime_ns
+    calls.clear()
+    st = _toy(tmp_path, s, calls).run()
+    assert [x.action for x in st] == ["skipped", "resumed", "ran"]
+    # the resumed stage found its partial output (same key: resume, not wipe)
+    assert calls[0] == ("b", ["STARTED.json", "part.txt"])
+    assert (tmp_path / "a" / DONE_FILE).stat().st_mtime_ns == a_done
+
+
+def test_runner_wipes_partial_output_of_other_settings(tmp_path):
+    calls: list = []
+    with pytest.raises(KeyboardInterrupt):
+        _toy(tmp_path, {"a": 1, "b": 1, "c": 1}, calls, fail_in="b").run()
+    calls.clear()
+    _toy(tmp_path, {"a": 1, "b": 5, "c": 1}, calls).run()
+    assert calls[0] == ("b", ["STARTED.json"])  # stale partial files removed before the run
+
+
+def test_runner_force_and_from_stage(tmp_path):
+    calls: list = []
+    s = {"a": 1, "b": 1, "c": 1}
+    _toy(tmp_path, s, calls).run()
+    calls.clear()
+    st = _toy(tmp_path, s, calls).run(force=["a"])
+    assert [x.action for x in st] == ["ran", "ran", "ran"]  # later stages follow a forced one
+    calls.clear()
+    st = _toy(tmp_path, s, calls).run(from_stage="b")
+    assert [x.action for x in st] == ["skipped", "ran", "ran"]
+    with pytest.raises(UserError, match="earlier stage a is out of date"):
+        _toy(tmp_path, {"a": 9, "b": 1, "c": 1}, calls).run(from_stage="b")
+    with pytest.raises(UserError, match="not a stage"):
+        _toy(tmp_path, s, calls).run(force=["nope"])
+
+
+# ------------------------------------------------------------------------------------------------ CLI input
+def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path / "r"), "--seeds", "a,b"]) == 2
+    assert main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--force-stage", "bogus"]) == 2
+    assert main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--seeds", "1,1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert "--seeds 'a,b'" in err[0] and "'bogus' is not a stage" in err[1] and "repeats a seed" in err[2]
+    assert not (tmp_path / "r" / "data").exists()
+
+
+def test_paper_preset_fails_fast_naming_missing_inputs(tmp_path, capsys):
+    csv = tmp_path / "esc50.csv"
+    csv.write_text("filename,fold,target,category\n")
+    rc = main(["reproduce", "--preset", "paper", "--out", str(tmp_path / "p"), "--esc50", str(csv),
+               "--audioldm", str(tmp_path / "nope")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    for flag in ("--clap-init", "--audiocaps ", "--clotho", "--positive", "--vggish-weights", "--panns-weights"):
+        assert flag in err[0]
+    assert "--audioldm " + str(tmp_path / "nope") + " does not exist" in err[0]
+    assert "--esc50" not in err[0]  # given and present
+    assert not (tmp_path / "p").exists()
+
+
+def test_paper_dry_run_prints_the_plan(tmp_path, capsys):
+    csv = tmp_path / "esc50.csv"
+    csv.write_text("filename,fold,target,category\n")
+    rc = main(["reproduce", "--preset", "paper", "--out", str(tmp_path / "p"), "--dry-run", "--seeds", "0,1",
+               "--esc50", str(csv), "--clap-init", "laion/clap-htsat-unfused", "--num-processes", "4"])
+    out = capsys.readouterr().out
+    assert rc == 0 and not (tmp_path / "p").exists()
+    stages = re.findall(r"^## \d+\. (\w+):", out, flags=re.M)
+    assert stages == ["data", "clap", "clap_eval", "ldm", "generate", "score", "study"]
+    assert "missing inputs" in out and "<--audiocaps>" in out and "<--clap-init>" not in out
+    lines = out.splitlines()
+    train = [ln for ln in lines if " tclap.cli train " in ln]
+    assert len(train) == 4  # 2 seeds x (T-CLAP, baseline)
+    assert all("accelerate.commands.launch" in ln and "--num_processes 4" in ln for ln in train)
+    assert sum("--lambda-t 0.5" in ln for ln in train) == 2 and sum("--lambda-t 0 " in ln for ln in train) == 2
+    assert all("--mix-ratio 1:4" in ln and "--init laion/clap-htsat-unfused" in ln for ln in train)
+    assert sum("audioldm_cond.train.cli" in ln for ln in lines) == 4
+    assert sum(" eval_gen.cli score " in ln for ln in lines) == 4
+    assert any("demo.cli validate" in ln for ln in lines)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+STAGES = ["data", "clap", "clap_eval", "ldm", "generate", "score", "study", "report"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One --quick run, killed in the score stage (after scoring one folder), then re-run to the end."""
+    import tclap.reproduce.stages as stages
+
+    out = tmp_path_factory.mktemp("repro") / "run"
+    real = stages.run_module
+    seen = {"eval": 0}
+
+    def interrupting(module, args, log_path, what):
+        if module == "eval_gen.cli":
+            seen["eval"] += 1
+            if seen["eval"] == 2:
+                raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second scoring job
+        return real(module, args, log_path, what)
+
+    argv = ["reproduce", "--quick", "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stages, "run_module", interrupting)
+        rc1 = main(argv)
+    after_interrupt = {n: (out / n / DONE_FILE).stat().st_mtime_ns for n in STAGES if (out / n / DONE_FILE).exists()}
+    ceiling_mtime = (out / "score" / "ceiling" / "scores.json").stat().st_mtime_ns
+    rc2 = main(argv)
+    return {"out": out, "rc1": rc1, "rc2": rc2, "after_interrupt": after_interrupt, "ceiling_mtime": ceiling_mtime}
+
+
+@pytest.mark.slow
+def test_quick_run_interrupted_then_resumed(quick_run):
+    out = quick_run["out"]
+    assert quick_run["rc1"] == 130 and quick_run["rc2"] == 0
+    # the stages finished before the interruption were not redone by the re-run
+    assert set(quick_run["after_interrupt"]) == {"data", "clap", "clap_eval", "ldm", "generate"}
+    for name, mtime in quick_run["after_interrupt"].items():
+        assert (out / name / DONE_FILE).stat().st_mtime_ns == mtime, name
+    # the interrupted stage resumed: the folder it had scored was kept, not re-scored
+    assert (out / "score" / "ceiling" / "scores.json").stat().st_mtime_ns == quick_run["ceiling_mtime"]
+    done = json.loads((out / "score" / DONE_FILE).read_text())
+    assert done["summary"]["scored"] == 3
+    for name in STAGES:
+        assert (out / name / DONE_FILE).exists(), name
+
+
+@pytest.mark.slow
+def test_quick_run_outputs(quick_run):
+    out = quick_run["out"]
+    res = json.loads((out / "results.json").read_text())
+    assert res["preset"] == "quick" and res["seeds"] == [0]
+    prompts = [json.loads(ln) for ln in (out / "data" / "prompts.jsonl").read_text().splitlines()]
+    assert len(prompts) == 4
+    for system in ("baseline", "tclap"):
+        gen = out / "generate" / "seed0" / system
+        assert sorted(p.stem for p in gen.glob("*.wav")) == sorted(p["id"] for p in prompts)
+        for k in ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "zero_shot_top1"):
+            v = res["clap"][system][k]["mean"]
+            assert v is not None and 0.0 <= v <= 100.0
+        metrics = json.loads((out / "clap_eval" / "seed0" / system / "metrics.json").read_text())
+        assert res["clap"][system]["t_classify_a2t"]["mean"] == metrics["t_classify_a2t"]
+        scores = json.loads((out / "score" / "seed0" / system / "scores.json").read_text())
+        assert res["generation"][system]["fad"]["mean"] == scores["metrics"]["fad"]["value"]
+        assert res["generation"][system]["order_detector"]["mean"] == pytest.approx(
+            100 * scores["metrics"]["order_detector"]["value"])
+    # the detector scores real held-out clips: its ceiling is a real number, not a placeholder
+    assert 0.0 <= res["detector_ceiling"]["order_detector"] <= 100.0
+    # claims are derived from the table values
+    c = res["clap"]
+    assert res["checks"]["tclap_above_baseline_t_classify_t2a"] == (
+        c["tclap"]["t_classify_t2a"]["mean"] > c["baseline"]["t_classify_t2a"]["mean"])
+    # figures exist and are PNGs
+    figs = [f for files in res["figures"].values() for f in files]
+    assert len(figs) >= 9 + 1 + 2
+    for f in figs:
+        assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the study validates and names both systems' clips
+    import yaml
+
+    study = yaml.safe_load((out / "study" / "study.yaml").read_text())
+    assert [s["name"] for s in study["systems"]] == ["AudioLDM_L", "AudioLDM_T"]
+    assert len(study["prompts"]) == 4
+    assert "ok (2 systems x 4 prompts" in (out / "study" / "logs" / "validate.log").read_text()
+
+
+def _numbers(obj) -> set[str]:
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        for v in obj.values():
+            out |= _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out |= _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.add(f"{obj:.2f}")
+    return out
+
+
+@pytest.mark.slow
+def test_report_numbers_are_in_results_json(quick_run):
+    out = quick_run["out"]
+    md = (out / "report.md").read_text()
+    known = _numbers(json.loads((out / "results.json").read_text()))
+    cells = 0
+    for line in md.splitlines():
+        if not line.startswith("| ") or line.startswith("| model") or line.startswith("| stage"):
+            continue
+        for cell in line.strip("|").split("|")[1:]:
+            for num in re.findall(r"-?\d+\.\d+", cell):
+                cells += 1
+                assert num in known, f"{num} in report.md row {line!r} is not in results.json"
+    assert cells > 60
+    for section in ("Table 1 analogue", "Table 2 analogue", "Table 3 analogue", "Table 4 analogue"):
+        assert section in md
+    for fig in re.findall(r"\]\(([^)]+\.png)\)", md):
+        assert (out / fig).is_file()
+
+
+@pytest.mark.slow
+def test_rerun_skips_everything(quick_run, capsys):
+    out = quick_run["out"]
+    before = {n: (out / n / DONE_FILE).stat().st_mtime_ns for n in STAGES}
+    assert main(["reproduce", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert "0 stage(s) ran" in capsys.readouterr().out
+    assert {n: (out / n / DONE_FILE).stat().st_mtime_ns for n in STAGES} == before
+    assert os.path.getsize(out / "report.md") > 0
