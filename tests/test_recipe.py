@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,81 @@ def test_shipped_tclap_beats_the_baseline_on_heldout_t_classify(tmp_path):
     assert t["t_classify_t2a"] >= b["t_classify_t2a"] + 5, (t["t_classify_t2a"], b["t_classify_t2a"])
     assert t["t_classify_a2t"] > b["t_classify_a2t"], (t["t_classify_a2t"], b["t_classify_a2t"])
     assert res["tiny-tclap"]["counts"]["t_classify_t2a_pairs"] >= heldout // 2
+
+
+# ---------------------------------------------------------------- benchmarks/tclap_seeds.py table maths
+def _seeds_module():
+    spec = importlib.util.spec_from_file_location("tclap_seeds", ROOT / "benchmarks" / "tclap_seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_KEYS = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r1_a2t", "zero_shot_top1")
+# per seed: (baseline values, tclap values) in _KEYS order
+_FAKE = {
+    0: ((50, 52, 50, 14, 16, 80), (86, 76, 51, 13, 15, 79)),
+    1: ((56, 50, 49, 15, 16, 82), (88, 74, 50, 11, 16, 81)),
+    2: ((53, 54, 51, 16, 16, 84), (90, 78, 52, 12, 17, 80)),
+}
+
+
+def _write_fake_runs(root: Path, config_for=lambda seed: {"seed": seed, "n_train": 3000}) -> None:
+    for seed, (base, tcl) in _FAKE.items():
+        d = root / f"clap_s{seed}"
+        d.mkdir(parents=True)
+        results = {"tiny-baseline": dict(zip(_KEYS, map(float, base))), "tiny-tclap": dict(zip(_KEYS, map(float, tcl)))}
+        (d / "summary.json").write_text(json.dumps({"config": config_for(seed), "results": results}))
+
+
+def test_seed_table_means_stds_and_targets(tmp_path, capsys):
+    S = _seeds_module()
+    _write_fake_runs(tmp_path)
+    summaries = S.load_summaries(tmp_path, [0, 1, 2])
+    agg = S.aggregate(summaries)
+    # by hand: tclap T2A 86, 88, 90 -> mean 88, sample std sqrt((4 + 0 + 4) / 2) = 2
+    assert agg["tiny-tclap"]["t_classify_t2a"] == pytest.approx((88.0, 2.0, 3))
+    # baseline T2A 50, 56, 53 -> mean 53, std sqrt((9 + 9 + 0) / 2) = 3
+    assert agg["tiny-baseline"]["t_classify_t2a"] == pytest.approx((53.0, 3.0, 3))
+    checks = {c["check"]: c for c in S.target_checks(summaries)}
+    assert checks["T-CLAP T-Classify T2A"]["passed"] and checks["T-CLAP T-Classify A2T"]["value"] == pytest.approx(76.0)
+    # per-seed T2A gains 36, 32, 37 -> mean 35, std sqrt((1 + 9 + 4) / 2) = sqrt(7)
+    gain = checks["T2A gain over baseline (points)"]
+    assert (gain["value"], gain["std"], gain["passed"]) == (pytest.approx(35.0), pytest.approx(math.sqrt(7)), True)
+    # R@1 T2A drops 1, 4, 4 -> mean 3 > 2: fails; R@1 A2T drops 1, 0, -1 -> mean 0: passes
+    assert checks["R@1 T2A drop vs baseline (points)"]["value"] == pytest.approx(3.0)
+    assert not checks["R@1 T2A drop vs baseline (points)"]["passed"]
+    assert checks["R@1 A2T drop vs baseline (points)"]["passed"]
+    # the CLI reuses the finished runs (never trains) and prints / writes the same table
+    assert S.main(["--runs", str(tmp_path), "--out", str(tmp_path / "t.md")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing") == 3
+    table = (tmp_path / "t.md").read_text()
+    assert "| tiny-tclap | 88.0 ± 2.0 | 76.0 ± 2.0 |" in table and "| tiny-baseline | 53.0 ± 3.0 |" in table
+    assert "| R@1 T2A drop vs baseline (points) | 3.0 ± 1.7 | <= 2 | FAIL |" in table  # std sqrt(3)
+    assert table in out
+
+
+def test_seed_table_with_a_metric_missing_in_one_seed(tmp_path):
+    S = _seeds_module()
+    _write_fake_runs(tmp_path)
+    p = tmp_path / "clap_s1" / "summary.json"
+    s = json.loads(p.read_text())
+    del s["results"]["tiny-tclap"]["zero_shot_top1"]
+    p.write_text(json.dumps(s))
+    agg = S.aggregate(S.load_summaries(tmp_path, [0, 1, 2]))
+    # seeds 0 and 2 only: 79, 80 -> mean 79.5, std sqrt(2 * 0.25 / 1)
+    assert agg["tiny-tclap"]["zero_shot_top1"] == pytest.approx((79.5, math.sqrt(0.5), 2))
+
+
+def test_seed_table_bad_input_is_one_line(tmp_path, capsys):
+    S = _seeds_module()
+    assert S.main(["--runs", str(tmp_path), "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "clap_s0" in err and "summary.json" in err
+    _write_fake_runs(tmp_path / "mixed", config_for=lambda seed: {"seed": seed, "n_train": 3000 if seed else 500})
+    assert S.main(["--runs", str(tmp_path / "mixed"), "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "n_train" in err
+    assert S.main(["--runs", str(tmp_path), "--seeds", "0,x"]) == 2
+    assert "--seeds" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""The issue's "must show" table: tiny-baseline vs tiny-tclap, mean ± std over seeds, with the target checks.
+
+For each seed the embedded recipe (:mod:`tclap.recipes.embedded`) runs into ``RUNS/clap_s{seed}``; a run
+that already finished (its ``summary.json`` exists) is reused and an interrupted one resumes, so the
+lead's existing runs are not trained again. Then it prints, for T-Classify T2A / A2T / audio-blind
+control, R@1 both ways and zero-shot top-1, ``mean ± std`` (sample standard deviation, ddof = 1, over
+the seeds) per model, and the targets of issue 3:
+
+* T-CLAP T-Classify text-to-audio >= 85 and audio-to-text >= 75 (means);
+* T-CLAP T2A >= 20 points above the baseline (mean of the per-seed differences);
+* T-CLAP retrieval R@1 (each direction) at most 2 points below the baseline's (mean per-seed difference).
+
+    python benchmarks/tclap_seeds.py --runs /work/runs [--seeds 0,1,2] [--no-run] [--out table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tclap.audio import atomic_write_text
+from tclap.errors import UserError, cli_entry
+
+MODELS = ("tiny-baseline", "tiny-tclap")
+METRICS = (
+    ("t_classify_t2a", "T-Classify T2A"),
+    ("t_classify_a2t", "T-Classify A2T"),
+    ("t_classify_t2a_audio_blind", "T2A audio-blind"),
+    ("r1_t2a", "R@1 T2A"),
+    ("r1_a2t", "R@1 A2T"),
+    ("zero_shot_top1", "zero-shot top-1"),
+)
+RUN_PATTERN = "clap_s{seed}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
+    n = len(values)
+    if n == 0:
+        raise UserError("no values to average: no seed has this metric")
+    m = sum(values) / n
+    if n == 1:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+
+
+def load_summaries(runs: Path, seeds: Sequence[int], pattern: str = RUN_PATTERN) -> dict[int, dict]:
+    """``{seed: summary}`` from ``runs/<pattern>/summary.json``; every run must use the same recipe settings."""
+    out: dict[int, dict] = {}
+    for seed in seeds:
+        path = runs / pattern.format(seed=seed) / "summary.json"
+        if not path.is_file():
+            raise UserError(f"{path} is missing: run the recipe for seed {seed} (drop --no-run) or fix --runs")
+        try:
+            summary = json.loads(path.read_text())
+            results = summary["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} is not a recipe summary ({exc}); re-run the recipe for seed {seed}") from None
+        missing = [m for m in MODELS if m not in results]
+        if missing:
+            raise UserError(f"{path} has no results for {', '.join(missing)}; re-run the recipe for seed {seed}")
+        out[seed] = summary
+    configs = {s: {k: v for k, v in (sm.get("config") or {}).items() if k != "seed"} for s, sm in out.items()}
+    first = next(iter(configs.values()), {})
+    for s, c in configs.items():
+        if c != first:
+            diff = sorted(k for k in set(c) | set(first) if c.get(k) != first.get(k))
+            raise UserError(f"seed {s}'s run used other recipe settings ({', '.join(diff)}) than seed {seeds[0]}'s; "
+                            "a mean over seeds needs one recipe: re-run those seeds with the same settings")
+    return out
+
+
+def aggregate(summaries: dict[int, dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{model: {metric: (mean, std, n_seeds)}}`` over the seeds that report the metric."""
+    agg: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for model in MODELS:
+        agg[model] = {}
+        for key, _ in METRICS:
+            vals = [sm["results"][model][key] for sm in summaries.values() if key in sm["results"][model]]
+            if vals:
+                agg[model][key] = (*mean_std(vals), len(vals))
+    return agg
+
+
+def _paired(summaries: dict[int, dict], key: str) -> list[float]:
+    """Per-seed ``tclap - baseline`` of ``key`` (seeds where both report it)."""
+    out = []
+    for sm in summaries.values():
+        r = sm["results"]
+        if key in r["tiny-tclap"] and key in r["tiny-baseline"]:
+            out.append(r["tiny-tclap"][key] - r["tiny-baseline"][key])
+    return out
+
+
+def target_checks(summaries: dict[int, dict]) -> list[dict]:
+    """The issue's targets: ``[{"check", "value", "std", "target", "passed"}]`` (value = mean over seeds)."""
+    agg = aggregate(summaries)
+    t = agg["tiny-tclap"]
+    checks = []
+
+    def add(name: str, vals: tuple[float, float] | None, op: str, target: float) -> None:
+        if vals is None:
+            checks.append({"check": name, "value": None, "std": None, "target": f"{op} {target:g}", "passed": False})
+            return
+        m, s = vals
+        ok = m >= target if op == ">=" else m <= target
+        checks.append({"check": name, "value": m, "std": s, "target": f"{op} {target:g}", "passed": bool(ok)})
+
+    add("T-CLAP T-Classify T2A", t["t_classify_t2a"][:2] if "t_classify_t2a" in t else None, ">=", 85)
+    add("T-CLAP T-Classify A2T", t["t_classify_a2t"][:2] if "t_classify_a2t" in t else None, ">=", 75)
+    gain = _paired(summaries, "t_classify_t2a")
+    add("T2A gain over baseline (points)", mean_std(gain) if gain else None, ">=", 20)
+    for key, label in (("r1_t2a", "R@1 T2A"), ("r1_a2t", "R@1 A2T")):
+        drop = [-d for d in _paired(summaries, key)]  # baseline - tclap
+        add(f"{label} drop vs baseline (points)", mean_std(drop) if drop else None, "<=", 2)
+    return checks
+
+
+def format_table(summaries: dict[int, dict]) -> str:
+    """The Markdown report: the metric table and the target checks."""
+    agg = aggregate(summaries)
+    seeds = ", ".join(str(s) for s in summaries)
+    lines = [f"Built-in held-out mix-ups, mean ± std over seeds {seeds} (percent).", "",
+             "| model | " + " | ".join(label for _, label in METRICS) + " |",
+             "|---|" + "---:|" * len(METRICS)]
+    for model in MODELS:
+        cells = []
+        for key, _ in METRICS:
+            v = agg[model].get(key)
+            cells.append("n/a" if v is None else f"{v[0]:.1f} ± {v[1]:.1f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += ["", "| target (issue 3) | value | goal | status |", "|---|---:|---|---|"]
+    for c in target_checks(summaries):
+        val = "n/a" if c["value"] is None else f"{c['value']:.1f} ± {c['std']:.1f}"
+        lines.append(f"| {c['check']} | {val} | {c['target']} | {'pass' if c['passed'] else 'FAIL'} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give at least one seed, each once")
+    return seeds
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", required=True, help="folder holding (or receiving) one recipe run per seed")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--pattern", default=RUN_PATTERN, help="run folder name per seed (default clap_s{seed})")
+    p.add_argument("--no-run", action="store_true", help="only tabulate finished runs; never train")
+    p.add_argument("--out", default=None, help="also write the Markdown table here (atomically)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    seeds = parse_seeds(a.seeds)
+    if "{seed}" not in a.pattern:
+        raise UserError(f"--pattern {a.pattern!r} must contain {{seed}}")
+    runs = Path(a.runs)
+    if not a.no_run:
+        from tclap.recipes.embedded import RecipeConfig, run_recipe  # noqa: PLC0415
+
+        for seed in seeds:
+            run = runs / a.pattern.format(seed=seed)
+            if (run / "summary.json").is_file():
+                print(f"tclap_seeds: seed {seed}: reusing {run}")
+                continue
+            print(f"tclap_seeds: seed {seed}: running the recipe into {run} (resumes if interrupted)")
+            run_recipe(RecipeConfig(seed=seed), run, quiet=a.quiet)
+    table = format_table(load_summaries(runs, seeds, a.pattern))
+    sys.stdout.write("\n" + table)
+    if a.out:
+        atomic_write_text(Path(a.out), table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
