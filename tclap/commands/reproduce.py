@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("tiny", "quick", "paper"), default="tiny",
                    help="tiny: the miniature on the built-in bank (default); quick: a smoke run; paper: real data")
     p.add_argument("--out", required=True, help="run folder (re-run the same command to resume)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (tiny: 0,1,2; quick: 0)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0; 0,1,2 for the paper's three-seed spread)")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--from-stage", default=None, metavar="STAGE",
                    help="re-run STAGE and every later stage (earlier ones must be done)")
