@@ -257,3 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("train", help="train the VAE or the LDM (see `audioldm-cond train --help`)", add_help=False)
     args = parser.parse_args(argv)
     return run_generate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
