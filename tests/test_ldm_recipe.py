@@ -70,7 +70,7 @@ def test_vae_stage_reproduces_logged_first_losses(tmp_path):
         rec_x = vae.decode(z).sample
         kl = 0.5 * (post.mean**2 + post.var - 1.0 - post.logvar).sum(dim=(1, 2, 3)).mean()
         loss = (rec_x - x).abs().mean() + ((rec_x - x) ** 2).mean() + 1e-6 * kl
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()

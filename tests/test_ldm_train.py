@@ -104,11 +104,17 @@ def test_vae_stage_first_loss_matches_hand_computation(clips, tiny, tmp_path):
     assert (out / "final" / "model_index.json").exists() and res["step"] == 2
 
 
-def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny, tmp_path):
+@pytest.fixture(scope="module")
+def ldm_ref(clips, tiny, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted 4-step ldm run (checkpoints at 2 and 4)."""
+    out = tmp_path_factory.mktemp("ldm") / "ref"
+    return out, _fit(_cfg(clips, out, "ldm", steps=4), tiny)
+
+
+def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny, ldm_ref):
     from audioldm_cond.components import load_components
 
-    out = tmp_path / "ldm"
-    res = _fit(_cfg(clips, out, "ldm", steps=2), tiny)
+    out, res = ldm_ref
     # 1/std of posterior samples, by brute force: many draws of the frozen VAE's posterior.
     from tclap.audio import load_audio
     from tclap.features import AudioLDMMelFrontEnd
@@ -123,20 +129,21 @@ def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny
     assert loaded.vae.config.scaling_factor == pytest.approx(res["scaling_factor"])
     assert loaded.config.source == "mix"
     losses = [r["loss"] for r in read_log(out, "train")]
-    assert len(losses) == 2 and np.isfinite(losses).all()
+    assert len(losses) == 4 and np.isfinite(losses).all()
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-00000002", "step-00000004"]
 
 
 class _Kill(Exception):
     pass
 
 
-def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, tmp_path, monkeypatch):
+def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, ldm_ref, tmp_path, monkeypatch):
     """Kill one step past the step-2 checkpoint, resume: step 3 is redone, the result equals an uninterrupted run."""
-    ref = tmp_path / "ref"
-    _fit(_cfg(clips, ref, "ldm", steps=4), tiny)
+    ref = ldm_ref[0]
     ref_log = read_log(ref, "train")
 
     run = tmp_path / "run"
+    (tmp_path / "cache").symlink_to(ref.parent / "cache")  # share the reference run's latent/embedding caches
     from audioldm_cond.train import runlog
 
     real = runlog.RunLog.scalars

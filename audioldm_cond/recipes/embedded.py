@@ -57,7 +57,8 @@ class RecipeConfig:
         "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
     vae_steps: int = 60
     vae_batch: int = 8
-    vae_lr: float = 2e-3
+    vae_lr: float = 1e-3
+    vae_ema: float = 0.99
     vae_crop_frames: int = 48
     ldm_steps: int = 300
     ldm_batch: int = 12
@@ -71,11 +72,21 @@ class RecipeConfig:
     val_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     conditioners: tuple[str, ...] = CONDITIONERS
+    judge_clap: str | None = "tiny-tclap"  # CLAP of the validation CLAP metrics (None: the conditioner's own)
 
     @classmethod
     def quick(cls) -> "RecipeConfig":
         return cls(n_train=16, n_val=4, vae_steps=3, vae_batch=4, ldm_steps=3, ldm_batch=4, ldm_warmup=0,
-                   ckpt_every=2, val_prompts=2, guidance_scales=(2.0,))
+                   ckpt_every=2, val_prompts=2, guidance_scales=(2.0,), judge_clap=None)
+
+
+def split_conditioner(spec: str) -> tuple[str, str]:
+    """``NAME`` or ``NAME=CLAP`` -> (model name, the CLAP ``tclap.models.load_clap`` loads)."""
+    name, _, clap = spec.partition("=")
+    name, clap = name.strip(), (clap.strip() or name.strip())
+    if not name or "/" in name or name.startswith("."):
+        raise UserError(f"--conditioners entry {spec!r}: give NAME or NAME=CLAP_DIR with a plain NAME")
+    return name, clap
 
 
 def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, Path]:
@@ -115,16 +126,18 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
     cfgs = {"vae": TrainConfig(
         stage="vae", out_dir=str(out / "vae"), model="tiny", clap="tiny", data=data,
         optim=OptimConfig(steps=rc.vae_steps, batch_size=rc.vae_batch, lr=rc.vae_lr),
-        vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=0.0, ckpt_every=rc.ckpt_every,
+        vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=rc.vae_ema, ckpt_every=rc.ckpt_every,
         seed=rc.seed, resume=True, quiet=quiet, tiny_kwargs=dict(rc.arch),
     )}
-    for name in rc.conditioners:
+    for spec in rc.conditioners:
+        name, clap = split_conditioner(spec)
         cfgs[f"ldm-{name}"] = TrainConfig(
-            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=str(out / "vae" / "final"), clap=name, data=data,
+            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=str(out / "vae" / "final"), clap=clap, data=data,
             optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
             ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma),
             val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts,
-                                 guidance_scales=tuple(rc.guidance_scales), backend="mel-stats"),
+                                 guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
+                                 clap_model=rc.judge_clap or clap),
             ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=rc.seed, resume=True, quiet=quiet,
         )
     return cfgs
@@ -138,7 +151,9 @@ def run_stage(cfg) -> dict[str, Any]:
     run = Path(cfg.out_dir)
     t0 = time.time()
     summary = None
-    if not (run / "final" / "model_index.json").exists():
+    if (run / "final" / "model_index.json").exists():
+        _check_same_settings(run, cfg)
+    else:
         summary = Trainer(cfg).fit()
     log = read_log(run, "train")
     vals = read_log(run, "val")
@@ -149,12 +164,23 @@ def run_stage(cfg) -> dict[str, Any]:
             "seconds_this_run": round(time.time() - t0, 1), "trained_now": summary is not None}
 
 
+def _check_same_settings(run: Path, cfg) -> None:
+    """A finished stage is reused only when it was trained with the settings asked for now."""
+    volatile = ("resume", "quiet")
+    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    want = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as saved
+    diff = sorted(k for k in set(saved) | set(want) if k not in volatile and saved.get(k) != want.get(k))
+    if diff:
+        raise UserError(f"{run} was trained with other settings ({', '.join(diff)} differ); use a new --out "
+                        "or the settings it was trained with")
+
+
 def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence[str]) -> list[Path]:
     """Copy each trained LDM into ``audioldm_cond/assets/models/<name>`` with its ``recipe.json`` (atomic)."""
     from audioldm_cond.components import assets_dir
 
     done = []
-    for name in rc.conditioners:
+    for name in (split_conditioner(c)[0] for c in rc.conditioners):
         src = Path(results[f"ldm-{name}"]["final"])
         dst = assets_dir() / name
         tmp = dst.with_name(f".{name}.tmp{os.getpid()}")
@@ -196,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ldm-steps", type=int, default=None)
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--conditioners", default=",".join(CONDITIONERS),
-                   help="CLAPs to condition on, comma-separated (default: tiny-tclap,tiny-baseline)")
+                   help="CLAPs to condition on, comma-separated NAME or NAME=CLAP_DIR "
+                        "(default: tiny-tclap,tiny-baseline; the installed model is named NAME)")
+    p.add_argument("--val-prompts", type=int, default=None, help="validation prompts generated per guidance scale")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     rc = RecipeConfig.quick() if args.quick else RecipeConfig()
@@ -204,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc.ldm_steps = args.ldm_steps
     if args.vae_steps is not None:
         rc.vae_steps = args.vae_steps
+    if args.val_prompts is not None:
+        rc.val_prompts = args.val_prompts
     rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())
     if not rc.conditioners:
         raise UserError("--conditioners is empty; name at least one CLAP, e.g. tiny-tclap")

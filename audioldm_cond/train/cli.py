@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-guidance", default="1,2.5,4", help="guidance scales swept at validation (comma list)")
     p.add_argument("--val-steps", type=int, default=20, help="sampler steps at validation")
     p.add_argument("--val-backend", default="mel-stats", help="eval_gen embedding backend for FAD/KAD")
+    p.add_argument("--val-clap", default="tiny-tclap", help="CLAP that judges CLAP score / CLAP order accuracy")
     p.add_argument("--no-val-generate", action="store_true", help="validation losses only (no generation)")
     p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (0: none)")
     p.add_argument("--ckpt-keep", type=int, default=2, help="checkpoints kept")
@@ -85,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma),
         val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,
-                             num_inference_steps=args.val_steps, backend=args.val_backend,
+                             num_inference_steps=args.val_steps, backend=args.val_backend, clap_model=args.val_clap,
                              generate=not args.no_val_generate),
         ema_decay=args.ema_decay, mixed_precision=args.mixed_precision, ckpt_every=args.ckpt_every,
         ckpt_keep=args.ckpt_keep, seed=args.seed, resume=args.resume, quiet=args.quiet, tiny_kwargs=tiny,

@@ -100,6 +100,7 @@ class ValidationConfig:
     guidance_scales: tuple[float, ...] = (1.0, 2.5, 4.0)
     num_inference_steps: int = 20
     backend: str = "mel-stats"
+    clap_model: str = "tiny-tclap"  # the CLAP that judges CLAP score / CLAP order accuracy
     generate: bool = True
 
 

@@ -96,7 +96,7 @@ def generate_and_score(tr: "Trainer", prompts: list[str]) -> dict[str, Any]:
                    guidance_scale=scale, seed=VAL_SEED)
         gen = [np.asarray(a, dtype=np.float32) for a in out.audios]
         scores = score_arrays(gen, ref, tr.components.sample_rate, prompts=prompts, backend=cfg.val.backend,
-                              metrics=("fad", "kad", "clap", "order"))["metrics"]
+                              metrics=("fad", "kad", "clap", "order"), clap_model=cfg.val.clap_model)["metrics"]
         res[f"cfg={scale:g}"] = {
             "fad": scores["fad"]["value"], "kad": scores["kad"]["value"],
             "clap_score": scores["clap_score"]["value"], "order_clap": scores["order_clap"]["value"],
