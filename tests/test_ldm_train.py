@@ -211,3 +211,30 @@ def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):
     rc = main(["--stage", "ldm", "--train", str(clips), "--out", str(tmp_path / "o"), "--quiet", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_cache_resumes_after_interruption_and_is_keyed_by_content(tmp_path, clips):
+    calls = []
+
+    def compute(idx):
+        calls.append(list(idx))
+        if len(calls) == 2 and not getattr(compute, "survived", False):
+            compute.survived = True
+            raise _Kill  # interrupted while computing the second chunk
+        return {"x": torch.tensor(idx, dtype=torch.float32)[:, None] * 2}
+
+    with pytest.raises(_Kill):
+        D.cached_chunks(tmp_path / "c", 5, compute, "t", quiet=True, chunk=2)
+    out = D.cached_chunks(tmp_path / "c", 5, compute, "t", quiet=True, chunk=2)
+    assert calls == [[0, 1], [2, 3], [2, 3], [4]]  # chunk 0 came from disk on the re-run
+    assert out["x"].flatten().tolist() == [0, 2, 4, 6, 8]
+    cs = D.read_clip_set(clips)
+    k1 = D.files_key(cs, "mel", 1)
+    assert D.files_key(cs, "mel", 2) != k1  # other settings, other cache
+    first = cs.audio[0]
+    data = first.read_bytes()
+    first.write_bytes(data + b"\0\0")  # the file changed: its cache key changes too
+    try:
+        assert D.files_key(cs, "mel", 1) != k1
+    finally:
+        first.write_bytes(data)
