@@ -1,6 +1,6 @@
 """The embedded default AudioLDMs: one command builds the data, trains them and installs them.
 
-    python -m audioldm_cond.recipes.embedded --out runs/embedded            # full recipe (CPU, ~1 h)
+    python -m audioldm_cond.recipes.embedded --out runs/embedded            # full recipe (CPU, hours)
     python -m audioldm_cond.recipes.embedded --out /tmp/r --quick --no-install   # a smoke run
 
 Stages (each resumable: a finished stage is skipped, an interrupted one resumes from its last checkpoint):
@@ -17,6 +17,10 @@ Stages (each resumable: a finished stage is skipped, an interrupted one resumes 
    UNet learns to follow.
 4. ``install``: both models are copied into ``audioldm_cond/assets/models/<name>`` with ``recipe.json``
    (the settings and the first logged losses of every stage, which ``tests/test_ldm_recipe.py`` re-checks).
+
+Cost (measured on the shared 2-core development machine under a load of 6-12): a VAE step (batch 8, 48-frame
+windows) took 3-25 s and an LDM step (batch 12) 4-9 s, so the default 200 + 2 x 2000 steps need several hours
+there; on an idle 2-core machine roughly a fifth of that. ``--vae-steps`` / ``--ldm-steps`` shorten it.
 
 Architecture: 4 s of 16 kHz audio -> 400 x 64 log-mel -> VAE (8x down) -> latent 8 x 50 x 8 -> UNet with two
 levels (self-attention at the lower one and in the mid block, for a receptive field over the whole clip)
@@ -55,12 +59,12 @@ class RecipeConfig:
     arch: dict[str, Any] = field(default_factory=lambda: {
         "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [16, 32],
         "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
-    vae_steps: int = 60
+    vae_steps: int = 200
     vae_batch: int = 8
     vae_lr: float = 1e-3
     vae_ema: float = 0.99
     vae_crop_frames: int = 48
-    ldm_steps: int = 300
+    ldm_steps: int = 2000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20
@@ -68,7 +72,7 @@ class RecipeConfig:
     cfg_dropout: float = 0.1
     snr_gamma: float | None = 5.0
     ckpt_every: int = 20
-    val_every: int = 0
+    val_every: int = 500
     val_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     conditioners: tuple[str, ...] = CONDITIONERS
