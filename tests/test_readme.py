@@ -277,9 +277,17 @@ SHIPPED_ASSETS = (
 def needs_shipped_models(cmd: str) -> bool:
     if re.search(r"(?<![\w/.-])tiny-(?:tclap|baseline)(?![\w/.-])", cmd):
         return True
-    # `audioldm-cond generate` without --model uses tiny-tclap; `eval-gen score` defaults --clap-model to it.
-    if cmd.startswith("audioldm-cond generate") and "--model" not in shlex.split(cmd):
+    args = shlex.split(cmd)
+    # `audioldm-cond generate` without --model uses tiny-tclap.
+    if args[:2] == ["audioldm-cond", "generate"] and "--model" not in args:
         return True
+    # `eval-gen score`: the `tclap` backend is tiny-tclap, and so is --clap-model's default for clap/order metrics.
+    if args[:2] == ["eval-gen", "score"]:
+        opt = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")}
+        metrics = set(opt.get("--metrics", "fad,kad").split(","))
+        if opt.get("--backend") == "tclap" or (metrics & {"clap", "order"} and "--clap-model" not in opt
+                                               and opt.get("--backend") != "clap"):
+            return True
     return False
 
 
@@ -287,17 +295,13 @@ def missing_assets() -> list[str]:
     return [str(p.relative_to(ROOT).parent) for p in SHIPPED_ASSETS if not p.exists()]
 
 
-def substitute(cmd: str, values: dict[str, str]) -> tuple[str, list[Sub]]:
-    """``cmd`` rewritten by :data:`SUBSTITUTIONS` -> (the command to run, the rules that applied)."""
-    used = []
+def substitute(cmd: str, values: dict[str, str]) -> str:
+    """``cmd`` rewritten by :data:`SUBSTITUTIONS`, with ``{llm}`` / ``{port}`` filled from ``values``."""
     for sub in SUBSTITUTIONS:
-        new = re.sub(sub.pattern, sub.replacement, cmd)
-        if new != cmd:
-            used.append(sub)
-            cmd = new
+        cmd = re.sub(sub.pattern, sub.replacement, cmd)
     for k, v in values.items():
         cmd = cmd.replace("{" + k + "}", v)
-    return cmd, used
+    return cmd
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -599,7 +603,7 @@ def run_blocks(blocks: list[Block], workdir: Path, values: dict[str, str]) -> tu
             if absent and needs_shipped_models(original):
                 skipped.append(f"{block.where}: `{original}`")
                 continue
-            cmd, _ = substitute(original, values)
+            cmd = substitute(original, values)
             ran_as = "" if cmd == original else f" (ran as `{cmd}`)"
             if re.match(r"^mos serve\b", cmd):
                 try:
@@ -656,6 +660,24 @@ def test_parser_on_a_hand_written_readme():
     assert [is_setup(c) for c in blocks[0].commands()] == [True, True, False]
 
 
+def test_substitutions_on_hand_written_commands():
+    v = {"llm": "http://127.0.0.1:1234/v1", "port": "4321"}
+    assert substitute("accelerate launch --multi_gpu --num_processes 8 -m tclap.cli train --preset paper --out r", v) \
+        == "tclap train --preset paper --out r --steps 2 --batch-size 4"
+    assert substitute("tclap mixup --bank b.csv --n 50000 --seconds 10 --sr 48000 --out d", v) \
+        == "tclap mixup --bank b.csv --n 6 --seconds 4 --sr 16000 --out d"
+    assert substitute("tclap negatives c.csv --backend llm --endpoint http://localhost:8000/v1 --out o", v) \
+        == "tclap negatives c.csv --backend llm --endpoint http://127.0.0.1:1234/v1 --out o"
+    assert substitute("mos serve S.yaml --port 7860 --db s.sqlite", v) == "mos serve S.yaml --port 4321 --db s.sqlite"
+    assert substitute("tclap mixup --n 500 --seconds 100 --out d", v) == "tclap mixup --n 500 --seconds 100 --out d"
+    assert needs_shipped_models('audioldm-cond generate "a beep" --out out/')
+    assert not needs_shipped_models('audioldm-cond generate "a beep" --model m/ --out out/')
+    assert needs_shipped_models("eval-gen score --gen g --ref r --backend tclap --out s")
+    assert needs_shipped_models("eval-gen score --gen g --ref r --metrics fad,order --out s")
+    assert not needs_shipped_models("eval-gen score --gen g --ref r --metrics fad,kad --out s")
+    assert not needs_shipped_models("tclap export --model runs/my-tiny-tclap-run --out x")
+
+
 def test_readme_has_commands_to_run():
     blocks = bash_blocks()
     assert len(blocks) >= 8, "README.md lost its command blocks?"
@@ -697,13 +719,18 @@ def test_every_substitution_still_matches_a_readme_command():
             f"substitution {sub.pattern!r} ({sub.why}) matches no README command: the README changed; update the "
             "table so no command runs at real scale")
     for name in STANDIN_NAMES:
-        assert _uses_standins([Block("bash", 0, "", "", [c]) for c in cmds]) and any(name in c for c in cmds), (
+        assert any(re.search(_standin_pattern(name), c) for c in cmds), (
             f"stand-in {name} is named by no README command any more; drop it from STANDIN_NAMES and standins()")
 
 
+def _standin_pattern(name: str) -> str:
+    """``name`` as a whole path argument (``data/auto-acd.jsonl``, not ``mydata/auto-acd.jsonl.bak``)."""
+    end = "" if name.endswith("/") else r"(?![\w.-])"  # a folder may be followed by a path inside it
+    return rf"(?<![\w/.-]){re.escape(name)}{end}"
+
+
 def _uses_standins(blocks: list[Block]) -> bool:
-    return any(re.search(rf"(?<![\w/.-]){re.escape(name)}(?![\w.-])", c)
-               for b in blocks for c in b.commands() for name in STANDIN_NAMES)
+    return any(re.search(_standin_pattern(name), c) for b in blocks for c in b.commands() for name in STANDIN_NAMES)
 
 
 @pytest.mark.parametrize("section", _sections(), ids=_slug)
