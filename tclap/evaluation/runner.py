@@ -156,7 +156,7 @@ def builtin_heldout(cache_dir: Path, seconds: float, sr: int, cfg: EvalConfig) -
                 wav = render_event(label, inst, sr=sr)[:n]
                 path = root / "single" / "audio" / f"{label}-{inst}.wav"
                 save_audio(path, wav, sr)
-                items.append({"id": f"{label}-{inst}", "audio": str(path), "captions": [event_phrase(label)],
+                items.append({"id": f"{label}-{inst}", "audio": str(path.resolve()), "captions": [event_phrase(label)],
                               "events": [{"label": label, "onset": 0.0, "offset": len(wav) / sr}],
                               "split": "heldout", "source": "builtin", "class_text": event_phrase(label)})
         write_manifest(single_manifest, items)
