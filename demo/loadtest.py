@@ -55,7 +55,7 @@ def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.
     from gradio_client import Client
 
     rng = random.Random(f"{cfg.seed}:{rater_id}")
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
     s = client.predict(rater_id, "", True, api_name="/start")
     token = s["token"]
     if s["phase"] == "training":
@@ -68,7 +68,7 @@ def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.
             client.predict(token, item, "play", api_name="/played")
             client.predict(token, item, "ended", api_name="/played")
         if rng.random() < cfg.reconnect_prob / 2:  # reload between the end of playback and the rating
-            client = Client(url, verbose=False)
+            client = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
             reconnects += 1
             s = client.predict(rater_id, "", False, api_name="/start")
             if s["item"]["item_id"] != item or not s["played"]:
@@ -80,7 +80,7 @@ def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.
         except Exception as exc:  # a network-level failure (timeout): retry on a fresh connection, as a browser would
             if "AppError" in type(exc).__name__:
                 raise
-            client, retried = Client(url, verbose=False), True
+            client, retried = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120}), True
             reconnects += 1
             res = client.predict(token, item, values, api_name="/rate")
         else:
@@ -98,7 +98,7 @@ def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.
             refused += again["status"] == "already_rated"
         s = res["state"]
         if rng.random() < cfg.reconnect_prob / 2:  # reload after rating: resume at the next clip
-            client = Client(url, verbose=False)
+            client = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
             reconnects += 1
             s = client.predict(rater_id, "", False, api_name="/start")
     with lock:

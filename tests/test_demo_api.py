@@ -38,7 +38,7 @@ def test_api_refusals_write_nothing(served):
     from gradio_client import Client
 
     srv, svc, db = served
-    c = Client(srv.url, verbose=False)
+    c = Client(srv.url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
     s = c.predict("api-r1", "", True, api_name="/start")
     s = c.predict(s["token"], api_name="/finish_training")
     item = s["item"]["item_id"]
@@ -67,7 +67,7 @@ def test_blinding_every_response(served):
     bodies = []
     for path in ("", "config", "gradio_api/info", "gradio_api/info?all_endpoints=true"):
         bodies.append(urllib.request.urlopen(srv.url + path, timeout=30).read().decode("utf-8", "replace"))
-    c = Client(srv.url, verbose=False)
+    c = Client(srv.url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
     s = c.predict("blind-r1", "", True, api_name="/start")
     bodies.append(json.dumps(s))
     s = c.predict(s["token"], api_name="/finish_training")

@@ -43,7 +43,8 @@ def test_rater_completes_study_with_reload(tmp_path):
                     pass
 
         page.on("response", on_response)
-        page.set_default_timeout(30000)
+        page.set_default_timeout(120000)
+        expect.set_options(timeout=120000)  # a loaded 2-core machine can take long to serve the first page
         page.goto(srv.url + "?rater=browser-1")
         # the load event fills the rater id from ?rater=
         expect(page.locator("#mos-rater textarea, #mos-rater input").first).to_have_value("browser-1")
@@ -60,13 +61,13 @@ def test_rater_completes_study_with_reload(tmp_path):
             assert page.locator("#mos-submit").is_disabled()
             page.evaluate("document.querySelector('#mos-player').play()")
             page.wait_for_function(
-                "!document.querySelector('#mos-scale-mos_t input').disabled", timeout=30000)
+                "!document.querySelector('#mos-scale-mos_t input').disabled", timeout=120000)
             page.locator("#mos-scale-mos_r label").filter(has_text=f"{v}:").click()
             page.locator("#mos-scale-mos_t label").filter(has_text=f"{6 - v}:").click()
             page.locator("#mos-submit").click()
             page.wait_for_function(
                 f"!document.querySelector('#mos-player') || "
-                f"!document.querySelector('#mos-player').src.endsWith('{item}')", timeout=30000)
+                f"!document.querySelector('#mos-player').src.endsWith('{item}')", timeout=120000)
             given[item] = (v, 6 - v)
             return progress
 

@@ -545,7 +545,7 @@ def _rate_some(url: str, n_raters: int = 3) -> int:
     saved = 0
     for r in range(n_raters):
         rng = random.Random(r)
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
         s = client.predict(f"readme-rater-{r}", "", True, api_name="/start")
         token = s["token"]
         if s["phase"] == "training":
