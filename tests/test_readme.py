@@ -761,7 +761,6 @@ def test_readme_section_runs(section, request, tmp_path):
                     f"skipped {len(skipped)} command(s) that need them (the others ran):\n" + "\n".join(skipped))
 
 
-@pytest.mark.xfail(strict=False, reason="the lead replaces the README's output placeholders with real output (issue 7)")
 def test_output_blocks_are_not_placeholders():
     text = README.read_text(encoding="utf-8")
     found = [f"{b.where}: {line.strip()}" for b in parse_blocks(text) if b.lang == "text"
