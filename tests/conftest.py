@@ -19,6 +19,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One BLAS/OpenMP thread per test process: the suite runs as `pytest -n 2` on 2 cores, and oversubscribed torch
+# threads spin against each other (seen here: up to 30x slower). Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 class BlockedNetworkError(RuntimeError):
