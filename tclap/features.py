@@ -317,8 +317,13 @@ class ClapMelConfig:
     f_min: float = 50.0
     f_max: float = 14000.0
     max_length_s: float = 10.0
-    truncation: str = "rand_trunc"
+    truncation: str = "rand_trunc"  # random crop in training (with a generator), centre crop in evaluation
     padding: str = "repeatpad"
+
+    @property
+    def frames(self) -> int:
+        """Frames of a full-length clip: ``max_length_s * sample_rate / hop_length + 1``."""
+        return int(round(self.max_length_s * self.sample_rate)) // self.hop_length + 1
 
 
 class ClapMelFrontEnd(_StftMel):

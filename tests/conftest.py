@@ -72,3 +72,20 @@ socket.getaddrinfo = _guarded_getaddrinfo
 @pytest.fixture(scope="session")
 def rng_seed() -> int:
     return 0
+
+
+@pytest.fixture(autouse=True)
+def _reopen_closed_log_streams():
+    """A library logger first used inside a ``capsys`` test keeps that test's (later closed) stream and then prints
+    "--- Logging error ---" into whichever test logs next; point such handlers back at the live stderr."""
+    import logging
+    import sys
+
+    yield
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for h in lg.handlers:
+            if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+                h.stream = sys.stderr  # not setStream(): it flushes the closed stream first

@@ -18,26 +18,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from tclap.errors import UserError
+from tclap.features import ClapMelConfig
 
 
-@dataclass
-class FrontEndConfig:
-    """Log-mel front end (the parameters of ``ClapFeatureExtractor`` / ``tclap.features.ClapMelFrontEnd``)."""
-
-    sample_rate: int = 48000
-    n_fft: int = 1024
-    hop_length: int = 480
-    n_mels: int = 64
-    f_min: float = 50.0
-    f_max: float = 14000.0
-    max_length_s: float = 10.0
-    truncation: str = "rand_trunc"  # random crop in training (with a generator), centre crop in evaluation
-    padding: str = "repeatpad"
-
-    @property
-    def frames(self) -> int:
-        """Frames of a full-length clip: ``max_length_s * sample_rate / hop_length + 1``."""
-        return int(round(self.max_length_s * self.sample_rate)) // self.hop_length + 1
+# The front end's settings are the mel front end's own config (one definition, in tclap.features).
+FrontEndConfig = ClapMelConfig
 
 
 @dataclass

@@ -122,6 +122,15 @@ def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: b
     local = not hub
     if local and not (Path(src) / "config.json").is_file():
         raise UserError(f"{src} is not a ClapModel directory (no config.json); export one with `tclap export`")
+    if local:
+        # Refuse another architecture before transformers half-loads it (and logs a warning about it).
+        try:
+            model_type = json.loads((Path(src) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = "unreadable"
+        if model_type != "clap":
+            raise UserError(f"{src} holds a {model_type!r} model, not a CLAP model (config.json model_type must be "
+                            "'clap'); pass a ClapModel directory, a LAION-CLAP .pt or a config name")
     try:
         model = ClapModel.from_pretrained(src, local_files_only=local)
     except Exception as exc:  # noqa: BLE001 (OSError, ValueError, RuntimeError size mismatch...)
