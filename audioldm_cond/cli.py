@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = argparse.ArgumentParser(prog="audioldm-cond train", description="train an AudioLDM (stages vae, ldm)")
         train_cli.add_arguments(p)
         return int(train_cli.run(p.parse_args(argv[1:])) or 0)
-    parser = argparse.ArgumentParser(prog="audioldm-cond", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="audioldm-cond", description="Generate audio from text with a CLAP- or T-CLAP-conditioned AudioLDM (generate), and train one (train).")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="text -> WAV + spectrogram PNG per prompt")
     add_generate_arguments(gen)
