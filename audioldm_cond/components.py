@@ -171,6 +171,23 @@ class AudioLDMComponents:
             m.eval()
         return self
 
+    def to_diffusers(self):
+        """The same models as diffusers' ``AudioLDMPipeline`` (for comparisons; needs a HiFi-GAN vocoder).
+
+        The tokenizer is a copy whose ``model_max_length`` is our conditioner's token budget, so both pipelines
+        tokenise alike without changing the tokenizer the conditioner shares.
+        """
+        import copy  # noqa: PLC0415
+
+        from diffusers import AudioLDMPipeline  # noqa: PLC0415
+
+        tok = copy.deepcopy(self.conditioner.clap.tokenizer)
+        tok.model_max_length = self.conditioner.max_text_length
+        pipe = AudioLDMPipeline(vae=self.vae, text_encoder=self.conditioner.text_encoder_with_projection(),
+                                tokenizer=tok, unet=self.unet, scheduler=self.scheduler, vocoder=self.vocoder)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
 
 # ------------------------------------------------------------------------------------------------ scheduler
 def make_scheduler(kind: str = "dpm", config: dict | None = None):

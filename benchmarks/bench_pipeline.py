@@ -32,15 +32,9 @@ def _timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def bench_vs_diffusers(comps, seconds: float, steps: int, repeats: int) -> list[str]:
-    from diffusers import AudioLDMPipeline
-
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
 
-    tok = comps.conditioner.clap.tokenizer
-    tok.model_max_length = comps.conditioner.max_text_length
-    ref = AudioLDMPipeline(vae=comps.vae, text_encoder=comps.conditioner.text_encoder_with_projection(),
-                           tokenizer=tok, unet=comps.unet, scheduler=comps.scheduler, vocoder=comps.vocoder)
-    ref.set_progress_bar_config(disable=True)
+    ref = comps.to_diffusers()
     ours = TemporalAudioLDMPipeline(comps, progress=False)
     prompt = "a beep followed by a knock"
 

@@ -42,18 +42,7 @@ def saved(comps, tmp_path_factory):
 
 
 def _diffusers_embeds(comps, prompts, negative=None):
-    from diffusers import AudioLDMPipeline
-
-    tok = comps.conditioner.clap.tokenizer
-    tok.model_max_length = comps.conditioner.max_text_length
-    pipe = AudioLDMPipeline(
-        vae=comps.vae,
-        text_encoder=comps.conditioner.text_encoder_with_projection(),
-        tokenizer=tok,
-        unet=comps.unet,
-        scheduler=comps.scheduler,
-        vocoder=comps.vocoder,
-    )
+    pipe = comps.to_diffusers()
     out = pipe._encode_prompt(prompts, torch.device("cpu"), 1, True, negative_prompt=negative)
     return out.chunk(2)  # (uncond, cond)
 

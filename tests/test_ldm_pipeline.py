@@ -38,20 +38,7 @@ def pipe(comps):
 
 
 def _diffusers(comps):
-    from diffusers import AudioLDMPipeline
-
-    tok = comps.conditioner.clap.tokenizer
-    tok.model_max_length = comps.conditioner.max_text_length
-    p = AudioLDMPipeline(
-        vae=comps.vae,
-        text_encoder=comps.conditioner.text_encoder_with_projection(),
-        tokenizer=tok,
-        unet=comps.unet,
-        scheduler=comps.scheduler,
-        vocoder=comps.vocoder,
-    )
-    p.set_progress_bar_config(disable=True)
-    return p
+    return comps.to_diffusers()
 
 
 @pytest.mark.parametrize("kind", ["dpm", "ddim"])
