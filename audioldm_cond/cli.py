@@ -125,6 +125,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=int, default=1, help="clips per prompt, best CLAP score kept (default 1)")
     p.add_argument("--scheduler", choices=("dpm", "ddim"), default="dpm", help="DPM-Solver++ (default) or DDIM")
     p.add_argument("--batch-size", type=int, default=8, help="clips denoised together (default 8)")
+    p.add_argument("--no-clip-latents", action="store_true",
+                   help="do not clamp predicted latents to the model's training range (on when the model has one)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -159,6 +161,7 @@ def run_generate(args: argparse.Namespace) -> int:
         "negative_prompt": args.negative_prompt,
         "candidates": args.candidates,
         "scheduler": args.scheduler,
+        "clip_latents": comps.config.latent_range is not None and not args.no_clip_latents,
     }
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / PROMPTS_FILE
@@ -187,6 +190,7 @@ def run_generate(args: argparse.Namespace) -> int:
             seconds=seconds,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
+            clip_latents=False if args.no_clip_latents else None,
             negative_prompt=args.negative_prompt,
             seed=args.seed + run[0] * k,  # clip j of the whole job keeps seed + j however the job is split
             num_candidates=k,

@@ -16,6 +16,11 @@ Differences from diffusers, none of which changes the numbers:
 - several candidates per prompt are re-ranked by the CLAP score (cosine of the prompt's and the generated audio's
   CLAP embeddings), best first;
 - conditions are encoded once per call and the guidance batch is built once per chunk, under ``inference_mode``.
+
+One addition that does change the numbers, and only for models that record a ``latent_range`` (the trainer does):
+each step's predicted clean latent is clamped to the training latents' per-channel range before the scheduler
+step (``clip_latents``, on by default for such models). The tiny models' deterministic DPM-Solver / DDIM
+trajectories otherwise drift into broadband smears; clamped, the same 20 steps give separate events.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audioldm_cond.components import AudioLDMComponents
+from audioldm_cond.components import AudioLDMComponents, clamp_prediction
 from audioldm_cond.conditioning import ClapConditioner
 from tclap.errors import UserError
 
@@ -167,6 +172,7 @@ class TemporalAudioLDMPipeline:
         batch_size: int = 8,
         eta: float = 0.0,
         score: bool = True,
+        clip_latents: bool | None = None,
     ) -> GenerationOutput:
         """Generate ``num_candidates`` clips per prompt.
 
@@ -182,6 +188,9 @@ class TemporalAudioLDMPipeline:
             batch_size: outputs denoised together (memory vs speed; results do not depend on it).
             eta: DDIM's eta (ignored by other schedulers).
             score: compute CLAP scores (when a CLAP with an audio branch is available); always on for re-ranking.
+            clip_latents: clamp each step's predicted clean latent to the model's recorded training range
+                (``config.latent_range``; see :func:`~audioldm_cond.components.clamp_prediction`). Default: on
+                when the model has a range, off otherwise.
 
         Returns:
             :class:`GenerationOutput` with ``N * num_candidates`` outputs.
@@ -198,6 +207,11 @@ class TemporalAudioLDMPipeline:
         if not math.isfinite(float(guidance_scale)) or guidance_scale < 0:
             raise UserError(f"guidance_scale={guidance_scale} must be a number >= 0 (2.5 is AudioLDM's default)")
         n_cand, n_prompts = int(num_candidates), len(prompts)
+        rng = c.config.latent_range
+        if clip_latents and rng is None:
+            raise UserError(f"clip_latents=True but model {c.config.name!r} has no recorded latent_range (train it "
+                            "with this version, or leave clipping off)")
+        clip = rng is not None if clip_latents is None else bool(clip_latents)
         if n_cand > 1 and self.scorer is None:
             raise UserError(
                 "re-ranking candidates needs a CLAP with an audio branch, but this model's text encoder is text-only; "
@@ -252,6 +266,8 @@ class TemporalAudioLDMPipeline:
                     if use_cfg:
                         eps_u, eps_c = eps.chunk(2)
                         eps = eps_u + guidance_scale * (eps_c - eps_u)
+                    if clip:
+                        eps = clamp_prediction(sched, eps, latents, t, rng)
                     latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
                     bar.update(hi - lo)
                 mel = c.latents_to_mel(latents)  # [b, 1, frames, n_mels]
@@ -281,7 +297,7 @@ class TemporalAudioLDMPipeline:
             sample_rate=c.sample_rate,
             seconds=seconds,
             extra={"steps": int(num_inference_steps), "guidance_scale": float(guidance_scale),
-                   "scheduler": type(sched).__name__, "negative_prompt": negative_prompt},
+                   "scheduler": type(sched).__name__, "negative_prompt": negative_prompt, "clip_latents": clip},
         )
 
     def _negatives(self, negative_prompt, n: int) -> list[str] | None:

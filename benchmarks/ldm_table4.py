@@ -10,8 +10,12 @@ the same seeds, and are scored by:
 * FAD and KAD (``eval_gen.score.score_arrays``, ``mel-stats`` backend) against held-out built-in-bank mix-ups;
 * the CLAP score and CLAP order accuracy (judge: the tiny T-CLAP by default, which is also system 1's
   conditioner, so these two columns favour it; the detector column is the unbiased one);
-* beside them the detector's own order accuracy on the real held-out mix-ups: the ceiling a perfect generator
-  could reach under this judge.
+* beside them the detector's own order accuracy on the real held-out mix-ups (the judge's ceiling), and on the
+  same mix-ups passed through the first model's own VAE and vocoder (``AudioLDMComponents.resynthesize``): the
+  ceiling of this generation path, i.e. what a perfect UNet could reach with this VAE and vocoder, with its FAD.
+
+Generation clamps predicted latents to the models' training range when they record one (the pipeline's
+default); ``--no-clip-latents`` measures without.
 
     python benchmarks/ldm_table4.py            # 100 prompts x 4 seeds per model
     python benchmarks/ldm_table4.py --quick    # 20 prompts x 1 seed
@@ -71,8 +75,21 @@ def reference_mixups(work: Path, n: int, seconds: float) -> tuple[list[np.ndarra
     return waves, orders
 
 
+def resynthesis_ceiling(name: str, ref: list[np.ndarray], orders: list[list[str]]) -> dict:
+    """Detector order accuracy and FAD of the real mix-ups after the model's VAE + vocoder."""
+    from audioldm_cond.components import load_components
+    from eval_gen.detector import detect_order, order_matches
+    from eval_gen.score import score_arrays
+
+    comps = load_components(name)
+    res = comps.resynthesize(ref)
+    correct = sum(order_matches(detect_order(w, comps.sample_rate), o) for w, o in zip(res, orders))
+    fad = score_arrays(res, ref, comps.sample_rate, backend="mel-stats", metrics=("fad",))["metrics"]["fad"]["value"]
+    return {"correct": int(correct), "n": len(ref), "fad": fad}
+
+
 def evaluate_model(name: str, prompts, seeds: list[int], ref: list[np.ndarray], steps: int, guidance: float,
-                   batch: int, judge: str) -> dict:
+                   batch: int, judge: str, clip_latents: bool | None = None) -> dict:
     from audioldm_cond.components import load_components
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
     from eval_gen.detector import detect_order, order_matches
@@ -85,7 +102,7 @@ def evaluate_model(name: str, prompts, seeds: list[int], ref: list[np.ndarray], 
     gen, gen_prompts, orders = [], [], []
     for s in seeds:
         out = pipe(texts, seconds=comps.config.max_seconds, num_inference_steps=steps, guidance_scale=guidance,
-                   seed=s * 100_000, batch_size=batch)
+                   seed=s * 100_000, batch_size=batch, clip_latents=clip_latents)
         gen += [np.asarray(a, dtype=np.float32) for a in out.audios]
         gen_prompts += texts
         orders += [o for _, o in prompts]
@@ -112,6 +129,7 @@ def main(argv=None) -> int:
                    help="two AudioLDMs (shipped names or directories): T-CLAP-conditioned first, baseline second")
     p.add_argument("--judge", default="tiny-tclap", help="CLAP for the CLAP score / CLAP order columns")
     p.add_argument("--work", default=None, help="where the held-out reference mix-ups go (default: a temp dir)")
+    p.add_argument("--no-clip-latents", action="store_true", help="generate without clamping predicted latents")
     args = p.parse_args(argv)
     n_prompts = args.prompts or (20 if args.quick else 100)
     n_seeds = args.seeds or (1 if args.quick else 4)
@@ -123,11 +141,14 @@ def main(argv=None) -> int:
         ref, ref_orders = reference_mixups(work, n_prompts, seconds=4.0)
         ceiling = sum(order_matches(detect_order(w, 16000), o) for w, o in zip(ref, ref_orders))
         models = [m.strip() for m in args.models.split(",") if m.strip()]
+        clip = False if args.no_clip_latents else None
         rows = [evaluate_model(m, prompts, list(range(n_seeds)), ref, args.steps, args.guidance, args.batch,
-                               args.judge)
+                               args.judge, clip)
                 for m in models]
+        resyn = resynthesis_ceiling(models[0], ref, ref_orders) if models else None
     print(f"\n### Table-4 miniature: {n_prompts} held-out ordered prompts x {n_seeds} seed(s), "
-          f"DPM-Solver++ {args.steps} steps, guidance {args.guidance:g}, 4 s clips\n")
+          f"DPM-Solver++ {args.steps} steps, guidance {args.guidance:g}, 4 s clips, latent clamp "
+          f"{'off' if args.no_clip_latents else 'on where recorded'}\n")
     print("| system | order acc. (detector) | 95% CI | FAD (mel-stats) | KAD | CLAP score | CLAP order acc. | s/clip |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -138,6 +159,11 @@ def main(argv=None) -> int:
     lo, hi = wilson(ceiling, len(ref))
     print(f"| real held-out mix-ups (detector ceiling) | {100 * ceiling / len(ref):.1f}% ({ceiling}/{len(ref)}) | "
           f"{100 * lo:.1f}-{100 * hi:.1f}% | - | - | - | - | - |")
+    if resyn is not None:
+        lo, hi = wilson(resyn["correct"], resyn["n"])
+        print(f"| real mix-ups through {models[0]}'s VAE + vocoder (generation-path ceiling) | "
+              f"{100 * resyn['correct'] / resyn['n']:.1f}% ({resyn['correct']}/{resyn['n']}) | "
+              f"{100 * lo:.1f}-{100 * hi:.1f}% | {resyn['fad']:.3f} | - | - | - | - |")
     if len(rows) < 2:
         return 0
     gap = 100 * (rows[0]["acc"] - rows[1]["acc"])

@@ -183,3 +183,66 @@ def test_cli_prompts_file_and_errors(model_dir, tmp_path, capsys):
         assert main(argv) == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]  # (transformers may print a loading bar first)
         assert last.startswith("audioldm_cond: error: ") and pattern in last
+
+
+# ------------------------------------------------------------------ clamping predicted latents to a range
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_clamp_prediction_clamps_the_implied_clean_latent(kind):
+    from audioldm_cond.components import clamp_prediction, make_scheduler
+
+    sched = make_scheduler("ddim")
+    sched.register_to_config(prediction_type=kind)
+    g = torch.Generator().manual_seed(0)
+    x, out = torch.randn(2, 3, 4, 5, generator=g) * 2, torch.randn(2, 3, 4, 5, generator=g) * 2
+    rng = [[-0.5, -1.0, -2.0], [0.5, 1.0, 2.0]]
+    t = 600
+    a = float(sched.alphas_cumprod[t])
+    xn, on = x.double().numpy(), out.double().numpy()
+    # by hand: x_t = sqrt(a) x0 + sqrt(1-a) eps, v = sqrt(a) eps - sqrt(1-a) x0
+    x0 = (xn - np.sqrt(1 - a) * on) / np.sqrt(a) if kind == "epsilon" else np.sqrt(a) * xn - np.sqrt(1 - a) * on
+    x0c = np.clip(x0, np.array(rng[0])[None, :, None, None], np.array(rng[1])[None, :, None, None])
+    eps = (xn - np.sqrt(a) * x0c) / np.sqrt(1 - a)
+    want = eps if kind == "epsilon" else np.sqrt(a) * eps - np.sqrt(1 - a) * x0c
+    got = clamp_prediction(sched, out, x, torch.tensor(t), rng)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
+    assert (np.abs(x0 - x0c) > 0).any()  # the case did clamp something
+    wide = [[-1e6] * 3, [1e6] * 3]  # nothing to clamp: the output is unchanged
+    np.testing.assert_allclose(clamp_prediction(sched, out, x, torch.tensor(t), wide).numpy(), on, rtol=1e-4, atol=1e-4)
+
+
+def test_estimate_latent_range_is_per_channel_quantiles():
+    from audioldm_cond.components import estimate_latent_range
+
+    z = torch.randn(50, 3, 4, 6, generator=torch.Generator().manual_seed(1)) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    lo, hi = estimate_latent_range(z, q=0.01)
+    flat = z.numpy().transpose(1, 0, 2, 3).reshape(3, -1)
+    np.testing.assert_allclose(lo, np.quantile(flat, 0.01, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(hi, np.quantile(flat, 0.99, axis=1), rtol=1e-5)
+    with pytest.raises(UserError, match="latent range"):
+        estimate_latent_range(torch.zeros(0, 3, 4, 6))
+
+
+def test_pipeline_clamps_only_models_with_a_range(comps, pipe):
+    kw = dict(seconds=SECONDS, num_inference_steps=3, guidance_scale=2.0, seed=3, score=False)
+    assert comps.config.latent_range is None
+    plain = pipe("a beep followed by a knock", **kw)
+    assert plain.extra["clip_latents"] is False
+    with pytest.raises(UserError, match="latent_range"):
+        pipe("a beep", clip_latents=True, **kw)
+    try:
+        n = comps.unet.config.in_channels
+        comps.config.latent_range = [[-0.05] * n, [0.05] * n]
+        clamped = pipe("a beep followed by a knock", **kw)
+        off = pipe("a beep followed by a knock", clip_latents=False, **kw)
+    finally:
+        comps.config.latent_range = None
+    assert clamped.extra["clip_latents"] is True and off.extra["clip_latents"] is False
+    np.testing.assert_array_equal(off.mels[0], plain.mels[0])
+    assert np.abs(clamped.mels[0] - plain.mels[0]).max() > 1e-3
+
+
+def test_resynthesize_keeps_lengths(comps):
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(int(SECONDS * 16000)).astype(np.float32) * 0.1, np.zeros(12000, np.float32)]
+    out = comps.resynthesize(waves)
+    assert [len(w) for w in out] == [len(w) for w in waves] and all(np.isfinite(w).all() for w in out)

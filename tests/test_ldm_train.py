@@ -128,6 +128,12 @@ def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny
     loaded = load_components(out / "final")
     assert loaded.vae.config.scaling_factor == pytest.approx(res["scaling_factor"])
     assert loaded.config.source == "mix"
+    # the clamp range generation uses: per-channel 0.1 / 99.9 percentiles of the scaled posterior means
+    z = post.mean.double().numpy() * res["scaling_factor"]
+    per_channel = z.transpose(1, 0, 2, 3).reshape(z.shape[1], -1)
+    lo, hi = np.quantile(per_channel, 0.001, axis=1), np.quantile(per_channel, 0.999, axis=1)
+    np.testing.assert_allclose(loaded.config.latent_range[0], lo, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loaded.config.latent_range[1], hi, rtol=1e-4, atol=1e-5)
     losses = [r["loss"] for r in read_log(out, "train")]
     assert len(losses) == 4 and np.isfinite(losses).all()
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-00000002", "step-00000004"]
