@@ -22,6 +22,12 @@ ASSETS = ROOT / "tclap" / "assets" / "models"
 # Five optimizer steps of the same config on the same machine agree to float32 round-off; a different
 # thread count changes reduction order, which after a few Adam steps moves the loss by ~1e-5.
 LOSS_TOL = 2e-4
+# Under bf16 autocast (the recipe's default since it is 1.8x faster on CPUs with AMX) the same machine still
+# repeats itself bit for bit, but another CPU's bf16 kernels round differently: ~1e-2 on a loss of ~4.
+
+
+def loss_tol(train_config: dict) -> float:
+    return LOSS_TOL if train_config.get("mixed_precision", "no") == "no" else 2e-2
 
 
 def _redo_pretrain_steps(train_config: dict, manifest: Path, out: Path, n_steps: int) -> list[dict]:
@@ -75,7 +81,8 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert [r["step"] for r in pre["first_losses"]] == list(range(1, N_FIRST_LOSSES + 1))
         assert all(r["temporal_loss"] == 0.0 for r in pre["first_losses"])
         ft = rec["stages"][stage]
-        assert ft["train_config"]["loss"]["lambda_t"] == (0.5 if stage == "tclap" else 0.0)
+        assert ft["train_config"]["loss"]["lambda_t"] == (RecipeConfig().lambda_t if stage == "tclap" else 0.0)
+        assert ft["train_config"]["mixed_precision"] == pre["train_config"]["mixed_precision"] == "bf16"
         assert [r["step"] for r in ft["first_losses"]] == [1, 2, 3]  # a stage shorter than N records all
     # the stage's metrics log (step 1 and the last step) holds the same numbers as the record
     log = [json.loads(ln) for ln in (out / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
@@ -92,7 +99,7 @@ def test_pretrain_steps_are_deterministic_and_match_the_record(tiny_recipe, tmp_
     b = _redo_pretrain_steps(rec["train_config"], manifest, tmp_path / "b", N_FIRST_LOSSES)
     for ra, rb in zip(a, b):  # same process, same threads: bit-identical
         assert (ra["loss"], ra["contrastive_loss"]) == (rb["loss"], rb["contrastive_loss"])
-    _assert_losses_match(rec["first_losses"], a, LOSS_TOL)
+    _assert_losses_match(rec["first_losses"], a, LOSS_TOL)  # same machine, same run: round-off only
     # the recipe's stage config today is the one that was recorded (the recipe did not drift)
     assert _pretrain_config(rec) == rec["train_config"]
 
@@ -174,7 +181,7 @@ def test_shipped_tclap_reproduces_its_recorded_first_losses(tmp_path):
                                     sr=rc.sample_rate, split="train", seed=rc.seed)
     n_steps = max(r["step"] for r in recorded)
     rerun = _redo_pretrain_steps(rec["train_config"], manifest, tmp_path / "pretrain", n_steps)
-    _assert_losses_match(recorded, rerun, LOSS_TOL)
+    _assert_losses_match(recorded, rerun, loss_tol(rec["train_config"]))
     # The mel BatchNorm statistics come from all rc.n_train clips and stay frozen through every stage, so the
     # shipped model must hold exactly the statistics of the rebuilt data.
     ck = sorted((tmp_path / "pretrain" / "checkpoints").glob("step-*"))[-1]
