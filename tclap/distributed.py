@@ -63,3 +63,20 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     y = x.detach().clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
     return y
+
+
+def make_accelerator(mixed_precision: str = "no", **kwargs):
+    """``accelerate.Accelerator(mixed_precision=..., **kwargs)`` that also works for a second run in one process.
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses a new ``Accelerator`` whose
+    ``mixed_precision`` differs from the first one's (a notebook or a test that trains fp32, then bf16).
+    When that is the case, the precision part of the state is cleared first; the process-group part
+    (``PartialState``) is kept, so a launched multi-process job is not touched (its runs share one precision).
+    """
+    from accelerate import Accelerator  # noqa: PLC0415
+    from accelerate.state import AcceleratorState  # noqa: PLC0415
+
+    shared = AcceleratorState._shared_state
+    if shared and str(shared.get("_mixed_precision", mixed_precision)) != str(mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, **kwargs)

@@ -175,3 +175,15 @@ def test_bad_inputs_are_one_line_errors(mixups, tmp_path, capsys):
     if not torch.cuda.is_available():
         rc = tclap_main(["train", "--train", str(mixups), "--mixed-precision", "fp16", "--out", str(tmp_path / "r4")])
         assert rc == 2 and "fp16" in capsys.readouterr().err
+
+
+def test_two_runs_with_different_precision_in_one_process(tmp_path):
+    """accelerate's process-wide state refuses a second precision; the trainer's accelerator clears it."""
+    from tclap.distributed import make_accelerator
+
+    a = make_accelerator(mixed_precision="no")
+    assert a.mixed_precision == "no"
+    b = make_accelerator(mixed_precision="bf16")
+    assert b.mixed_precision == "bf16"
+    c = make_accelerator(mixed_precision="no")
+    assert c.mixed_precision == "no"

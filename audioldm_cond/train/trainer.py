@@ -52,9 +52,9 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self.ckpt_root = self.run_dir / "checkpoints"
-        from accelerate import Accelerator
+        from tclap.distributed import make_accelerator
 
-        self.accelerator = Accelerator(
+        self.accelerator = make_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum
         )
         self.device = self.accelerator.device

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tclap.audio import atomic_write_text
+from tclap.distributed import make_accelerator
 from tclap.errors import UserError
 from tclap.train.config import TrainConfig
 from tclap.train.data import TrainData, build_pools, mel_statistics, prepare_features
@@ -188,7 +189,6 @@ def train(
         step_callback: ``f(step, log_record)`` after each optimizer step (tests use it to simulate a kill).
         export: write the final model to ``out_dir/model`` (:func:`tclap.export.export_bundle`).
     """
-    from accelerate import Accelerator  # noqa: PLC0415 (heavy; only when training)
 
     from tclap.losses import TClapLoss  # noqa: PLC0415
     from tclap.models import load_clap  # noqa: PLC0415
@@ -205,7 +205,7 @@ def train(
     if existing and not resume:
         raise UserError(f"{out} already holds checkpoints; pass --resume to continue it or choose a new --out")
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.data.batch_size % world:
         raise UserError(f"--batch-size {cfg.data.batch_size} must be divisible by the number of processes ({world})")
