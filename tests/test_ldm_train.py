@@ -182,6 +182,13 @@ def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, ldm_ref, tmp_pa
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_resume_without_a_checkpoint_starts_fresh_and_says_so(clips, tiny, tmp_path):
+    run = tmp_path / "fresh"
+    _fit(_cfg(clips, run, "ldm", steps=1, resume=True), tiny)
+    events = [e for e in read_log(run, "event") if e.get("event") == "resume"]
+    assert len(events) == 1 and events[0]["checkpoint"] is None and events[0]["step"] == 0
+
+
 def test_existing_run_without_resume_is_refused(clips, tiny, tmp_path):
     from tclap.errors import UserError
 

@@ -301,14 +301,14 @@ class Trainer:
                 self.scaling_factor = float(state["scaling_factor"])
             log.truncate_after(step)
             log.event({"event": "resume", "step": step, "checkpoint": latest.name})
+        elif cfg.resume:
+            log.event({"event": "resume", "step": 0, "checkpoint": None, "note": "no checkpoint yet; starting fresh"})
         if cfg.stage == "ldm":
             # The clean-latent range generation clamps to (validation samples included); from the posterior
             # means of the training latents at the (possibly resumed) scale.
             from audioldm_cond.components import estimate_latent_range
 
             c.config.latent_range = estimate_latent_range(self.train_lat["mean"] * self.scaling_factor)
-        elif cfg.resume:
-            log.event({"event": "resume", "step": 0, "checkpoint": None, "note": "no checkpoint yet; starting fresh"})
         if step == 0 and getattr(self, "output_bias", None) is not None:
             log.event({"event": "init_output_bias", "step": 0, "value": self.output_bias})
 
