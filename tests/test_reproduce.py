@@ -268,3 +268,17 @@ def test_rerun_skips_everything(quick_run, capsys):
     assert "0 stage(s) ran" in capsys.readouterr().out
     assert {n: (out / n / DONE_FILE).stat().st_mtime_ns for n in STAGES} == before
     assert os.path.getsize(out / "report.md") > 0
+
+
+def test_ldm_settings_mirror_the_audioldm_recipe():
+    """``tclap`` may not import ``audioldm_cond``, so the reproduce LDM defaults are a copy; keep it in step."""
+    import dataclasses
+
+    from audioldm_cond.recipes.embedded import RecipeConfig
+    from tclap.reproduce.config import LdmSettings
+
+    mine, recipe = dataclasses.asdict(LdmSettings()), dataclasses.asdict(RecipeConfig())
+    own = {"ckpt_every"}  # reproduce checkpoints less often (its runs are one-shot, not resumed by hand)
+    shared = sorted(set(mine) & set(recipe) - own)
+    assert len(shared) >= 12, shared
+    assert {k: mine[k] for k in shared} == {k: recipe[k] for k in shared}

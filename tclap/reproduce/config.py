@@ -55,7 +55,7 @@ class LdmSettings:
     ema_decay: float = 0.98
     cfg_dropout: float = 0.1
     snr_gamma: float | None = 5.0
-    ckpt_every: int = 500
+    ckpt_every: int = 500  # the recipe checkpoints every 20 steps; a one-shot reproduce run needs fewer
 
 
 @dataclass
