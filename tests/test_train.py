@@ -187,3 +187,12 @@ def test_two_runs_with_different_precision_in_one_process(tmp_path):
     assert b.mixed_precision == "bf16"
     c = make_accelerator(mixed_precision="no")
     assert c.mixed_precision == "no"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_runs_on_cuda(mixups, tmp_path):
+    """accelerate puts the model on the GPU; captions are tokenized on the CPU and must follow it there."""
+    train(_cfg(steps=2, mixed_precision="bf16"), [str(mixups)], tmp_path / "gpu", quiet=True, export=False)
+    log = _log(tmp_path / "gpu")
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)

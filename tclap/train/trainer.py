@@ -293,8 +293,9 @@ def train(
             sync = a == o.grad_accum - 1
             ctx = accelerator.no_sync(module) if not sync and world > 1 else _null()
             with ctx:
-                audio, text, scale_a, scale_t = module(batch.features.to(accelerator.device), tok["input_ids"],
-                                                       tok["attention_mask"])
+                dev = accelerator.device  # the bundle tokenizes on the CPU; the model may sit on a GPU
+                audio, text, scale_a, scale_t = module(batch.features.to(dev), tok["input_ids"].to(dev),
+                                                       tok["attention_mask"].to(dev))
                 b = len(items)
                 a_pos, t_pos = audio[:b], text[:b]
                 has_neg = batch.has_neg.to(a_pos.device)
@@ -303,7 +304,7 @@ def train(
                 terms = loss_fn(a_pos, t_pos, scale_a, scale_t, negative_text_features=t_neg, has_negative=has_neg)
                 loss = terms["loss"]
                 if cfg.data.use_negative_audio and (batch.neg_audio_rows >= 0).any():
-                    rows = batch.neg_audio_rows
+                    rows = batch.neg_audio_rows.to(audio.device)
                     sel = (rows >= 0).nonzero().squeeze(1)
                     a_neg = audio[rows[sel]]
                     s = scale_a.exp()
