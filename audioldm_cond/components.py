@@ -140,8 +140,9 @@ class AudioLDMComponents:
         return dist.sample(generator=generator) * self.vae.config.scaling_factor
 
     def latents_to_mel(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents ``[B, C, h, w]`` -> log-mel ``[B, 1, h * f, w * f]``."""
-        return self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        """Scaled latents ``[B, C, h, w]`` -> log-mel ``[B, 1, h * f, w * f]`` (in the VAE's dtype)."""
+        z = latents / self.vae.config.scaling_factor
+        return self.vae.decode(z.to(device=self.vae.device, dtype=self.vae.dtype)).sample
 
     @torch.inference_mode()
     def resynthesize(self, waves) -> list[np.ndarray]:

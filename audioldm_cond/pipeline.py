@@ -244,6 +244,7 @@ class TemporalAudioLDMPipeline:
         noise = noise.to(device)
 
         sched = c.scheduler
+        udt = c.unet.dtype
         step_params = set(inspect.signature(sched.step).parameters)
         step_kwargs = {"eta": eta} if "eta" in step_params else {}
         if "generator" in step_params and generator is not None:
@@ -262,7 +263,9 @@ class TemporalAudioLDMPipeline:
                 for t in sched.timesteps:
                     x = torch.cat([latents, latents]) if use_cfg else latents
                     x = sched.scale_model_input(x, t)
-                    eps = c.unet(x, t, encoder_hidden_states=None, class_labels=labels).sample
+                    # Latents and the scheduler's arithmetic stay float32; a half-precision UNet (GPU) gets
+                    # its own dtype and its output comes back as float32.
+                    eps = c.unet(x.to(udt), t, encoder_hidden_states=None, class_labels=labels.to(udt)).sample.float()
                     if use_cfg:
                         eps_u, eps_c = eps.chunk(2)
                         eps = eps_u + guidance_scale * (eps_c - eps_u)
@@ -271,7 +274,9 @@ class TemporalAudioLDMPipeline:
                     latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
                     bar.update(hi - lo)
                 mel = c.latents_to_mel(latents)  # [b, 1, frames, n_mels]
-                wave = c.vocoder(mel[:, 0].to(c.vocoder.dtype)).float().cpu()[:, :n_samples]  # [b, T]
+                # The vocoder may sit elsewhere than the UNet (a trainer moves only what it trains to the GPU).
+                wave = c.vocoder(mel[:, 0].to(device=_module_device(c.vocoder, device), dtype=c.vocoder.dtype))
+                wave = wave.float().cpu()[:, :n_samples]  # [b, T]
                 audios.extend(w.numpy().astype(np.float32) for w in wave)
                 mels.extend(m.float().cpu().numpy() for m in mel[:, 0])
         finally:
@@ -317,3 +322,12 @@ class TemporalAudioLDMPipeline:
         audio = s.raw_audio(audios, sr=self.components.sample_rate)  # [N*K, D]
         text = text.to(audio.device).repeat_interleave(n_cand, dim=0)
         return [float(v) for v in (text * audio).sum(-1).cpu()]
+
+
+def _module_device(module, default: torch.device) -> torch.device:
+    """The device of a module's first parameter or buffer (``default`` for a module with neither)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device(default)

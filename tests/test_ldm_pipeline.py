@@ -246,3 +246,31 @@ def test_resynthesize_keeps_lengths(comps):
     waves = [rng.standard_normal(int(SECONDS * 16000)).astype(np.float32) * 0.1, np.zeros(12000, np.float32)]
     out = comps.resynthesize(waves)
     assert [len(w) for w in out] == [len(w) for w in waves] and all(np.isfinite(w).all() for w in out)
+
+
+def test_half_precision_models_generate_float32_audio(bundle):
+    """A bf16 (or, on a GPU, fp16) VAE / UNet / vocoder: the pipeline feeds each model its own dtype and keeps
+    the latents and the scheduler in float32, so the result is close to the float32 models' output."""
+    c32 = build_tiny_components(bundle, seed=0, **SMALL)
+    c16 = build_tiny_components(bundle, seed=0, **SMALL)
+    for m in (c16.vae, c16.unet, c16.vocoder):
+        m.to(torch.bfloat16)
+    kw = dict(seconds=1.28, num_inference_steps=4, seed=0, score=False)
+    a32 = TemporalAudioLDMPipeline(c32, progress=False)("a beep followed by a knock", **kw).audios[0]
+    a16 = TemporalAudioLDMPipeline(c16, progress=False)("a beep followed by a knock", **kw).audios[0]
+    assert a16.dtype == np.float32 and a16.shape == a32.shape and np.isfinite(a16).all()
+    corr = np.corrcoef(a16, a32)[0, 1]
+    assert corr > 0.9, corr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pipeline_on_cuda_matches_cpu(bundle):
+    """UNet and VAE on the GPU, conditioner and vocoder left on the CPU (as the LDM trainer leaves them)."""
+    c = build_tiny_components(bundle, seed=0, **SMALL)
+    kw = dict(seconds=1.28, num_inference_steps=4, seed=0, score=False)
+    ref = TemporalAudioLDMPipeline(c, progress=False)("a beep followed by a knock", **kw).audios[0]
+    c.unet.cuda()
+    c.vae.cuda()
+    out = TemporalAudioLDMPipeline(c, progress=False)("a beep followed by a knock", **kw).audios[0]
+    assert np.abs(out - ref).max() <= 1e-3 * (np.abs(ref).max() + 1e-6)
