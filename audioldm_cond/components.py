@@ -326,28 +326,9 @@ def build_tiny_components(
         norm_num_groups=min(32, vae_channels[0]),
         sample_size=mel.n_mels,
     )
-    torch.manual_seed(seed + 1)
-    n = len(unet_channels)
-    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D" if attention else "DownBlock2D"] * (n - 1)
-    up = ["CrossAttnUpBlock2D" if attention else "UpBlock2D"] * (n - 1) + ["UpBlock2D"]
     frames = int(max_seconds * mel.sample_rate / mel.hop_length)
-    unet = UNet2DConditionModel(
-        sample_size=max(1, frames // f),
-        in_channels=latent_channels,
-        out_channels=latent_channels,
-        down_block_types=down,
-        up_block_types=up,
-        mid_block_type="UNetMidBlock2DCrossAttn" if attention else None,
-        block_out_channels=list(unet_channels),
-        layers_per_block=layers_per_block,
-        norm_num_groups=min(32, unet_channels[0]),
-        # encoder_hidden_states is None in AudioLDM, so the "cross" attention attends to the latent itself.
-        cross_attention_dim=list(unet_channels),
-        attention_head_dim=8,
-        class_embed_type="simple_projection",
-        projection_class_embeddings_input_dim=conditioner.output_dim,
-        class_embeddings_concat=True,
-    )
+    unet = build_unet(latent_channels, max(1, frames // f), unet_channels, conditioner.output_dim,
+                      layers_per_block=layers_per_block, attention=attention, seed=seed + 1)
     if vocoder == "hifigan":
         voc = build_tiny_hifigan(mel, seed=seed + 2)
     elif vocoder == "griffinlim":
@@ -374,6 +355,51 @@ def build_tiny_components(
         config=cfg,
     )
     return comps.validate()
+
+
+def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, *, layers_per_block: int = 1,
+               attention: bool = True, seed: int = 0):
+    """A randomly initialised AudioLDM-style ``UNet2DConditionModel`` (seeded).
+
+    ``channels``: block widths; the last ``len - 1`` down blocks (and the mid block) use self-attention when
+    ``attention`` (AudioLDM's ``encoder_hidden_states`` is None, so "cross" attention attends to the latent
+    itself). The ``[B, cond_dim]`` condition enters through ``simple_projection`` class embeddings,
+    concatenated to the time embedding (``class_embeddings_concat``), as in AudioLDM.
+    """
+    from diffusers import UNet2DConditionModel
+
+    channels = [int(c) for c in channels]
+    if not channels or min(channels) < 8:
+        raise UserError(f"UNet channels {channels}: give one or more widths of at least 8, e.g. 32,64,128")
+    torch.manual_seed(seed)
+    n = len(channels)
+    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D" if attention else "DownBlock2D"] * (n - 1)
+    up = ["CrossAttnUpBlock2D" if attention else "UpBlock2D"] * (n - 1) + ["UpBlock2D"]
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        mid_block_type="UNetMidBlock2DCrossAttn" if attention else None,
+        block_out_channels=channels,
+        layers_per_block=layers_per_block,
+        norm_num_groups=min(32, channels[0]),
+        cross_attention_dim=channels,
+        attention_head_dim=8,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=cond_dim,
+        class_embeddings_concat=True,
+    )
+
+
+def replace_unet(components: "AudioLDMComponents", channels, *, layers_per_block: int = 1, attention: bool = True,
+                 seed: int = 0) -> "AudioLDMComponents":
+    """Swap in a fresh random UNet of another size (same latent channels, sample size and condition size)."""
+    old = components.unet.config
+    components.unet = build_unet(int(old.in_channels), old.sample_size, channels, components.conditioner.output_dim,
+                                 layers_per_block=layers_per_block, attention=attention, seed=seed).eval()
+    return components.validate()
 
 
 # ----------------------------------------------------------------------------------------------------- save

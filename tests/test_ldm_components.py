@@ -198,3 +198,32 @@ def test_tiny_hifigan_gives_hop_samples_per_frame():
     assert int(np.prod(voc.config.upsample_rates)) == 160
     with torch.no_grad():
         assert voc(torch.zeros(2, 25, 64)).shape == (2, 25 * 160)
+
+
+def test_replace_unet_keeps_the_interfaces_and_checks_widths():
+    from audioldm_cond.components import build_tiny_components, build_unet, replace_unet
+    from tclap.errors import UserError
+
+    comps = build_tiny_components("tiny", seed=0, unet_channels=(16, 32), vae_channels=(16, 32))
+    old = comps.unet.config
+    replace_unet(comps, [16, 32, 64], layers_per_block=1, seed=3)
+    new = comps.unet.config
+    assert list(new.block_out_channels) == [16, 32, 64]
+    assert (new.in_channels, new.out_channels, new.sample_size) == (old.in_channels, old.out_channels, old.sample_size)
+    assert new.projection_class_embeddings_input_dim == comps.conditioner.output_dim
+    # seeded: the same call twice gives the same weights
+    a = build_unet(4, 16, [16, 32], 8, seed=1).state_dict()
+    b = build_unet(4, 16, [16, 32], 8, seed=1).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="UNet channels"):
+        build_unet(4, 16, [4, 8], 8)
+
+
+def test_ldm_unet_setting_is_validated():
+    from audioldm_cond.train.config import DataConfig, LdmStageConfig, TrainConfig
+    from tclap.errors import UserError
+
+    cfg = TrainConfig(stage="ldm", out_dir="x", model="tiny", data=DataConfig(train_manifest="t.jsonl"),
+                      ldm=LdmStageConfig(unet={"chans": [16]}))
+    with pytest.raises(UserError, match="channels"):
+        cfg.validate()

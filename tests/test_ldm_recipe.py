@@ -120,3 +120,39 @@ def test_shipped_model_loads_and_generates(name):
                                                           num_inference_steps=4, seed=0)
     a = out.audios[0]
     assert a.shape == (2 * comps.sample_rate,) and np.isfinite(a).all() and np.abs(a).max() > 0
+
+
+def test_larger_unet_on_a_reused_vae(tmp_path):
+    """``--vae NAME --unet-channels ...``: no vae stage; the ldm stage trains a fresh UNet of the asked size on
+    the reused model's VAE (the GPU recipe's settings, CPU-sized here)."""
+    from audioldm_cond.recipes.embedded import main
+
+    rc = main(["--out", str(tmp_path), "--quick", "--no-install", "--vae", "tiny-tclap", "--unet-channels", "16,32,64",
+               "--conditioners", "tiny-tclap", "--ldm-warmup", "1", "--ema-decay", "0.5", "--no-val-generate",
+               "--quiet"])
+    assert rc == 0
+    res = json.loads((tmp_path / "recipe_results.json").read_text())
+    assert res["vae"]["reused"] is True and not (tmp_path / "vae").exists()
+    final = tmp_path / "ldm-tiny-tclap" / "final"
+    ucfg = json.loads((final / "unet" / "config.json").read_text())
+    assert ucfg["block_out_channels"] == [16, 32, 64]
+    shipped = json.loads((ASSETS / "tiny-tclap" / "vae" / "config.json").read_text())
+    vcfg = json.loads((final / "vae" / "config.json").read_text())
+    assert vcfg["block_out_channels"] == shipped["block_out_channels"]
+    cfg = json.loads((tmp_path / "ldm-tiny-tclap" / "config.json").read_text())
+    assert cfg["ldm"]["unet"] == {"channels": [16, 32, 64], "layers_per_block": 1, "attention": True}
+    assert cfg["val"]["generate"] is False and cfg["ema_decay"] == 0.5 and cfg["optim"]["warmup_steps"] == 1
+    # the VAE weights are the shipped ones, untouched
+    from safetensors.torch import load_file
+
+    a = load_file(str(next((final / "vae").glob("*.safetensors"))))
+    b = load_file(str(next((ASSETS / "tiny-tclap" / "vae").glob("*.safetensors"))))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_unet_channels_is_one_line(tmp_path, capsys):
+    from audioldm_cond.recipes.embedded import main
+
+    assert main(["--out", str(tmp_path), "--quick", "--unet-channels", "32,x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--unet-channels" in err[0]

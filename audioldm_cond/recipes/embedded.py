@@ -76,10 +76,16 @@ class RecipeConfig:
     cfg_dropout: float = 0.1
     snr_gamma: float | None = 5.0
     ckpt_every: int = 20
+    val_generate: bool = True  # validation also generates and scores the validation prompts
     val_every: int = 500
     val_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     conditioners: tuple[str, ...] = CONDITIONERS
+    # A larger UNet for the ldm stages ({"channels": [...], "layers_per_block": n, "attention": bool}); None: the
+    # UNet built with the VAE from ``arch`` (unet_channels). ``vae_dir``: a trained model directory whose VAE
+    # (and vocoder) to reuse instead of training the vae stage (e.g. a shipped tiny model).
+    ldm_unet: dict | None = None
+    vae_dir: str | None = None
     judge_clap: str | None = "tiny-tclap"  # CLAP of the validation CLAP metrics (None: the conditioner's own)
 
     @classmethod
@@ -131,7 +137,8 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
 
     data = DataConfig(train_manifest=str(train), val_manifest=str(val), seconds=rc.seconds,
                       cache_dir=str(out / "cache"))
-    cfgs = {"vae": TrainConfig(
+    vae_final = rc.vae_dir or str(out / "vae" / "final")
+    cfgs = {} if rc.vae_dir else {"vae": TrainConfig(
         stage="vae", out_dir=str(out / "vae"), model="tiny", clap="tiny", data=data,
         optim=OptimConfig(steps=rc.vae_steps, batch_size=rc.vae_batch, lr=rc.vae_lr),
         vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=rc.vae_ema, ckpt_every=rc.ckpt_every,
@@ -140,10 +147,11 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
     for spec in rc.conditioners:
         name, clap = split_conditioner(spec)
         cfgs[f"ldm-{name}"] = TrainConfig(
-            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=str(out / "vae" / "final"), clap=clap, data=data,
+            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=vae_final, clap=clap, data=data,
             optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
-            ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma),
-            val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts,
+            ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
+                               unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
+            val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts, generate=rc.val_generate,
                                  guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
                                  clap_model=rc.judge_clap or clap),
             ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=rc.seed, resume=True, quiet=quiet,
@@ -211,6 +219,8 @@ def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True
     train, val = build_data(out, rc, quiet=quiet)
     cfgs = stage_configs(out, rc, train, val, quiet=quiet)
     results: dict[str, Any] = {}
+    if rc.vae_dir:
+        results["vae"] = {"final": rc.vae_dir, "reused": True}
     for name, cfg in cfgs.items():
         results[name] = run_stage(cfg)
         atomic_write_text(out / "recipe_results.json", json.dumps(results, indent=2))
@@ -233,8 +243,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="CLAPs to condition on, comma-separated NAME or NAME=CLAP_DIR "
                         "(default: tiny-tclap,tiny-baseline; the installed model is named NAME)")
     p.add_argument("--val-prompts", type=int, default=None, help="validation prompts generated per guidance scale")
+    p.add_argument("--unet-channels", default=None,
+                   help="a larger UNet for the ldm stages, comma-separated widths, e.g. 32,64,128 (default: the arch's)")
+    p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
+    p.add_argument("--vae", default=None, help="reuse the VAE (and vocoder) of this trained model directory or "
+                   "shipped name instead of training one")
+    p.add_argument("--n-train", type=int, default=None, help="training mix-ups (each also used order-swapped)")
+    p.add_argument("--ldm-batch", type=int, default=None)
+    p.add_argument("--ldm-lr", type=float, default=None)
+    p.add_argument("--ldm-warmup", type=int, default=None, help="linear learning-rate warm-up steps of the ldm stages")
+    p.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the ldm stages (default 0.98: "
+                   "CPU-sized runs; ~0.999 for runs of tens of thousands of steps)")
+    p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint every N steps (default 20: CPU-sized)")
+    p.add_argument("--val-every", type=int, default=None)
+    p.add_argument("--no-val-generate", action="store_true",
+                   help="validation computes the held-out loss only (no generation and scoring)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    rc_generate = not args.no_val_generate
     rc = RecipeConfig.quick() if args.quick else RecipeConfig()
     if args.ldm_steps is not None:
         rc.ldm_steps = args.ldm_steps
@@ -242,6 +268,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc.vae_steps = args.vae_steps
     if args.val_prompts is not None:
         rc.val_prompts = args.val_prompts
+    for flag, attr in (("n_train", "n_train"), ("ldm_batch", "ldm_batch"), ("ldm_lr", "ldm_lr"),
+                       ("ckpt_every", "ckpt_every"), ("val_every", "val_every"), ("ldm_warmup", "ldm_warmup"),
+                       ("ema_decay", "ema_decay")):
+        if getattr(args, flag) is not None:
+            setattr(rc, attr, getattr(args, flag))
+    if args.unet_channels:
+        try:
+            chans = [int(c) for c in args.unet_channels.split(",") if c.strip()]
+        except ValueError:
+            raise UserError(f"--unet-channels {args.unet_channels!r}: give comma-separated integers, e.g. 32,64,128") from None
+        rc.ldm_unet = {"channels": chans, "layers_per_block": args.unet_layers, "attention": True}
+    if args.vae:
+        from audioldm_cond.components import resolve_model_dir
+
+        rc.vae_dir = str(resolve_model_dir(args.vae))
+    rc.val_generate = rc_generate
     rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())
     if not rc.conditioners:
         raise UserError("--conditioners is empty; name at least one CLAP, e.g. tiny-tclap")

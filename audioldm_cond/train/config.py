@@ -84,6 +84,9 @@ class LdmStageConfig:
     cfg_dropout: float = 0.1
     scaling_factor: str = "estimate"
     snr_gamma: float | None = None
+    # A fresh UNet of this architecture instead of the loaded model's: {"channels": [32, 64, 128],
+    # "layers_per_block": 1, "attention": true} (e.g. a larger UNet on the embedded model's VAE).
+    unet: dict | None = None
 
 
 @dataclass
@@ -146,6 +149,11 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.optim.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
+        if self.ldm.unet is not None:
+            unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention"})
+            if unknown or not self.ldm.unet.get("channels"):
+                raise UserError(f"--unet {self.ldm.unet}: give channels (and optionally layers_per_block, attention)"
+                                + (f"; unknown keys {unknown}" if unknown else ""))
         if not 0.0 <= self.ldm.cfg_dropout < 1.0:
             raise UserError(f"--cfg-dropout must be in [0, 1), got {self.ldm.cfg_dropout}")
         if self.val.every < 0 or self.ckpt_every < 0:

@@ -453,7 +453,12 @@ def load_components_for(cfg: TrainConfig):
     if cfg.model == "tiny":
         kwargs = {"source": cfg.ldm.cond_source, "cfg_dropout": cfg.ldm.cfg_dropout, **cfg.tiny_kwargs}
         return comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
-    return comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
+    comps = comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
+    if cfg.stage == "ldm" and cfg.ldm.unet:
+        u = cfg.ldm.unet
+        comp.replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
+                          attention=bool(u.get("attention", True)), seed=cfg.seed + 1)
+    return comps
 
 
 def _clap_module(conditioner) -> torch.nn.Module | None:
