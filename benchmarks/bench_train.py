@@ -18,11 +18,19 @@ other processes on a shared machine slows both alike; the ratio is the median of
 Goal: ours >= 2x the baseline's samples/s. Prints a Markdown table. ``--quick`` runs in < 90 s on 2 cores.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --quick
+    python benchmarks/bench_train.py --model htsat-tiny-roberta --device cuda --no-bf16   # real size, on a GPU
+
+``--model htsat-tiny-roberta`` (or ``htsat-base-roberta``) times the real LAION-CLAP sizes, random weights,
+on 10 s clips at the model's 48 kHz; its tokenizer is the built-in tiny BPE (the real RoBERTa vocabulary
+cannot be downloaded here; caption token counts are alike, so the timing is representative). On a GPU
+(``--device cuda``) both loops run there; ``tclap.train`` picks the GPU through accelerate as ``tclap train``
+does, and the baseline's numpy features are moved to the GPU each step, as a user of that loop would.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -36,15 +44,17 @@ import torch.nn.functional as F
 class _BaselineLoop:
     """The straightforward loop, one optimizer step per :meth:`step` call (timed inside)."""
 
-    def __init__(self, manifest: Path, batch: int, lambda_t: float, seed: int = 0):
+    def __init__(self, manifest: Path, batch: int, lambda_t: float, seed: int = 0, init: str = "tiny",
+                 device: str = "cpu"):
         from tclap.audio import load_audio
         from tclap.data.manifest import read_manifest
         from tclap.models import load_clap
         from tclap.models.configs import FrontEndConfig
         from tclap.models.factory import make_feature_extractor
 
-        self.bundle = load_clap("tiny")  # the same seeded init as tclap.train's "tiny"
-        self.model, self.tok = self.bundle.model, self.bundle.tokenizer
+        self.bundle = load_clap(init)  # the same seeded init as tclap.train's
+        self.device = torch.device(device)
+        self.model, self.tok = self.bundle.model.to(self.device), self.bundle.tokenizer
         self.fe = make_feature_extractor(FrontEndConfig(**self.bundle.frontend.to_dict()))
         self.sr = self.bundle.sample_rate
         self.items = [it for it in read_manifest(manifest) if it.get("negative_captions")]
@@ -55,7 +65,8 @@ class _BaselineLoop:
         self.rng = np.random.default_rng(seed)
 
     def _tokens(self, texts):
-        return self.tok(texts, padding=True, truncation=True, max_length=self.bundle.max_text_length, return_tensors="pt")
+        enc = self.tok(texts, padding=True, truncation=True, max_length=self.bundle.max_text_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def step(self) -> tuple[float, float]:
         """One step: ``(seconds, seconds spent in ClapFeatureExtractor)``."""
@@ -63,6 +74,7 @@ class _BaselineLoop:
         t0 = time.perf_counter()
         feats = self.fe([self.waves[i] for i in idx], sampling_rate=self.sr, return_tensors="pt")["input_features"]
         t_fe = time.perf_counter() - t0
+        feats = feats.to(self.device)
         pos = self._tokens([self.items[i]["captions"][0] for i in idx])
         neg = self._tokens([self.items[i]["negative_captions"][0] for i in idx])
         out = self.model(input_ids=pos["input_ids"], attention_mask=pos["attention_mask"], input_features=feats,
@@ -75,18 +87,21 @@ class _BaselineLoop:
         (out.loss + self.lambda_t * l_t).backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0, t_fe
 
 
 def run_interleaved(manifest: Path, out: Path, batch: int, steps: int, warmup: int, lambda_t: float,
-                    mixed_precision: str = "no") -> dict:
+                    mixed_precision: str = "no", init: str = "tiny", device: str = "cpu") -> dict:
     """Alternate one tclap.train step and one baseline step, so that load from other processes on a shared
     machine hits both alike. Returns the medians over the timed steps."""
     from tclap.train.config import preset
     from tclap.train.trainer import train
 
-    base = _BaselineLoop(manifest, batch, lambda_t)
+    base = _BaselineLoop(manifest, batch, lambda_t, init=init, device=device)
     cfg = preset("tiny")
+    cfg.init = init
     cfg.steps, cfg.data.batch_size, cfg.loss.lambda_t = warmup + steps, batch, lambda_t
     cfg.checkpoint_every = cfg.steps  # one checkpoint, after the last timed step
     cfg.mixed_precision = mixed_precision
@@ -116,6 +131,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed first steps (allocator, lazy init)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both (default 1)")
     p.add_argument("--lambda-t", type=float, default=0.5)
+    p.add_argument("--model", default="tiny", help="tiny (default) or a real-size config: htsat-tiny-roberta, "
+                   "htsat-base-roberta (random weights)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="also time `tclap train --mixed-precision bf16` (fast where the CPU has AMX / AVX512-BF16)")
     args = p.parse_args(argv)
@@ -123,13 +141,31 @@ def main(argv=None) -> int:
     steps = args.steps or (3 if args.quick else 10)
     torch.set_num_threads(args.threads)
 
+    if args.device != "cpu":
+        if not args.device.startswith("cuda") or not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
+        if args.device != "cuda":
+            torch.cuda.set_device(torch.device(args.device))
+    elif torch.cuda.is_available():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # accelerate would take the GPU; keep both loops on the CPU
     from tclap.data.mixup import build_builtin_mixups
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        manifest = build_builtin_mixups(Path(tmp) / "mix", n=batch + batch // 2, seconds=4.0, sr=16000, seed=0)
+        init, seconds, sr = "tiny", 4.0, 16000
+        if args.model != "tiny":
+            from tclap.export import export_bundle
+            from tclap.models.factory import from_config
+            from tclap.models.tokenizer import build_tiny_tokenizer
+
+            bundle = from_config(args.model, tokenizer=build_tiny_tokenizer(model_max_length=77))
+            init = str(export_bundle(bundle, Path(tmp) / "init"))
+            seconds, sr = bundle.frontend.max_length_s, bundle.sample_rate
+            del bundle
+        manifest = build_builtin_mixups(Path(tmp) / "mix", n=batch + batch // 2, seconds=seconds, sr=sr, seed=0)
         t_data = time.perf_counter() - t0
-        r = run_interleaved(manifest, Path(tmp) / "run", batch, steps, args.warmup, args.lambda_t)
+        r = run_interleaved(manifest, Path(tmp) / "run", batch, steps, args.warmup, args.lambda_t,
+                            init=init, device=args.device)
         rb = None
         if args.bf16:
             # accelerate keeps one process-wide state whose mixed precision cannot change once set; reset it
@@ -137,11 +173,13 @@ def main(argv=None) -> int:
             from accelerate.state import AcceleratorState
 
             AcceleratorState._reset_state(reset_partial_state=True)
-            rb = run_interleaved(manifest, Path(tmp) / "run-bf16", batch, steps, args.warmup, args.lambda_t, "bf16")
+            rb = run_interleaved(manifest, Path(tmp) / "run-bf16", batch, steps, args.warmup, args.lambda_t, "bf16",
+                                 init=init, device=args.device)
 
     ratio = r["ours"] / r["base"]
     lo, hi = min(r["ratios"]), max(r["ratios"])
-    print(f"\nmodel=tiny batch={batch} timed_steps={steps} threads={torch.get_num_threads()} "
+    dev = torch.cuda.get_device_name() if args.device != "cpu" else "cpu"
+    print(f"\nmodel={args.model} device={dev} batch={batch} timed_steps={steps} threads={torch.get_num_threads()} "
           f"lambda_t={args.lambda_t} (mix-ups built in {t_data:.1f} s)\n")
     print("| method | samples/s | s/step | speed-up vs transformers loop |")
     print("|---|---:|---:|---:|")
