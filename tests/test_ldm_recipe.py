@@ -46,6 +46,14 @@ def test_finished_stage_is_reused_only_with_the_same_settings(tmp_path):
     changed = stage_configs(tmp_path, rc, tmp_path / "t.jsonl", tmp_path / "v.jsonl")["vae"]
     with pytest.raises(UserError, match="optim"):
         _check_same_settings(run, changed)
+    # a run saved before a setting existed (here ldm.unet) is reused while the new setting is at its default
+    old = json.loads(cfg.to_json())
+    del old["ldm"]["unet"]
+    (run / "config.json").write_text(json.dumps(old))
+    _check_same_settings(run, cfg)
+    cfg.ldm.unet = {"channels": [16, 32, 64]}
+    with pytest.raises(UserError, match="ldm"):
+        _check_same_settings(run, cfg)
 
 
 def test_vae_stage_reproduces_logged_first_losses(tmp_path):

@@ -191,6 +191,14 @@ def _check_same_settings(run: Path, cfg) -> None:
     """A finished stage is reused only when it was trained with the settings asked for now."""
     volatile = ("resume", "quiet")
     saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    if saved:
+        # Through the dataclasses: a setting added since that run was trained compares at its default value.
+        from audioldm_cond.train.config import TrainConfig
+
+        try:
+            saved = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
+        except TypeError:  # a key this version does not know: keep the raw dict, which then differs
+            pass
     want = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as saved
     diff = sorted(k for k in set(saved) | set(want) if k not in volatile and saved.get(k) != want.get(k))
     if diff:
