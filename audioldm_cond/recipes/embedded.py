@@ -33,8 +33,9 @@ and FiLM conditioning on the 1 x D CLAP vector.
 GPU-sized variant (what one H100 session ran; both conditioners side by side, ~14 steps/s each):
 ``--vae tiny-tclap --unet-channels 32,64,128 --ldm-batch 64 --ldm-lr 5e-4 --ldm-warmup 200 --ema-decay 0.999
 --ckpt-every 500 --n-train 2048`` reuses the shipped VAE and trains a 4.3M-parameter UNet. After 2750 steps (3.4
-minutes) its order accuracy on 20 held-out prompts was 25% for both conditioners (the shipped 0.3M UNet: 10.8% /
-17.0% on 400): its clips hold two clear events, but often not the prompted ones, so the CLAP text embedding's
+minutes) its order accuracy on 100 held-out prompts was 22% / 23% (tiny-tclap / tiny-baseline; FAD 103 / 94; the
+shipped 0.3M UNet: 10.8% / 17.0%, FAD ~160): its clips hold two clear events, but often not the prompted ones, so
+the CLAP text embedding's
 event identity (retrieval R@1), not the UNet size alone, is what limits this miniature.
 """
 
