@@ -217,6 +217,8 @@ def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
     (["--steps", "0"], "--steps"),
     (["--cond-source", "audio", "--ema-decay", "1.5"], "--ema-decay"),
     (["--scaling-factor", "big"], "--scaling-factor"),
+    (["--unet-channels", "32,4"], "--unet-channels"),
+    (["--unet-channels", "32,64", "--unet-layers", "0"], "--unet-layers"),
 ])
 def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):
     from audioldm_cond.train.cli import main
@@ -251,3 +253,17 @@ def test_cache_resumes_after_interruption_and_is_keyed_by_content(tmp_path, clip
         assert D.files_key(cs, "mel", 1) != k1
     finally:
         first.write_bytes(data)
+
+
+def test_cli_unet_channels_sets_the_ldm_unet():
+    import argparse
+
+    from audioldm_cond.train.cli import add_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = config_from_args(p.parse_args(["--stage", "ldm", "--train", "t.jsonl", "--out", "o",
+                                         "--unet-channels", "16, 32,64", "--unet-layers", "2"]))
+    assert cfg.ldm.unet == {"channels": [16, 32, 64], "layers_per_block": 2, "attention": True}
+    cfg = config_from_args(p.parse_args(["--stage", "ldm", "--train", "t.jsonl", "--out", "o"]))
+    assert cfg.ldm.unet is None

@@ -35,8 +35,7 @@ GPU-sized variant (what one H100 session ran; both conditioners side by side, ~1
 --ckpt-every 500 --n-train 2048`` reuses the shipped VAE and trains a 4.3M-parameter UNet. After 2750 steps (3.4
 minutes) its order accuracy on 100 held-out prompts was 22% / 23% (tiny-tclap / tiny-baseline; FAD 103 / 94; the
 shipped 0.3M UNet: 10.8% / 17.0%, FAD ~160): its clips hold two clear events, but often not the prompted ones, so
-the CLAP text embedding's
-event identity (retrieval R@1), not the UNet size alone, is what limits this miniature.
+the CLAP text embedding's event identity (retrieval R@1), not the UNet size alone, is what limits this miniature.
 """
 
 from __future__ import annotations
@@ -276,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="validation computes the held-out loss only (no generation and scoring)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    rc_generate = not args.no_val_generate
     rc = RecipeConfig.quick() if args.quick else RecipeConfig()
+    rc.val_generate = not args.no_val_generate
     if args.ldm_steps is not None:
         rc.ldm_steps = args.ldm_steps
     if args.vae_steps is not None:
@@ -290,16 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, flag) is not None:
             setattr(rc, attr, getattr(args, flag))
     if args.unet_channels:
-        try:
-            chans = [int(c) for c in args.unet_channels.split(",") if c.strip()]
-        except ValueError:
-            raise UserError(f"--unet-channels {args.unet_channels!r}: give comma-separated integers, e.g. 32,64,128") from None
-        rc.ldm_unet = {"channels": chans, "layers_per_block": args.unet_layers, "attention": True}
+        from audioldm_cond.train.config import parse_unet_channels
+
+        rc.ldm_unet = parse_unet_channels(args.unet_channels, args.unet_layers)
     if args.vae:
         from audioldm_cond.components import resolve_model_dir
 
         rc.vae_dir = str(resolve_model_dir(args.vae))
-    rc.val_generate = rc_generate
     rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())
     if not rc.conditioners:
         raise UserError("--conditioners is empty; name at least one CLAP, e.g. tiny-tclap")

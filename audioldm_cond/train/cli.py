@@ -19,7 +19,7 @@ from typing import Sequence
 
 from audioldm_cond.train.config import (
     COND_SOURCES, MIXED_PRECISION, STAGES, DataConfig, LdmStageConfig, OptimConfig, TrainConfig,
-    ValidationConfig, VaeStageConfig,
+    ValidationConfig, VaeStageConfig, parse_unet_channels,
 )
 from tclap.errors import UserError, cli_entry
 
@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kl-weight", type=float, default=1e-6, help="stage vae: weight of the KL term")
     p.add_argument("--vae-crop-frames", type=int, default=None,
                    help="stage vae: train on random windows of this many mel frames (cheaper on CPU)")
+    p.add_argument("--unet-channels", default=None, help="stage ldm: train a fresh UNet of these block widths "
+                   "(comma-separated, e.g. 32,64,128) instead of the model's own")
+    p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the first clip's)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
@@ -84,7 +87,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                           warmup_steps=args.warmup_steps),
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
-                           scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma),
+                           scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma,
+                           unet=parse_unet_channels(args.unet_channels, args.unet_layers) if args.unet_channels else None),
         val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,
                              num_inference_steps=args.val_steps, backend=args.val_backend, clap_model=args.val_clap,
                              generate=not args.no_val_generate),

@@ -89,6 +89,18 @@ class LdmStageConfig:
     unet: dict | None = None
 
 
+def parse_unet_channels(text: str, layers_per_block: int = 1) -> dict:
+    """``"32,64,128"`` -> the ``LdmStageConfig.unet`` dict; a bad list is a one-line :class:`UserError`."""
+    try:
+        chans = [int(c) for c in str(text).split(",") if c.strip()]
+    except ValueError:
+        chans = []
+    if not chans or min(chans) < 8 or layers_per_block < 1:
+        raise UserError(f"--unet-channels {text!r}: give comma-separated widths of at least 8, e.g. 32,64,128 "
+                        "(and --unet-layers >= 1)")
+    return {"channels": chans, "layers_per_block": int(layers_per_block), "attention": True}
+
+
 @dataclass
 class ValidationConfig:
     """Validation every ``every`` optimiser steps (0: only at the end).
@@ -152,7 +164,7 @@ class TrainConfig:
         if self.ldm.unet is not None:
             unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention"})
             if unknown or not self.ldm.unet.get("channels"):
-                raise UserError(f"--unet {self.ldm.unet}: give channels (and optionally layers_per_block, attention)"
+                raise UserError(f"ldm.unet {self.ldm.unet}: give channels (and optionally layers_per_block, attention)"
                                 + (f"; unknown keys {unknown}" if unknown else ""))
         if not 0.0 <= self.ldm.cfg_dropout < 1.0:
             raise UserError(f"--cfg-dropout must be in [0, 1), got {self.ldm.cfg_dropout}")

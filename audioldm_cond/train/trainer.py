@@ -446,14 +446,16 @@ class Trainer:
 def load_components_for(cfg: TrainConfig):
     """Build tiny components (``--model tiny``) or load a shipped name / diffusers-layout directory.
 
-    ``--clap`` swaps the conditioning encoder (``text_encoder`` of ``load_components``).
+    ``--clap`` swaps the conditioning encoder (``text_encoder`` of ``load_components``); for stage ``ldm``,
+    ``--unet-channels`` (``cfg.ldm.unet``) swaps in a fresh UNet of that size.
     """
     from audioldm_cond import components as comp
 
     if cfg.model == "tiny":
         kwargs = {"source": cfg.ldm.cond_source, "cfg_dropout": cfg.ldm.cfg_dropout, **cfg.tiny_kwargs}
-        return comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
-    comps = comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
+        comps = comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
+    else:
+        comps = comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
     if cfg.stage == "ldm" and cfg.ldm.unet:
         u = cfg.ldm.unet
         comp.replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
