@@ -147,7 +147,9 @@ def main(argv=None) -> int:
         if args.device != "cuda":
             torch.cuda.set_device(torch.device(args.device))
     elif torch.cuda.is_available():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # accelerate would take the GPU; keep both loops on the CPU
+        # accelerate would take the GPU for tclap.train; keep both loops on the CPU (read when the trainer's
+        # Accelerator is made; CUDA_VISIBLE_DEVICES would come too late once torch has looked for a GPU)
+        os.environ["ACCELERATE_USE_CPU"] = "true"
     from tclap.data.mixup import build_builtin_mixups
 
     with tempfile.TemporaryDirectory() as tmp:
