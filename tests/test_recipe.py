@@ -90,6 +90,25 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
     assert log[0]["step"] == 1 and log[0]["loss"] == rec1["loss"]
 
 
+def test_side_by_side_finetunes_match_one_after_the_other(tiny_recipe, tmp_path):
+    """The fixture trained the two fine-tunes in parallel processes (--jobs 2 by default on >= 2 cores);
+    redone one after the other in this process from the same pre-training, their first losses agree."""
+    import shutil
+
+    out, args = tiny_recipe
+    redo = tmp_path / "redo"
+    shutil.copytree(out / "data", redo / "data")
+    shutil.copytree(out / "runs" / "pretrain", redo / "runs" / "pretrain")
+    argv = [*args, "--jobs", "1"]
+    argv[argv.index("--out") + 1] = str(redo)
+    assert recipe_main(argv) == 0
+    for stage in ("tclap", "baseline"):
+        rec = first_losses(out / "runs" / stage)
+        cfg = json.loads((out / "runs" / stage / "train_config.json").read_text())["config"]
+        assert [r["step"] for r in rec] == [1, 2, 3]
+        _assert_losses_match(rec, first_losses(redo / "runs" / stage), loss_tol(cfg))
+
+
 def test_pretrain_steps_are_deterministic_and_match_the_record(tiny_recipe, tmp_path):
     out, _ = tiny_recipe
     full = json.loads((out / "tiny-tclap" / "recipe.json").read_text())
@@ -140,6 +159,9 @@ def test_recipe_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert recipe_main(["--out", str(tmp_path / "r"), "--n-train", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--n-train" in err
+    assert recipe_main(["--out", str(tmp_path / "r"), "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--jobs 0" in err
 
 
 # ---------------------------------------------------------------- (a, b) the shipped models

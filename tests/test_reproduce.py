@@ -101,10 +101,75 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path / "r"), "--seeds", "a,b"]) == 2
     assert main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--force-stage", "bogus"]) == 2
     assert main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--seeds", "1,1"]) == 2
+    assert main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--jobs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3
+    assert len(err) == 4
     assert "--seeds 'a,b'" in err[0] and "'bogus' is not a stage" in err[1] and "repeats a seed" in err[2]
+    assert "--jobs '0'" in err[3]
     assert not (tmp_path / "r" / "data").exists()
+
+
+def test_parse_jobs():
+    from tclap.commands.reproduce import parse_jobs
+
+    assert parse_jobs("3", "tiny") == 3 and parse_jobs("auto", "quick") == 1
+    assert parse_jobs("auto", "tiny") == max(1, min(2, os.cpu_count() or 1))
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(UserError, match="--jobs"):
+            parse_jobs(bad, "tiny")
+
+
+def _module(root: Path, name: str, body: str) -> None:
+    (root / f"{name}.py").write_text("import os, sys, time\n\ndef main(argv):\n" + body)
+
+
+def test_run_modules_side_by_side_with_a_share_of_the_cores_each(tmp_path, monkeypatch):
+    """Two jobs run at once (each sees the other's start file before it ends) with cpu_count // 2 threads."""
+    from tclap.reproduce.stages import ModuleJob, run_modules
+
+    _module(tmp_path, "side_job", """    me, other = argv
+    open(me, "w").write(os.environ.get("OMP_NUM_THREADS", "unset"))
+    t0 = time.time()
+    while not os.path.exists(other):  # only finishes once the other job has started too
+        if time.time() - t0 > 60:
+            return 1
+        time.sleep(0.05)
+    print("saw", other)
+    return 0
+""")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    a, b = tmp_path / "a.started", tmp_path / "b.started"
+    jobs = [ModuleJob("side_job", [a, b], tmp_path / "logs" / "a.log", "job a"),
+            ModuleJob("side_job", [b, a], tmp_path / "logs" / "b.log", "job b")]
+    done = []
+    run_modules(jobs, parallel=2, on_done=lambda j: done.append(j.what))
+    assert sorted(done) == ["job a", "job b"]
+    want = str(max(1, (os.cpu_count() or 1) // 2))
+    assert a.read_text() == want and b.read_text() == want
+    assert f"saw {b}" in (tmp_path / "logs" / "a.log").read_text()
+
+
+def test_run_modules_failure_is_one_line_and_starts_nothing_more(tmp_path, monkeypatch):
+    from tclap.reproduce.stages import ModuleJob, run_modules
+
+    _module(tmp_path, "fail_job", """    print("first line")
+    print("boom: the thing went wrong")
+    return 3
+""")
+    _module(tmp_path, "ok_job", """    open(argv[0], "w").write("ran")
+    return 0
+""")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    never = tmp_path / "never.txt"
+    jobs = [ModuleJob("fail_job", [], tmp_path / "f.log", "job f"), ModuleJob("fail_job", [], tmp_path / "g.log", "job g"),
+            ModuleJob("ok_job", [never], tmp_path / "o.log", "job o")]
+    with pytest.raises(UserError) as e:
+        run_modules(jobs, parallel=2)
+    msg = str(e.value)
+    assert "\n" not in msg and "failed (exit 3)" in msg and "boom: the thing went wrong" in msg
+    assert msg.startswith("job f") or msg.startswith("job g")
+    assert not never.exists()  # the third job never started after a failure
 
 
 def test_paper_preset_fails_fast_naming_missing_inputs(tmp_path, capsys):

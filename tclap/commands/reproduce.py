@@ -33,7 +33,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-run STAGE even if it is up to date (repeatable); later stages follow")
     p.add_argument("--dry-run", action="store_true", help="print the plan of stages and commands, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", default="auto",
+                   help="independent trainings / generations run at once, each in its own process with its share "
+                        "of the cores (auto: 2 on a machine with 2 or more cores, 1 for --preset quick, whose "
+                        "steps are too short to pay for the extra process starts)")
     add_paper_arguments(p.add_argument_group("paper preset inputs"))
+
+
+def parse_jobs(text: str, preset: str) -> int:
+    """``--jobs``: ``auto`` or a positive integer; a bad value is a one-line :class:`UserError`."""
+    import os  # noqa: PLC0415
+
+    if text == "auto":
+        return 1 if preset == "quick" else max(1, min(2, os.cpu_count() or 1))
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise UserError(f"--jobs {text!r}: give a positive integer or 'auto'")
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from tclap.reproduce.stages import build_stages  # noqa: PLC0415
 
     cfg = make_config(preset, seeds)
-    pipe = Pipeline(out, build_stages(cfg, out, quiet=args.quiet))
+    pipe = Pipeline(out, build_stages(cfg, out, quiet=args.quiet, jobs=parse_jobs(args.jobs, preset)))
     pipe.check_stage_names(args.force_stage, "--force-stage")
     if args.from_stage is not None:
         pipe.check_stage_names([args.from_stage], "--from-stage")

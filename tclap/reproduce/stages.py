@@ -24,11 +24,14 @@ Output layout (``OUT``)::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -43,25 +46,96 @@ CLAP_LABELS = {"baseline": "baseline CLAP", "tclap": "T-CLAP"}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _module_command(module: str, args: Sequence[str]) -> list[str]:
+    # ``-c`` calls the module's ``main(argv)`` (not ``-m``): it works whether or not the module has a
+    # ``__main__`` guard, and a module without ``main`` fails loudly instead of exiting 0 having done nothing.
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))",
+            *map(str, args)]
+
+
+def _failure(returncode: int, log_path: Path, what: str) -> UserError:
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    last = lines[-1].strip() if lines else "(no output)"
+    return UserError(f"{what} failed (exit {returncode}): {last[:300]} [full log: {log_path}]")
+
+
+def _open_log(cmd: list[str], log_path: Path):
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(log_path, "ab")  # noqa: SIM115 (closed by the caller once the process has ended)
+    f.write(("\n$ " + " ".join(cmd) + "\n").encode())
+    f.flush()
+    return f
+
+
 def run_module(module: str, args: Sequence[str], log_path: Path, what: str) -> None:
     """Run ``module.main(args)`` in a fresh Python with its output in ``log_path``; a failure is one :class:`UserError` line.
 
     Exit status 2 is the called CLI's own one-line refusal, which is repeated; any other failure names
     the log file to read.
     """
-    # ``-c`` calls the module's ``main(argv)`` (not ``-m``): it works whether or not the module has a
-    # ``__main__`` guard, and a module without ``main`` fails loudly instead of exiting 0 having done nothing.
-    cmd = [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))",
-           *map(str, args)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as f:
-        f.write(("\n$ " + " ".join(cmd) + "\n").encode())
-        f.flush()
+    cmd = _module_command(module, args)
+    with _open_log(cmd, log_path) as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        last = lines[-1].strip() if lines else "(no output)"
-        raise UserError(f"{what} failed (exit {proc.returncode}): {last[:300]} [full log: {log_path}]")
+        raise _failure(proc.returncode, log_path, what)
+
+
+@dataclass
+class ModuleJob:
+    """One :func:`run_module` call, for :func:`run_modules`."""
+
+    module: str
+    args: Sequence[str]
+    log_path: Path
+    what: str
+
+
+def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1, on_done: Callable[[ModuleJob], None] | None = None) -> None:
+    """Run independent module jobs, ``parallel`` at a time; ``on_done(job)`` after each that succeeds.
+
+    With ``parallel > 1`` each process gets ``cpu_count // parallel`` threads (``OMP_NUM_THREADS``, unless
+    the caller set it): tiny models gain little from a second thread, so two jobs side by side finish
+    sooner than one after the other. After the first failure no new job starts, the running ones finish
+    (each resumes on its own next time), and that failure is raised. Ctrl-C stops them all.
+    """
+    if parallel <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            run_module(job.module, job.args, job.log_path, job.what)
+            if on_done:
+                on_done(job)
+        return
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // min(parallel, len(jobs)))))
+    pending, running, errors = list(jobs), [], []
+    try:
+        while pending or running:
+            while pending and not errors and len(running) < parallel:
+                job = pending.pop(0)
+                cmd = _module_command(job.module, job.args)
+                f = _open_log(cmd, job.log_path)
+                proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                running.append((job, proc, f))
+            if errors and not running:
+                break
+            time.sleep(0.2)
+            for entry in [r for r in running if r[1].poll() is not None]:
+                running.remove(entry)
+                job, proc, f = entry
+                f.close()
+                if proc.returncode != 0:
+                    errors.append(_failure(proc.returncode, job.log_path, job.what))
+                elif on_done:
+                    on_done(job)
+    finally:
+        for _, proc, f in running:  # only on an exception (Ctrl-C): stop what still runs
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            f.close()
+    if errors:
+        raise errors[0]
 
 
 def _bar(total: int, desc: str, quiet: bool):
@@ -163,13 +237,16 @@ def stage_data(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
     return {"ldm_train_items": len(pairs), "heldout_prompts": len(prompts), "skipped_heldout": skipped}
 
 
-def stage_clap(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
-    """Baseline CLAP and T-CLAP per seed with the CLAP recipe (pre-train L_c; fine-tune L_c + λ·L_t vs L_c)."""
+def stage_clap(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int = 1) -> dict:
+    """Baseline CLAP and T-CLAP per seed with the CLAP recipe (pre-train L_c; fine-tune L_c + λ·L_t vs L_c).
+
+    With ``jobs > 1`` the two fine-tunes of a seed train side by side (see ``run_recipe``).
+    """
     from tclap.recipes.embedded import run_recipe  # noqa: PLC0415
 
     out = {}
     for seed in tqdm(cfg.seeds, desc="clap seeds", disable=quiet or None, leave=False):
-        summary = run_recipe(cfg.recipe_config(seed), sdir / f"seed{seed}", quiet=quiet)
+        summary = run_recipe(cfg.recipe_config(seed), sdir / f"seed{seed}", quiet=quiet, jobs=jobs)
         out[str(seed)] = summary["results"]
     return {"recipe_results": out}
 
@@ -215,63 +292,76 @@ def _ldm_common(cfg: ReproConfig, paths: Paths, sdir: Path) -> list[str]:
             "--cache-dir", sdir / "cache", "--resume", "--quiet", "--no-val-generate"]
 
 
-def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int = 1) -> dict:
     """The mel VAE once, then per seed an AudioLDM UNet on each CLAP's text embedding (same seed, data, steps).
 
     A training step whose ``final/`` exists is done; an unfinished one resumes from its last checkpoint.
+    The UNets (independent once the VAE exists) train ``jobs`` at a time.
     """
     L = cfg.ldm
-    jobs = [("vae", None, None)] + [("ldm", s, m) for s in cfg.seeds for m in SYSTEMS]
-    bar = _bar(len(jobs), "ldm", quiet)
-    for kind, seed, system in jobs:
+    runs = [("vae", None, None)] + [("ldm", s, m) for s in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(runs), "ldm", quiet)
+    todo: list[list[ModuleJob]] = [[], []]  # the VAE first, then the UNets
+    for kind, seed, system in runs:
         run = paths.vae() if kind == "vae" else paths.ldm(seed, system)
+        if (run / "final" / "model_index.json").exists():
+            bar.update(1)
+            continue
+        if kind == "vae":
+            args = ["--stage", "vae", "--out", run, "--model", "tiny", "--steps", L.vae_steps,
+                    "--batch-size", L.vae_batch, "--lr", L.vae_lr, "--vae-crop-frames", L.vae_crop_frames,
+                    "--ema-decay", 0, "--ckpt-every", L.ckpt_every, "--seed", cfg.data.data_seed,
+                    "--tiny-config", json.dumps(L.arch)]
+        else:
+            args = ["--stage", "ldm", "--out", run, "--model", paths.vae() / "final",
+                    "--clap", paths.clap(seed, system), "--cond-source", "text", "--cfg-dropout", L.cfg_dropout,
+                    "--steps", L.ldm_steps, "--batch-size", L.ldm_batch, "--lr", L.ldm_lr,
+                    "--warmup-steps", L.ldm_warmup, "--ema-decay", L.ema_decay, "--ckpt-every", L.ckpt_every,
+                    "--seed", seed]
+            if L.snr_gamma is not None:
+                args += ["--snr-gamma", L.snr_gamma]
+        name = "vae" if kind == "vae" else f"seed{seed}-{system}"
+        todo[kind != "vae"].append(ModuleJob("audioldm_cond.train.cli", [*args, *_ldm_common(cfg, paths, sdir)],
+                                             sdir / "logs" / f"{name}.log", f"AudioLDM training ({name})"))
+
+    def finished(job: ModuleJob) -> None:
+        run = Path(job.args[job.args.index("--out") + 1])
         if not (run / "final" / "model_index.json").exists():
-            if kind == "vae":
-                args = ["--stage", "vae", "--out", run, "--model", "tiny", "--steps", L.vae_steps,
-                        "--batch-size", L.vae_batch, "--lr", L.vae_lr, "--vae-crop-frames", L.vae_crop_frames,
-                        "--ema-decay", 0, "--ckpt-every", L.ckpt_every, "--seed", cfg.data.data_seed,
-                        "--tiny-config", json.dumps(L.arch)]
-            else:
-                args = ["--stage", "ldm", "--out", run, "--model", paths.vae() / "final",
-                        "--clap", paths.clap(seed, system), "--cond-source", "text", "--cfg-dropout", L.cfg_dropout,
-                        "--steps", L.ldm_steps, "--batch-size", L.ldm_batch, "--lr", L.ldm_lr,
-                        "--warmup-steps", L.ldm_warmup, "--ema-decay", L.ema_decay, "--ckpt-every", L.ckpt_every,
-                        "--seed", seed]
-                if L.snr_gamma is not None:
-                    args += ["--snr-gamma", L.snr_gamma]
-            name = "vae" if kind == "vae" else f"seed{seed}-{system}"
-            run_module("audioldm_cond.train.cli", args + _ldm_common(cfg, paths, sdir), sdir / "logs" / f"{name}.log",
-                       f"AudioLDM training ({name})")
-            if not (run / "final" / "model_index.json").exists():
-                raise UserError(f"AudioLDM training ({name}) ended without {run / 'final'}; see {sdir / 'logs'}")
+            raise UserError(f"{job.what} ended without {run / 'final'}; see {job.log_path}")
         bar.update(1)
+
+    for group in todo:
+        run_modules(group, jobs, on_done=finished)
     bar.close()
     return {"models": {f"seed{s}/{m}": str(paths.ldm(s, m) / "final") for s in cfg.seeds for m in SYSTEMS}}
 
 
-def stage_generate(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+def stage_generate(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int = 1) -> dict:
     """Every held-out ordered prompt with both systems, per seed (the same sampler seed for both systems)."""
     g = cfg.generate
-    jobs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
-    bar = _bar(len(jobs), "generate", quiet)
-    for seed, system in jobs:
-        # audioldm-cond generate resumes by itself: clips already written with the same settings are skipped.
-        run_module("audioldm_cond.cli", [
-            "generate", "--prompts", paths.prompts, "--out", paths.generated(seed, system),
-            "--model", paths.ldm(seed, system) / "final", "--steps", g.steps, "--guidance", g.guidance,
-            "--scheduler", g.scheduler, "--seed", seed, "--batch-size", g.batch_size, "--quiet",
-        ], sdir / "logs" / f"seed{seed}-{system}.log", f"generation (seed {seed}, {system})")
-        missing = [p["id"] for p in read_jsonl(paths.prompts)
-                   if not (paths.generated(seed, system) / f"{p['id']}.wav").is_file()]
+    runs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(runs), "generate", quiet)
+    # audioldm-cond generate resumes by itself: clips already written with the same settings are skipped.
+    todo = [ModuleJob("audioldm_cond.cli", [
+        "generate", "--prompts", paths.prompts, "--out", paths.generated(seed, system),
+        "--model", paths.ldm(seed, system) / "final", "--steps", g.steps, "--guidance", g.guidance,
+        "--scheduler", g.scheduler, "--seed", seed, "--batch-size", g.batch_size, "--quiet",
+    ], sdir / "logs" / f"seed{seed}-{system}.log", f"generation (seed {seed}, {system})") for seed, system in runs]
+
+    def finished(job: ModuleJob) -> None:
+        folder = Path(job.args[job.args.index("--out") + 1])
+        missing = [p["id"] for p in read_jsonl(paths.prompts) if not (folder / f"{p['id']}.wav").is_file()]
         if missing:
-            raise UserError(f"generation (seed {seed}, {system}) left {len(missing)} prompt(s) without a clip, "
-                            f"e.g. {missing[0]}; see {sdir / 'logs'}")
+            raise UserError(f"{job.what} left {len(missing)} prompt(s) without a clip, e.g. {missing[0]}; "
+                            f"see {job.log_path}")
         bar.update(1)
+
+    run_modules(todo, jobs, on_done=finished)
     bar.close()
-    return {"clips": {f"seed{s}/{m}": len(list(paths.generated(s, m).glob("*.wav"))) for s, m in jobs}}
+    return {"clips": {f"seed{s}/{m}": len(list(paths.generated(s, m).glob("*.wav"))) for s, m in runs}}
 
 
-def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
+def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int = 1) -> dict:
     """``eval-gen score`` of every generated folder against the held-out references, and the detector ceiling.
 
     FAD / KAD on ``score.backend`` (mel statistics by default: independent of both CLAPs), KL on the
@@ -283,9 +373,10 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict
     first = cfg.seeds[0]
     common = ["--prompts", paths.prompts, "--backend", s.backend, "--classifier", s.classifier,
               "--cache-dir", sdir / "cache", "--quiet"]
-    jobs = [("ceiling", first, None)] + [("gen", seed, m) for seed in cfg.seeds for m in SYSTEMS]
-    bar = _bar(len(jobs), "score", quiet)
-    for kind, seed, system in jobs:
+    runs = [("ceiling", first, None)] + [("gen", seed, m) for seed in cfg.seeds for m in SYSTEMS]
+    bar = _bar(len(runs), "score", quiet)
+    todo = []
+    for kind, seed, system in runs:
         if kind == "ceiling":
             out, gen = paths.ceiling, paths.references
             extra = ["--metrics", "order", "--n-boot", 0, "--no-plot", "--clap-model", paths.clap(seed, "tclap")]
@@ -295,14 +386,25 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict
             extra = ["--metrics", "fad,kad,kl,clap,order", "--n-boot", s.n_boot, "--seed", seed,
                      "--clap-model", paths.clap(seed, "tclap")]
             name = f"seed{seed}-{system}"
+        if (out / "scores.json").exists():
+            bar.update(1)
+            continue
+        todo.append(ModuleJob("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
+                                               *extra], sdir / "logs" / f"{name}.log", f"scoring ({name})"))
+
+    def finished(job: ModuleJob) -> None:
+        out = Path(job.args[job.args.index("--out") + 1])
         if not (out / "scores.json").exists():
-            run_module("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
-                                        *extra], sdir / "logs" / f"{name}.log", f"scoring ({name})")
-            if not (out / "scores.json").exists():
-                raise UserError(f"scoring ({name}) wrote no {out / 'scores.json'}; see {sdir / 'logs'}")
+            raise UserError(f"{job.what} wrote no {out / 'scores.json'}; see {job.log_path}")
         bar.update(1)
+
+    # The first job runs alone: it trains the event detector that every job uses and caches it (the
+    # others would each train their own copy); the rest share the cache's atomic writes safely.
+    if todo:
+        run_modules(todo[:1], 1, on_done=finished)
+        run_modules(todo[1:], jobs, on_done=finished)
     bar.close()
-    return {"scored": len(jobs)}
+    return {"scored": len(runs)}
 
 
 def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
@@ -355,14 +457,20 @@ def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict
     return {"study": str(paths.study), "clips": n_main, "serve": f"mos serve {paths.study}"}
 
 
-def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False) -> list[Stage]:
-    """The stage list of the tiny / quick preset under ``out``."""
+def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1) -> list[Stage]:
+    """The stage list of the tiny / quick preset under ``out``.
+
+    ``jobs``: how many independent trainings / generations / scorings may run at once (the two systems'
+    CLAP fine-tunes and UNets, ...). It changes no setting, so it is not part of any stage's key.
+    """
     from tclap.reproduce.report import write_report  # noqa: PLC0415
 
     paths = Paths(out)
     d = cfg.to_dict()
 
     def bind(fn):
+        if fn in (stage_clap, stage_ldm, stage_generate, stage_score):
+            return lambda sdir: fn(cfg, paths, sdir, quiet, jobs)
         return lambda sdir: fn(cfg, paths, sdir, quiet)
 
     return [
