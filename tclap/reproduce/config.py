@@ -144,24 +144,23 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
             study=StudySettings(clips_per_rater=4, min_ratings_per_clip=2),
         )
     elif preset == "tiny":
-        # Budget (45 min on 2 CPU cores), an estimate from per-step times measured on this machine with one
-        # core per job (bf16 CLAP steps at batch 64: ~0.4 s without and ~0.8 s with negative audio; VAE step
-        # ~0.35 s; LDM step ~0.13 s): CLAP ~ 800 x 0.4 + 1000 x 0.8 + 1000 x 0.4 s ~ 25 min on one core,
-        # less with two threads. Batch 64 and 1000 fine-tuning steps because a measured run at batch 32 with
-        # 900 steps (n_train 1200) never left L_t's ln 2 plateau (T-Classify 48 / 53) while 1000 steps at
-        # batch 64 from the recipe's pre-training reached 82.5 / 82.2;
-        # VAE 1000 steps ~ 6 min (the 200 steps used before left a VAE through which the detector found the
-        # order of only half of the real mix-ups); 2 LDMs x 3000 steps ~ 14 min; evaluation, generation and
-        # scoring ~ 6 min. In all ~50 min with one core per job: at or just over the 45-minute goal, and not yet
-        # timed end to end. One seed by default; ``--seeds 0,1,2`` gives the three-seed spread at ~3x the time.
-        # The CLAP schedule keeps the recipe's shape (L_c pre-training, then fine-tuning with and without
-        # L_t for the same number of steps, λ = 2 from the recipe).
+        # Budget: 45 minutes on 2 CPU cores. Measured from a fresh clone (this machine, 2 cores, --jobs 2) with
+        # 3000 CLAP mix-ups, 512 AudioLDM mix-ups, 24 prompts and 3000 LDM steps: 24 min 36 s in all (CLAP
+        # stage 17.0 min: pre-training at 2 threads, then both fine-tunes side by side; VAE + both UNets side
+        # by side 6.9 min; generation and scoring 31 s). That left room, spent here where it buys the most:
+        # 10 000 CLAP mix-ups (from the CLAP recipe's runs: at 3000, T-CLAP's retrieval R@1 fell ~30 points
+        # below the baseline's, at 10 000 ~10-14: the conditioner's event identity is what the AudioLDM
+        # comparison needs), 1024 AudioLDM mix-ups (the AudioLDM recipe's n_train), 6000 LDM steps (at 3000
+        # both UNets were still at the floor: 1-2 of 24 prompts right, FAD ~360) and 100 held-out prompts
+        # (24 cannot tell two systems apart). Batch 64 and 1000 fine-tuning steps at λ = 2 from the CLAP
+        # recipe (a run at batch 32 / 900 steps never left L_t's ln 2 plateau). One seed by default;
+        # ``--seeds 0,1,2`` gives the three-seed spread at ~3x the time.
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
-            clap={"n_train": 3000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
+            clap={"n_train": 10000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
                   "heldout_mixes": 200},
-            data=DataSettings(n_ldm_train=512, n_heldout=24),
-            ldm=LdmSettings(vae_steps=1000, ldm_steps=3000),
+            data=DataSettings(n_ldm_train=1024, n_heldout=100),
+            ldm=LdmSettings(vae_steps=1000, ldm_steps=6000),
         )
     else:
         raise UserError(f"unknown preset {preset!r}; use quick, tiny or paper")
