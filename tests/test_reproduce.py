@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,30 @@ def test_run_modules_failure_is_one_line_and_starts_nothing_more(tmp_path, monke
     assert "\n" not in msg and "failed (exit 3)" in msg and "boom: the thing went wrong" in msg
     assert msg.startswith("job f") or msg.startswith("job g")
     assert not never.exists()  # the third job never started after a failure
+
+
+def test_run_modules_ctrl_c_stops_the_running_jobs(tmp_path, monkeypatch):
+    """An interrupt while jobs run side by side (here raised when the quick job ends) terminates the slow one."""
+    from tclap.reproduce.stages import ModuleJob, run_modules
+
+    _module(tmp_path, "pid_job", """    open(argv[0], "w").write(str(os.getpid()))
+    time.sleep(float(argv[1]))
+    return 0
+""")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    quick, slow = tmp_path / "quick.pid", tmp_path / "slow.pid"
+    jobs = [ModuleJob("pid_job", [slow, 120], tmp_path / "s.log", "slow"),
+            ModuleJob("pid_job", [quick, 0.5], tmp_path / "q.log", "quick")]
+
+    def interrupt(job):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_modules(jobs, parallel=2, on_done=interrupt)
+    pid = int(slow.read_text())
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):  # terminated and reaped, not left running for 2 minutes
+        os.kill(pid, 0)
 
 
 def test_paper_preset_fails_fast_naming_missing_inputs(tmp_path, capsys):
