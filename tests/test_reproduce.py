@@ -141,10 +141,10 @@ def test_run_modules_side_by_side_with_a_share_of_the_cores_each(tmp_path, monke
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     a, b = tmp_path / "a.started", tmp_path / "b.started"
-    jobs = [ModuleJob("side_job", [a, b], tmp_path / "logs" / "a.log", "job a"),
-            ModuleJob("side_job", [b, a], tmp_path / "logs" / "b.log", "job b")]
     done = []
-    run_modules(jobs, parallel=2, on_done=lambda j: done.append(j.what))
+    jobs = [ModuleJob("side_job", [a, b], tmp_path / "logs" / "a.log", "job a", lambda: done.append("job a")),
+            ModuleJob("side_job", [b, a], tmp_path / "logs" / "b.log", "job b", lambda: done.append("job b"))]
+    run_modules(jobs, parallel=2)
     assert sorted(done) == ["job a", "job b"]
     want = str(max(1, (os.cpu_count() or 1) // 2))
     assert a.read_text() == want and b.read_text() == want
@@ -183,14 +183,13 @@ def test_run_modules_ctrl_c_stops_the_running_jobs(tmp_path, monkeypatch):
 """)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     quick, slow = tmp_path / "quick.pid", tmp_path / "slow.pid"
-    jobs = [ModuleJob("pid_job", [slow, 120], tmp_path / "s.log", "slow"),
-            ModuleJob("pid_job", [quick, 0.5], tmp_path / "q.log", "quick")]
-
-    def interrupt(job):
+    def interrupt():
         raise KeyboardInterrupt
 
+    jobs = [ModuleJob("pid_job", [slow, 120], tmp_path / "s.log", "slow"),
+            ModuleJob("pid_job", [quick, 0.5], tmp_path / "q.log", "quick", interrupt)]
     with pytest.raises(KeyboardInterrupt):
-        run_modules(jobs, parallel=2, on_done=interrupt)
+        run_modules(jobs, parallel=2)
     pid = int(slow.read_text())
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):  # terminated and reaped, not left running for 2 minutes
@@ -372,3 +371,19 @@ def test_ldm_settings_mirror_the_audioldm_recipe():
     shared = sorted(set(mine) & set(recipe) - own)
     assert len(shared) >= 12, shared
     assert {k: mine[k] for k in shared} == {k: recipe[k] for k in shared}
+
+
+@pytest.mark.slow
+def test_quick_run_with_jobs_side_by_side(tmp_path):
+    """--jobs 2: the fine-tunes, UNets, generations and scorings run two at a time and every stage completes."""
+    out = tmp_path / "run"
+    assert main(["reproduce", "--quick", "--jobs", "2", "--out", str(out), "--quiet"]) == 0
+    for name in STAGES:
+        assert (out / name / DONE_FILE).exists(), name
+    prompts = [json.loads(ln) for ln in (out / "data" / "prompts.jsonl").read_text().splitlines()]
+    for system in ("baseline", "tclap"):
+        assert (out / "clap" / "seed0" / f"tiny-{system}" / "config.json").is_file()
+        assert (out / "ldm" / "seed0" / system / "final" / "model_index.json").is_file()
+        assert len(list((out / "generate" / "seed0" / system).glob("*.wav"))) == len(prompts)
+        assert (out / "score" / "seed0" / system / "scores.json").is_file()
+    assert json.loads((out / "score" / DONE_FILE).read_text())["summary"]["scored"] == 3

@@ -82,27 +82,30 @@ def run_module(module: str, args: Sequence[str], log_path: Path, what: str) -> N
 
 @dataclass
 class ModuleJob:
-    """One :func:`run_module` call, for :func:`run_modules`."""
+    """One :func:`run_module` call, for :func:`run_modules`; ``after()`` runs once it has succeeded (checks
+    its output, may raise a :class:`UserError`; advances a progress bar)."""
 
     module: str
     args: Sequence[str]
     log_path: Path
     what: str
+    after: Callable[[], None] | None = None
 
 
-def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1, on_done: Callable[[ModuleJob], None] | None = None) -> None:
-    """Run independent module jobs, ``parallel`` at a time; ``on_done(job)`` after each that succeeds.
+def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1) -> None:
+    """Run independent module jobs, ``parallel`` at a time, each followed by its ``after()``.
 
     With ``parallel > 1`` each process gets ``cpu_count // parallel`` threads (``OMP_NUM_THREADS``, unless
     the caller set it): tiny models gain little from a second thread, so two jobs side by side finish
-    sooner than one after the other. After the first failure no new job starts, the running ones finish
-    (each resumes on its own next time), and that failure is raised. Ctrl-C stops them all.
+    sooner than one after the other. After the first failure (an exit status or a failed ``after()``) no new
+    job starts, the running ones finish (each resumes on its own next time), and that failure is raised.
+    Ctrl-C stops them all.
     """
     if parallel <= 1 or len(jobs) <= 1:
         for job in jobs:
             run_module(job.module, job.args, job.log_path, job.what)
-            if on_done:
-                on_done(job)
+            if job.after:
+                job.after()
         return
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // min(parallel, len(jobs)))))
@@ -124,8 +127,11 @@ def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1, on_done: Callable[
                 f.close()
                 if proc.returncode != 0:
                     errors.append(_failure(proc.returncode, job.log_path, job.what))
-                elif on_done:
-                    on_done(job)
+                elif job.after:
+                    try:
+                        job.after()
+                    except UserError as exc:
+                        errors.append(exc)
     finally:
         for _, proc, f in running:  # only on an exception (Ctrl-C): stop what still runs
             proc.terminate()
@@ -321,17 +327,17 @@ def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int
             if L.snr_gamma is not None:
                 args += ["--snr-gamma", L.snr_gamma]
         name = "vae" if kind == "vae" else f"seed{seed}-{system}"
+        log = sdir / "logs" / f"{name}.log"
+
+        def finished(run=run, name=name, log=log) -> None:
+            if not (run / "final" / "model_index.json").exists():
+                raise UserError(f"AudioLDM training ({name}) ended without {run / 'final'}; see {log}")
+            bar.update(1)
+
         todo[kind != "vae"].append(ModuleJob("audioldm_cond.train.cli", [*args, *_ldm_common(cfg, paths, sdir)],
-                                             sdir / "logs" / f"{name}.log", f"AudioLDM training ({name})"))
-
-    def finished(job: ModuleJob) -> None:
-        run = Path(job.args[job.args.index("--out") + 1])
-        if not (run / "final" / "model_index.json").exists():
-            raise UserError(f"{job.what} ended without {run / 'final'}; see {job.log_path}")
-        bar.update(1)
-
+                                             log, f"AudioLDM training ({name})", finished))
     for group in todo:
-        run_modules(group, jobs, on_done=finished)
+        run_modules(group, jobs)
     bar.close()
     return {"models": {f"seed{s}/{m}": str(paths.ldm(s, m) / "final") for s in cfg.seeds for m in SYSTEMS}}
 
@@ -341,22 +347,24 @@ def stage_generate(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs
     g = cfg.generate
     runs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
     bar = _bar(len(runs), "generate", quiet)
-    # audioldm-cond generate resumes by itself: clips already written with the same settings are skipped.
-    todo = [ModuleJob("audioldm_cond.cli", [
-        "generate", "--prompts", paths.prompts, "--out", paths.generated(seed, system),
-        "--model", paths.ldm(seed, system) / "final", "--steps", g.steps, "--guidance", g.guidance,
-        "--scheduler", g.scheduler, "--seed", seed, "--batch-size", g.batch_size, "--quiet",
-    ], sdir / "logs" / f"seed{seed}-{system}.log", f"generation (seed {seed}, {system})") for seed, system in runs]
+    todo = []
+    for seed, system in runs:
+        folder, log, what = paths.generated(seed, system), sdir / "logs" / f"seed{seed}-{system}.log", \
+            f"generation (seed {seed}, {system})"
 
-    def finished(job: ModuleJob) -> None:
-        folder = Path(job.args[job.args.index("--out") + 1])
-        missing = [p["id"] for p in read_jsonl(paths.prompts) if not (folder / f"{p['id']}.wav").is_file()]
-        if missing:
-            raise UserError(f"{job.what} left {len(missing)} prompt(s) without a clip, e.g. {missing[0]}; "
-                            f"see {job.log_path}")
-        bar.update(1)
+        def finished(folder=folder, log=log, what=what) -> None:
+            missing = [p["id"] for p in read_jsonl(paths.prompts) if not (folder / f"{p['id']}.wav").is_file()]
+            if missing:
+                raise UserError(f"{what} left {len(missing)} prompt(s) without a clip, e.g. {missing[0]}; see {log}")
+            bar.update(1)
 
-    run_modules(todo, jobs, on_done=finished)
+        # audioldm-cond generate resumes by itself: clips already written with the same settings are skipped.
+        todo.append(ModuleJob("audioldm_cond.cli", [
+            "generate", "--prompts", paths.prompts, "--out", folder,
+            "--model", paths.ldm(seed, system) / "final", "--steps", g.steps, "--guidance", g.guidance,
+            "--scheduler", g.scheduler, "--seed", seed, "--batch-size", g.batch_size, "--quiet",
+        ], log, what, finished))
+    run_modules(todo, jobs)
     bar.close()
     return {"clips": {f"seed{s}/{m}": len(list(paths.generated(s, m).glob("*.wav"))) for s, m in runs}}
 
@@ -389,20 +397,21 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
         if (out / "scores.json").exists():
             bar.update(1)
             continue
-        todo.append(ModuleJob("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
-                                               *extra], sdir / "logs" / f"{name}.log", f"scoring ({name})"))
+        log = sdir / "logs" / f"{name}.log"
 
-    def finished(job: ModuleJob) -> None:
-        out = Path(job.args[job.args.index("--out") + 1])
-        if not (out / "scores.json").exists():
-            raise UserError(f"{job.what} wrote no {out / 'scores.json'}; see {job.log_path}")
-        bar.update(1)
+        def finished(out=out, name=name, log=log) -> None:
+            if not (out / "scores.json").exists():
+                raise UserError(f"scoring ({name}) wrote no {out / 'scores.json'}; see {log}")
+            bar.update(1)
+
+        todo.append(ModuleJob("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
+                                               *extra], log, f"scoring ({name})", finished))
 
     # The first job runs alone: it trains the event detector that every job uses and caches it (the
     # others would each train their own copy); the rest share the cache's atomic writes safely.
     if todo:
-        run_modules(todo[:1], 1, on_done=finished)
-        run_modules(todo[1:], jobs, on_done=finished)
+        run_modules(todo[:1], 1)
+        run_modules(todo[1:], jobs)
     bar.close()
     return {"scored": len(runs)}
 
