@@ -42,10 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_jobs(text: str, preset: str) -> int:
     """``--jobs``: ``auto`` or a positive integer; a bad value is a one-line :class:`UserError`."""
-    import os  # noqa: PLC0415
+    from tclap.recipes.embedded import default_jobs  # noqa: PLC0415
 
     if text == "auto":
-        return 1 if preset == "quick" else max(1, min(2, os.cpu_count() or 1))
+        return 1 if preset == "quick" else default_jobs()
     try:
         jobs = int(text)
     except ValueError:

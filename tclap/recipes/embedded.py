@@ -146,6 +146,11 @@ def _command(rc: RecipeConfig) -> str:
     return cmd
 
 
+def default_jobs() -> int:
+    """Jobs side by side by default: 2 on a machine with 2 or more cores (the two fine-tunes), else 1."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def _train_stage_in_child(name: str, out: Path, cfg, manifest: Path, quiet: bool, threads: int) -> str:
     import torch  # noqa: PLC0415
 
@@ -234,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision,
                    help="bf16 (default) is fast on CPUs with AMX / AVX512-BF16; 'no' for fp32")
     p.add_argument("--no-negative-audio", action="store_true")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--jobs", type=int, default=default_jobs(),
                    help="fine-tunes trained side by side, each in its own process (default: 2 on a machine with "
                         "2 or more cores; 1 trains them one after the other)")
     p.add_argument("--quiet", action="store_true")
