@@ -296,6 +296,12 @@ def test_quick_run_outputs(quick_run):
         assert res["generation"][system]["fad"]["mean"] == scores["metrics"]["fad"]["value"]
         assert res["generation"][system]["order_detector"]["mean"] == pytest.approx(
             100 * scores["metrics"]["order_detector"]["value"])
+        # the likelihood order probe of the UNet ran on the real held-out clips that have a swapped caption
+        probe = json.loads((out / "score" / "seed0" / f"{system}-probe" / "order_probe.json").read_text())
+        (p,) = probe.values()
+        wins = sum(row["prefers_order"] for row in p["items"])
+        assert 1 <= p["n_items"] <= 4 and p["order_preference"] == pytest.approx(100 * wins / p["n_items"])
+        assert res["generation"][system]["unet_order_preference"]["mean"] == p["order_preference"]
     # the detector scores real held-out clips: its ceiling is a real number, not a placeholder
     assert 0.0 <= res["detector_ceiling"]["order_detector"] <= 100.0
     # claims are derived from the table values

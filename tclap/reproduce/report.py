@@ -57,6 +57,16 @@ GEN_KEYS = {"kl_softmax": ("kl_softmax", 1.0), "fad": ("fad", 1.0), "kad": ("kad
             "order_clap": ("order_clap", 100.0)}
 
 
+def _probe(out: Path) -> float | None:
+    """The UNet's order preference (%) from ``audioldm-cond probe-order``'s output, or None (not run: a run
+    scored before the probe existed)."""
+    f = out / "order_probe.json"
+    if not f.exists():
+        return None
+    res = json.loads(f.read_text())
+    return float(next(iter(res.values()))["order_preference"]) if res else None
+
+
 def collect(cfg, paths) -> dict:
     """Read every stage's outputs into the ``results.json`` structure."""
     from tclap.reproduce.pipeline import read_done  # noqa: PLC0415
@@ -84,6 +94,7 @@ def collect(cfg, paths) -> dict:
                                            "skipped": sc.get("skipped", {}), "silent": sc.get("silent", {})}
             for name, (key, scale) in GEN_KEYS.items():
                 per[key][s] = _metric(sc, name, scale)
+        per["unet_order_preference"] = {s: _probe(paths.probe(s, system)) for s in seeds}
         gen[system] = {k: aggregate(v) for k, v in per.items()}
     ceiling_scores = json.loads((paths.ceiling / "scores.json").read_text())
     ceiling = {"order_detector": _metric(ceiling_scores, "order_detector", 100.0),
@@ -168,26 +179,29 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
     tk = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind")
     rows = _rows(res, "clap", "t_classify", tk, CLAP_LABELS)
     L += _table(["model", "T2A", "A2T", "T2A audio-blind control"], rows) + [""]
-    gk = ("kl_softmax", "fad", "kad", "clap_score", "order_detector", "order_clap")
+    gk = ("kl_softmax", "fad", "kad", "clap_score", "order_detector", "order_clap", "unet_order_preference")
     L += ["## Table 4 analogue: AudioLDM conditioned on each CLAP", "",
           "Held-out ordered prompts, one clip per prompt and seed. KL: softmax KL(ref‖gen) of the built-in event "
           "classifier, paired by prompt; FAD / KAD on mel statistics (independent of both CLAPs); CLAP score and "
           "order accuracy (CLAP) by the seed's T-CLAP; order accuracy (detector): the frame-level event detector "
-          "finds the prompted events in the prompted order (%). MOS_r / MOS_t: serve the study (below). "
+          "finds the prompted events in the prompted order (%). UNet order preference: on the real held-out "
+          "clips (no sampling), the share whose denoising error under their own caption is lower than under the "
+          "order-swapped caption (`audioldm-cond probe-order`; 50% = the UNet ignores the order it is given). "
+          "MOS_r / MOS_t: serve the study (below). "
           "Paper: AudioCaps, CLAP-LAION (AudioLDM_L) vs T-CLAP (AudioLDM_T).", ""]
     rows = []
     for system, label in ldm_names.items():
         p = PAPER["audioldm"][system]
-        rows.append([f"{label} (paper)", _cell(p["kl_softmax"]), _cell(p["fad"]), NA, NA, NA, NA,
+        rows.append([f"{label} (paper)", _cell(p["kl_softmax"]), _cell(p["fad"]), NA, NA, NA, NA, NA,
                      _cell(p["mos_r"]), _cell(p["mos_t"])])
     for system, label in ldm_names.items():
         g = res["generation"][system]
         rows.append([f"{label} (ours)"] + [_cell(g[k]) for k in gk] + [NA, NA])
     ceil = res["detector_ceiling"]
     rows.append(["real held-out clips (detector ceiling)", NA, NA, NA, NA, fmt(ceil["order_detector"]),
-                 fmt(ceil["order_clap"]), NA, NA])
+                 fmt(ceil["order_clap"]), NA, NA, NA])
     L += _table(["model", "KL ↓", "FAD ↓", "KAD ↓", "CLAP score ↑", "order acc. detector ↑", "order acc. CLAP ↑",
-                 "MOS_r ↑", "MOS_t ↑"], rows) + [""]
+                 "UNet order preference", "MOS_r ↑", "MOS_t ↑"], rows) + [""]
     skipped = {k: v["skipped"] for k, v in res["generation_counts"].items() if v.get("skipped")}
     if skipped:
         L += [f"Skipped while scoring (counted, not dropped): `{json.dumps(skipped)}`", ""]

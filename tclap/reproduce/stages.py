@@ -192,6 +192,9 @@ class Paths:
     def scores(self, seed: int, system: str) -> Path:
         return self.out / "score" / f"seed{seed}" / system
 
+    def probe(self, seed: int, system: str) -> Path:
+        return self.out / "score" / f"seed{seed}" / f"{system}-probe"
+
     @property
     def ceiling(self) -> Path:
         return self.out / "score" / "ceiling"
@@ -375,7 +378,8 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
     FAD / KAD on ``score.backend`` (mel statistics by default: independent of both CLAPs), KL on the
     built-in event classifier (paired by prompt id), CLAP score and order accuracy by the seed's T-CLAP, and
     order accuracy by the frame-level event detector. The ceiling is the detector's order accuracy on the
-    *real* held-out mix-ups themselves (the same prompts), the best a generator can be credited with.
+    *real* held-out mix-ups themselves (the same prompts), the best a generator can be credited with. Then the
+    likelihood order probe of each UNet on those real clips (``audioldm-cond probe-order``).
     """
     s = cfg.score
     first = cfg.seeds[0]
@@ -406,12 +410,32 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
 
         todo.append(ModuleJob("eval_gen.cli", ["score", "--gen", gen, "--ref", paths.references, "--out", out, *common,
                                                *extra], log, f"scoring ({name})", finished))
+    # The likelihood order probe of each trained UNet on the real held-out clips (no sampling): does the UNet
+    # prefer the prompted order over the swapped one at all? (`audioldm-cond probe-order`)
+    probes = []
+    for seed in cfg.seeds:
+        for system in SYSTEMS:
+            out = paths.probe(seed, system)
+            if (out / "order_probe.json").exists():
+                continue
+            name = f"probe-seed{seed}-{system}"
+            log = sdir / "logs" / f"{name}.log"
+
+            def probed(out=out, name=name, log=log) -> None:
+                if not (out / "order_probe.json").exists():
+                    raise UserError(f"order probe ({name}) wrote no {out / 'order_probe.json'}; see {log}")
+
+            probes.append(ModuleJob("audioldm_cond.cli", [
+                "probe-order", "--model", paths.ldm(seed, system) / "final", "--data", paths.heldout_manifest,
+                "--n", cfg.data.n_heldout, "--seed", seed, "--out", out, "--quiet"], log, f"order probe ({name})",
+                probed))
 
     # The first job runs alone: it trains the event detector that every job uses and caches it (the
     # others would each train their own copy); the rest share the cache's atomic writes safely.
     if todo:
         run_modules(todo[:1], 1)
         run_modules(todo[1:], jobs)
+    run_modules(probes, jobs)
     bar.close()
     return {"scored": len(runs)}
 
