@@ -20,6 +20,7 @@ COMMANDS = {
     "train": ("tclap.commands.train", "train or fine-tune a CLAP model with L_c + λ·L_t (accelerate)"),
     "evaluate": ("tclap.commands.evaluate", "T-Classify, retrieval and zero-shot evaluation of a CLAP model"),
     "export": ("tclap.commands.export", "export a model as a transformers ClapModel directory"),
+    "interpolate": ("tclap.commands.interpolate", "blend two fine-tunes of one CLAP in weight space (WiSE-FT)"),
     "reproduce": ("tclap.commands.reproduce", "run the paper's pipeline end to end (tiny or paper preset)"),
 }
 
