@@ -11,6 +11,14 @@ the seeds) per model, and the targets of issue 3:
 * T-CLAP retrieval R@1 (each direction) at most 2 points below the baseline's (mean per-seed difference).
 
     python benchmarks/tclap_seeds.py --runs /work/runs [--seeds 0,1,2] [--no-run] [--out table.md]
+
+``--continue-steps N`` measures a longer contrastive start: in each seed's run it fine-tunes T-CLAP and the
+baseline again, both from that run's ``tiny-baseline`` (pre-training + an L_c fine-tune), for N steps with the
+recipe's settings, into ``RUN/continue{N}/`` (resumable; a finished one is reused), and tabulates those.
+``--wise ALPHA`` also evaluates the weight-space blend ``(1 − α)·baseline + α·T-CLAP`` of each seed's pair
+(``tclap interpolate``) and checks the targets for it as the T-CLAP candidate.
+
+    python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --wise 0.8
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from tclap.audio import atomic_write_text
 from tclap.errors import UserError, cli_entry
 
 MODELS = ("tiny-baseline", "tiny-tclap")
+WISE = "tiny-tclap-wise"
 METRICS = (
     ("t_classify_t2a", "T-Classify T2A"),
     ("t_classify_a2t", "T-Classify A2T"),
@@ -74,10 +83,15 @@ def load_summaries(runs: Path, seeds: Sequence[int], pattern: str = RUN_PATTERN)
     return out
 
 
+def _models(summaries: dict[int, dict]) -> tuple[str, ...]:
+    """The baseline, T-CLAP and (when every seed has it) the interpolated model."""
+    return MODELS + ((WISE,) if summaries and all(WISE in sm["results"] for sm in summaries.values()) else ())
+
+
 def aggregate(summaries: dict[int, dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
     """``{model: {metric: (mean, std, n_seeds)}}`` over the seeds that report the metric."""
     agg: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for model in MODELS:
+    for model in _models(summaries):
         agg[model] = {}
         for key, _ in METRICS:
             vals = [sm["results"][model][key] for sm in summaries.values() if key in sm["results"][model]]
@@ -86,20 +100,21 @@ def aggregate(summaries: dict[int, dict]) -> dict[str, dict[str, tuple[float, fl
     return agg
 
 
-def _paired(summaries: dict[int, dict], key: str) -> list[float]:
-    """Per-seed ``tclap - baseline`` of ``key`` (seeds where both report it)."""
+def _paired(summaries: dict[int, dict], key: str, model: str = "tiny-tclap") -> list[float]:
+    """Per-seed ``model - baseline`` of ``key`` (seeds where both report it)."""
     out = []
     for sm in summaries.values():
         r = sm["results"]
-        if key in r["tiny-tclap"] and key in r["tiny-baseline"]:
-            out.append(r["tiny-tclap"][key] - r["tiny-baseline"][key])
+        if key in r[model] and key in r["tiny-baseline"]:
+            out.append(r[model][key] - r["tiny-baseline"][key])
     return out
 
 
-def target_checks(summaries: dict[int, dict]) -> list[dict]:
-    """The issue's targets: ``[{"check", "value", "std", "target", "passed"}]`` (value = mean over seeds)."""
+def target_checks(summaries: dict[int, dict], model: str = "tiny-tclap") -> list[dict]:
+    """The issue's targets for ``model`` as T-CLAP: ``[{"check", "value", "std", "target", "passed"}]``
+    (value = mean over seeds)."""
     agg = aggregate(summaries)
-    t = agg["tiny-tclap"]
+    t = agg[model]
     checks = []
 
     def add(name: str, vals: tuple[float, float] | None, op: str, target: float) -> None:
@@ -112,10 +127,10 @@ def target_checks(summaries: dict[int, dict]) -> list[dict]:
 
     add("T-CLAP T-Classify T2A", t["t_classify_t2a"][:2] if "t_classify_t2a" in t else None, ">=", 85)
     add("T-CLAP T-Classify A2T", t["t_classify_a2t"][:2] if "t_classify_a2t" in t else None, ">=", 75)
-    gain = _paired(summaries, "t_classify_t2a")
+    gain = _paired(summaries, "t_classify_t2a", model)
     add("T2A gain over baseline (points)", mean_std(gain) if gain else None, ">=", 20)
     for key, label in (("r1_t2a", "R@1 T2A"), ("r1_a2t", "R@1 A2T")):
-        drop = [-d for d in _paired(summaries, key)]  # baseline - tclap
+        drop = [-d for d in _paired(summaries, key, model)]  # baseline - tclap
         add(f"{label} drop vs baseline (points)", mean_std(drop) if drop else None, "<=", 2)
     return checks
 
@@ -127,17 +142,55 @@ def format_table(summaries: dict[int, dict]) -> str:
     lines = [f"Built-in held-out mix-ups, mean ± std over seeds {seeds} (percent).", "",
              "| model | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|" + "---:|" * len(METRICS)]
-    for model in MODELS:
+    for model in _models(summaries):
         cells = []
         for key, _ in METRICS:
             v = agg[model].get(key)
             cells.append("n/a" if v is None else f"{v[0]:.1f} ± {v[1]:.1f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "| target (issue 3) | value | goal | status |", "|---|---:|---|---|"]
-    for c in target_checks(summaries):
-        val = "n/a" if c["value"] is None else f"{c['value']:.1f} ± {c['std']:.1f}"
-        lines.append(f"| {c['check']} | {val} | {c['target']} | {'pass' if c['passed'] else 'FAIL'} |")
+    for model in _models(summaries)[1:]:
+        lines += ["", f"| target (issue 3), {model} as T-CLAP | value | goal | status |", "|---|---:|---|---|"]
+        for c in target_checks(summaries, model):
+            val = "n/a" if c["value"] is None else f"{c['value']:.1f} ± {c['std']:.1f}"
+            lines.append(f"| {c['check']} | {val} | {c['target']} | {'pass' if c['passed'] else 'FAIL'} |")
     return "\n".join(lines) + "\n"
+
+
+def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool = False, jobs: int = 1) -> Path:
+    """Fine-tune T-CLAP and the baseline again from ``run/tiny-baseline`` for ``steps`` steps (the recipe's
+    settings otherwise), evaluate both (and their blend at ``wise``) into ``run/continue{steps}/summary.json``."""
+    import dataclasses  # noqa: PLC0415
+
+    from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
+    from tclap.interpolate import interpolate_models  # noqa: PLC0415
+    from tclap.recipes.embedded import RecipeConfig, _stage_cfg, _train_stages  # noqa: PLC0415
+
+    cfg_file, start = run / "recipe_config.json", run / "tiny-baseline"
+    if not cfg_file.is_file() or not (start / "config.json").is_file():
+        raise UserError(f"{run} is not a finished recipe run (no recipe_config.json or tiny-baseline/); run the "
+                        "recipe first (drop --no-run)")
+    rc = RecipeConfig(**json.loads(cfg_file.read_text()))
+    out = run / f"continue{steps}"
+    summary_file = out / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    if summary is None or (wise is not None and summary["config"].get("wise_alpha") != wise):
+        manifest = run / "data" / "train" / "manifest.jsonl"
+        stages = [("tclap", _stage_cfg(rc, str(start), steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
+                  ("baseline", _stage_cfg(rc, str(start), steps, rc.finetune_lr, 0.0, False))]
+        tcl, base = _train_stages(stages, out, manifest, quiet, jobs)
+        models = {"tiny-baseline": base, "tiny-tclap": tcl}
+        if wise is not None:
+            models[WISE] = interpolate_models(base, tcl, wise, out / "wise")
+        ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
+        results = {}
+        for name, model in models.items():
+            res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache",
+                           quiet=quiet)
+            results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
+        summary = {"config": {**dataclasses.asdict(rc), "start": "tiny-baseline", "continue_steps": steps,
+                              "wise_alpha": wise}, "results": results}
+        atomic_write_text(summary_file, json.dumps(summary, indent=2))
+    return out
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -158,8 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pattern", default=RUN_PATTERN, help="run folder name per seed (default clap_s{seed})")
     p.add_argument("--no-run", action="store_true", help="only tabulate finished runs; never train")
     p.add_argument("--out", default=None, help="also write the Markdown table here (atomically)")
+    p.add_argument("--continue-steps", type=int, default=None,
+                   help="fine-tune both models again from each run's tiny-baseline for N steps, tabulate those")
+    p.add_argument("--wise", type=float, default=None, help="with --continue-steps: also the blend at this alpha")
+    p.add_argument("--jobs", type=int, default=1, help="fine-tunes side by side (--continue-steps)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    if a.wise is not None and a.continue_steps is None:
+        raise UserError("--wise needs --continue-steps (the blend is of the two continued fine-tunes)")
+    if a.continue_steps is not None and a.continue_steps < 1:
+        raise UserError(f"--continue-steps {a.continue_steps}: give 1 or more")
     seeds = parse_seeds(a.seeds)
     if "{seed}" not in a.pattern:
         raise UserError(f"--pattern {a.pattern!r} must contain {{seed}}")
@@ -174,7 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             print(f"tclap_seeds: seed {seed}: running the recipe into {run} (resumes if interrupted)")
             run_recipe(RecipeConfig(seed=seed), run, quiet=a.quiet)
-    table = format_table(load_summaries(runs, seeds, a.pattern))
+    pattern = a.pattern
+    if a.continue_steps is not None:
+        for seed in [] if a.no_run else seeds:
+            continue_run(runs / a.pattern.format(seed=seed), a.continue_steps, a.wise, a.quiet, a.jobs)
+        pattern = f"{a.pattern}/continue{a.continue_steps}"
+    table = format_table(load_summaries(runs, seeds, pattern))
     sys.stdout.write("\n" + table)
     if a.out:
         atomic_write_text(Path(a.out), table)

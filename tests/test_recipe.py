@@ -309,3 +309,27 @@ def test_seed_table_bad_input_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "n_train" in err
     assert S.main(["--runs", str(tmp_path), "--seeds", "0,x"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_seed_table_with_the_interpolated_model_and_continued_runs(tmp_path, capsys):
+    S = _seeds_module()
+    # the summaries `--continue-steps 1500 --wise 0.8` writes, under RUN/continue1500/
+    wise = {0: (80, 70, 50, 13, 16, 80), 1: (84, 72, 50, 14, 15, 81), 2: (88, 74, 50, 15, 18, 82)}
+    for seed, (base, tcl) in _FAKE.items():
+        d = tmp_path / f"clap_s{seed}" / "continue1500"
+        d.mkdir(parents=True)
+        results = {"tiny-baseline": dict(zip(_KEYS, map(float, base))), "tiny-tclap": dict(zip(_KEYS, map(float, tcl))),
+                   "tiny-tclap-wise": dict(zip(_KEYS, map(float, wise[seed])))}
+        (d / "summary.json").write_text(json.dumps({"config": {"n_train": 3000, "continue_steps": 1500, "wise_alpha": 0.8},
+                                                    "results": results}))
+    assert S.main(["--runs", str(tmp_path), "--continue-steps", "1500", "--wise", "0.8", "--no-run"]) == 0
+    out = capsys.readouterr().out
+    # by hand: wise T2A 80, 84, 88 -> 84 ± 4 (< 85: fails); R@1 T2A drops 14-13, 15-14, 16-15 = 1, 1, 1 -> passes
+    assert "| tiny-tclap-wise | 84.0 ± 4.0 | 72.0 ± 2.0 |" in out
+    block = out[out.index("tiny-tclap-wise as T-CLAP"):]
+    assert "| T-CLAP T-Classify T2A | 84.0 ± 4.0 | >= 85 | FAIL |" in block
+    assert "| R@1 T2A drop vs baseline (points) | 1.0 ± 0.0 | <= 2 | pass |" in block
+    # the plain T-CLAP keeps its own block
+    assert "tiny-tclap as T-CLAP" in out
+    assert S.main(["--runs", str(tmp_path), "--wise", "0.8", "--no-run"]) == 2
+    assert "--wise needs --continue-steps" in capsys.readouterr().err
