@@ -16,9 +16,13 @@ the seeds) per model, and the targets of issue 3:
 baseline again, both from that run's ``tiny-baseline`` (pre-training + an L_c fine-tune), for N steps with the
 recipe's settings, into ``RUN/continue{N}/`` (resumable; a finished one is reused), and tabulates those.
 ``--wise ALPHA`` also evaluates the weight-space blend ``(1 − α)·baseline + α·T-CLAP`` of each seed's pair
-(``tclap interpolate``) and checks the targets for it as the T-CLAP candidate.
+(``tclap interpolate``) and checks the targets for it as the T-CLAP candidate. ``--unpaired positive`` fine-tunes
+T-CLAP with the overlapping-event mix-ups (no negative caption) as L_c-only items instead of skipping them, into
+``RUN/continue{N}-unpaired/``; the baseline (λ = 0 uses every item either way) is taken from ``RUN/continue{N}/``
+when that one finished.
 
     python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --wise 0.8
+    python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --unpaired positive
 """
 
 from __future__ import annotations
@@ -156,9 +160,15 @@ def format_table(summaries: dict[int, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool = False, jobs: int = 1) -> Path:
+def continue_dir(run: Path, steps: int, unpaired: str = "skip") -> Path:
+    return run / (f"continue{steps}" + ("-unpaired" if unpaired == "positive" else ""))
+
+
+def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool = False, jobs: int = 1,
+                 unpaired: str = "skip") -> Path:
     """Fine-tune T-CLAP and the baseline again from ``run/tiny-baseline`` for ``steps`` steps (the recipe's
-    settings otherwise), evaluate both (and their blend at ``wise``) into ``run/continue{steps}/summary.json``."""
+    settings otherwise, T-CLAP's unpaired items as ``unpaired`` says), evaluate both (and their blend at
+    ``wise``) into ``continue_dir(run, steps, unpaired)/summary.json``."""
     import dataclasses  # noqa: PLC0415
 
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
@@ -169,11 +179,18 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
     if not cfg_file.is_file() or not (start / "config.json").is_file():
         raise UserError(f"{run} is not a finished recipe run (no recipe_config.json or tiny-baseline/); run the "
                         "recipe first (drop --no-run)")
-    rc = RecipeConfig(**json.loads(cfg_file.read_text()))
-    out = run / f"continue{steps}"
+    rc = dataclasses.replace(RecipeConfig(**json.loads(cfg_file.read_text())), unpaired=unpaired)
+    out = continue_dir(run, steps, unpaired)
     summary_file = out / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
     if summary is None or (wise is not None and summary["config"].get("wise_alpha") != wise):
+        plain = continue_dir(run, steps) / "runs" / "baseline"
+        if out != plain.parent.parent and (plain / "model" / "config.json").is_file():
+            # λ = 0 trains on every item whatever `unpaired` says: the plain continuation's baseline is this one
+            (out / "runs").mkdir(parents=True, exist_ok=True)
+            link = out / "runs" / "baseline"
+            if not link.exists():
+                link.symlink_to(plain.resolve(), target_is_directory=True)
         manifest = run / "data" / "train" / "manifest.jsonl"
         stages = [("tclap", _stage_cfg(rc, str(start), steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                   ("baseline", _stage_cfg(rc, str(start), steps, rc.finetune_lr, 0.0, False))]
@@ -215,8 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="fine-tune both models again from each run's tiny-baseline for N steps, tabulate those")
     p.add_argument("--wise", type=float, default=None, help="with --continue-steps: also the blend at this alpha")
     p.add_argument("--jobs", type=int, default=1, help="fine-tunes side by side (--continue-steps)")
+    p.add_argument("--unpaired", choices=("skip", "positive"), default="skip",
+                   help="with --continue-steps: T-CLAP skips the overlapping-event mix-ups (the recipe's default) "
+                        "or trains L_c on them")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    if a.unpaired != "skip" and a.continue_steps is None:
+        raise UserError("--unpaired needs --continue-steps (it changes the continued T-CLAP fine-tune)")
     if a.wise is not None and a.continue_steps is None:
         raise UserError("--wise needs --continue-steps (the blend is of the two continued fine-tunes)")
     if a.continue_steps is not None and a.continue_steps < 1:
@@ -238,8 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pattern = a.pattern
     if a.continue_steps is not None:
         for seed in [] if a.no_run else seeds:
-            continue_run(runs / a.pattern.format(seed=seed), a.continue_steps, a.wise, a.quiet, a.jobs)
-        pattern = f"{a.pattern}/continue{a.continue_steps}"
+            continue_run(runs / a.pattern.format(seed=seed), a.continue_steps, a.wise, a.quiet, a.jobs, a.unpaired)
+        pattern = f"{a.pattern}/{continue_dir(Path(), a.continue_steps, a.unpaired).name}"
     table = format_table(load_summaries(runs, seeds, pattern))
     sys.stdout.write("\n" + table)
     if a.out:

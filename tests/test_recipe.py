@@ -120,7 +120,16 @@ def test_pretrain_steps_are_deterministic_and_match_the_record(tiny_recipe, tmp_
         assert (ra["loss"], ra["contrastive_loss"]) == (rb["loss"], rb["contrastive_loss"])
     _assert_losses_match(rec["first_losses"], a, LOSS_TOL)  # same machine, same run: round-off only
     # the recipe's stage config today is the one that was recorded (the recipe did not drift)
-    assert _pretrain_config(rec) == rec["train_config"]
+    assert _pretrain_config(rec) == _as_today(rec["train_config"])
+
+
+def _as_today(recorded: dict) -> dict:
+    """A recorded stage config with the fields added since it was written at their defaults (JSON form)."""
+    import copy
+
+    from tclap.train.config import TrainConfig
+
+    return json.loads(json.dumps(TrainConfig.from_dict(copy.deepcopy(recorded)).to_dict()))
 
 
 def _pretrain_config(rec: dict) -> dict:
@@ -192,7 +201,7 @@ def test_shipped_tclap_reproduces_its_recorded_first_losses(tmp_path):
 
     full = _shipped_record("tiny-tclap")
     rec = {**full["stages"]["pretrain"], "recipe": full["recipe"]}
-    assert _pretrain_config(rec) == rec["train_config"], (
+    assert _pretrain_config(rec) == _as_today(rec["train_config"]), (
         "today's recipe makes another pretrain config than the one that trained the shipped tiny-tclap: "
         "re-run the recipe and ship its models again")
     recorded = [r for r in rec["first_losses"] if r["step"] <= N_FIRST_LOSSES]
@@ -333,3 +342,37 @@ def test_seed_table_with_the_interpolated_model_and_continued_runs(tmp_path, cap
     assert "tiny-tclap as T-CLAP" in out
     assert S.main(["--runs", str(tmp_path), "--wise", "0.8", "--no-run"]) == 2
     assert "--wise needs --continue-steps" in capsys.readouterr().err
+
+
+def test_continued_runs_train_and_the_unpaired_variant_reuses_the_baseline(tiny_recipe, tmp_path, capsys):
+    """--continue-steps on a real (tiny) recipe run: both fine-tunes start from its tiny-baseline; with
+    --unpaired positive the T-CLAP run trains L_c on the overlapping-event mix-ups and the baseline is reused."""
+    S = _seeds_module()
+    out, _ = tiny_recipe
+    plain = S.continue_run(out, 2, quiet=True)
+    assert plain == out / "continue2"
+    for stage in ("tclap", "baseline"):
+        cfg = json.loads((plain / "runs" / stage / "train_config.json").read_text())
+        assert cfg["config"]["init"] == str(out / "tiny-baseline") and cfg["config"]["steps"] == 2
+        assert cfg["config"]["data"]["unpaired"] == "skip"
+    n_unpaired = json.loads((plain / "runs" / "tclap" / "train_config.json").read_text())["skipped"][
+        "temporal item without a negative caption"]
+    assert n_unpaired > 0  # the 24 built-in mix-ups hold some overlapping pairs
+    moved = S.continue_run(out, 2, quiet=True, unpaired="positive")
+    assert moved == out / "continue2-unpaired"
+    t = json.loads((moved / "runs" / "tclap" / "train_config.json").read_text())
+    assert t["config"]["data"]["unpaired"] == "positive" and t["moved_to_positive"] == n_unpaired and t["skipped"] == {}
+    assert t["pools"]["positive"] == n_unpaired and t["pools"]["positive"] + t["pools"]["temporal"] == 24
+    assert (moved / "runs" / "baseline").resolve() == (plain / "runs" / "baseline").resolve()  # not trained again
+    summary = json.loads((moved / "summary.json").read_text())
+    assert summary["config"]["unpaired"] == "positive"
+    assert summary["results"]["tiny-baseline"] == json.loads((plain / "summary.json").read_text())["results"]["tiny-baseline"]
+    capsys.readouterr()
+    (tmp_path / "run_s1").symlink_to(out, target_is_directory=True)  # the fixture's run is seed 1
+    assert S.main(["--runs", str(tmp_path), "--pattern", "run_s{seed}", "--seeds", "1", "--no-run",
+                   "--continue-steps", "2", "--unpaired", "positive"]) == 0
+    table = capsys.readouterr().out
+    r = summary["results"]["tiny-tclap"]
+    assert f"| tiny-tclap | {r['t_classify_t2a']:.1f} ± 0.0 | {r['t_classify_a2t']:.1f} ± 0.0 |" in table
+    assert S.main(["--runs", str(out), "--unpaired", "positive", "--no-run"]) == 2
+    assert "--unpaired needs --continue-steps" in capsys.readouterr().err

@@ -52,6 +52,8 @@ def test_presets():
     assert (p.data.batch_size, p.optim.lr, p.steps, p.optim.warmup_steps, p.loss.lambda_t) == (512, 1e-4, 30000, 10000, 0.5)
     assert p.data.temporal_fraction == pytest.approx(0.2)
     assert TrainConfig.from_dict(p.to_dict()) == p
+    p.optim.betas = (0.8, 0.95)  # a JSON round trip keeps every field, the betas pair included
+    assert TrainConfig.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     with pytest.raises(UserError):
         preset("huge")
 
@@ -175,6 +177,38 @@ def test_bad_inputs_are_one_line_errors(mixups, tmp_path, capsys):
     if not torch.cuda.is_available():
         rc = tclap_main(["train", "--train", str(mixups), "--mixed-precision", "fp16", "--out", str(tmp_path / "r4")])
         assert rc == 2 and "fp16" in capsys.readouterr().err
+
+
+def test_unpaired_items_go_to_the_positive_pool_when_asked(mixups, tmp_path, capsys):
+    """Overlapping-event mix-ups have no negative caption: skipped by default, L_c-only items with --unpaired positive."""
+    from tclap.data.manifest import read_manifest
+    from tclap.train.data import build_pools
+
+    items = read_manifest(mixups)
+    unpaired = [it["id"] for it in items if not it.get("negative_captions")]
+    paired = [it["id"] for it in items if it.get("negative_captions")]
+    assert unpaired and paired  # the fixture holds both kinds
+    skip = build_pools([str(mixups)], require_negatives=True)
+    assert (len(skip.positive), len(skip.temporal)) == (0, len(paired))
+    assert skip.skipped == {"temporal item without a negative caption": len(unpaired)}
+    moved = build_pools([str(mixups)], require_negatives=True, unpaired="positive")
+    assert (len(moved.positive), len(moved.temporal), moved.skipped) == (len(unpaired), len(paired), {})
+    assert moved.moved_to_positive == len(unpaired)
+    by_id = {it["id"]: it for it in items}
+    assert moved.positive.captions == [by_id[i]["captions"] for i in unpaired]  # same items, manifest order
+    assert all(n == [] for n in moved.positive.negatives)
+    with pytest.raises(UserError, match="unpaired"):
+        build_pools([str(mixups)], unpaired="drop")
+    # the CLI: the run's config records the choice, the pools and the batch split (temporal fraction 0.5 of 4)
+    args = ["train", "--preset", "tiny", "--train", str(mixups), "--steps", "1", "--batch-size", "4",
+            "--temporal-fraction", "0.5", "--unpaired", "positive", "--quiet", "--no-export", "--out", str(tmp_path / "r")]
+    assert tclap_main(args) == 0
+    assert "positive-only pool" in capsys.readouterr().out
+    cfg_json = json.loads((tmp_path / "r" / "train_config.json").read_text())
+    assert cfg_json["config"]["data"]["unpaired"] == "positive" and cfg_json["moved_to_positive"] == len(unpaired)
+    assert cfg_json["pools"] == {"positive": len(unpaired), "temporal": len(paired)}
+    assert cfg_json["batch"] == {"temporal": 2, "positive": 2}
+    assert len(_log(tmp_path / "r")) == 1
 
 
 def test_two_runs_with_different_precision_in_one_process(tmp_path):

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-temporal-scale", action="store_true", help="L_t on raw cosines (the paper's plain dot products)")
     p.add_argument("--negative-audio", action="store_true",
                    help="also use each item's order-swapped audio as an audio-side hard negative")
+    p.add_argument("--unpaired", choices=("skip", "positive"),
+                   help="with λ > 0, --train items without a negative caption (overlapping events): skip them "
+                        "(default, counted) or use them for L_c only as positive-only items")
     p.add_argument("--dropout", type=float, help="override every dropout probability of the model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -67,6 +70,8 @@ def config_from_args(args: argparse.Namespace):
     cfg.freeze_audio, cfg.freeze_text = args.freeze_audio, args.freeze_text
     cfg.loss.temporal_scale = not args.no_temporal_scale
     cfg.data.use_negative_audio = args.negative_audio
+    if args.unpaired is not None:
+        cfg.data.unpaired = args.unpaired
     if cfg.steps is not None and cfg.optim.warmup_steps > cfg.steps and args.warmup is None:
         cfg.optim.warmup_steps = max(0, cfg.steps // 10)  # short runs of a long preset: keep some warm-up
     return cfg

@@ -36,6 +36,9 @@ class DataConfig:
     batch_size: int = 512
     temporal_fraction: float = 0.2  # paper: 1:4 (temporal : positive-only)
     use_negative_audio: bool = False  # also embed an item's order-swapped audio as an extra A2T hard negative
+    # A --train item without a negative caption (a mix-up of overlapping events: no order to swap) when λ > 0:
+    # "skip" it (counted), or move it to the positive-only pool ("positive") so L_c still sees it.
+    unpaired: str = "skip"
 
 
 @dataclass
@@ -71,7 +74,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
-        optim = OptimConfig(**{**d.pop("optim", {}), "betas": tuple(d.get("optim", {}).get("betas", (0.9, 0.99)))})
+        o = dict(d.pop("optim", {}))
+        if "betas" in o:
+            o["betas"] = tuple(o["betas"])  # JSON stores the pair as a list
+        optim = OptimConfig(**o)
         return cls(optim=optim, data=DataConfig(**d.pop("data", {})), loss=LossConfig(**d.pop("loss", {})), **d)
 
     def validate(self) -> None:
@@ -79,6 +85,8 @@ class TrainConfig:
             raise UserError(f"--steps must be >= 1, got {self.steps}")
         if self.data.batch_size < 2:
             raise UserError(f"--batch-size must be >= 2 (contrastive learning needs negatives), got {self.data.batch_size}")
+        if self.data.unpaired not in ("skip", "positive"):
+            raise UserError(f"--unpaired {self.data.unpaired!r}: give skip or positive")
         if not 0.0 <= self.data.temporal_fraction <= 1.0:
             raise UserError(f"--temporal-fraction must lie in [0, 1], got {self.data.temporal_fraction}")
         if self.loss.lambda_t < 0:

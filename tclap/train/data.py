@@ -45,6 +45,7 @@ class TrainData:
     positive: Pool
     temporal: Pool
     skipped: dict[str, int]  # reason -> count (reported in the log and on stdout)
+    moved_to_positive: int = 0  # --train items without a negative caption used for L_c only (unpaired="positive")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -73,22 +74,33 @@ def build_pools(
     positive_manifests: Sequence[str] = (),
     require_negatives: bool = True,
     use_negative_audio: bool = False,
+    unpaired: str = "skip",
 ) -> TrainData:
     """Read the manifests into a positive-only and a temporal pool.
 
     Items of a temporal set (``--train``) without a negative caption cannot serve L_t; when
     ``require_negatives`` (λ > 0) they are skipped and counted (``skipped["temporal item without a negative
-    caption"]``). With λ = 0 every item is used for L_c. Positive-only sets (``--positive``) keep all items and
-    ignore any negatives they hold.
+    caption"]``), or, with ``unpaired="positive"``, moved to the positive-only pool (counted in
+    ``moved_to_positive``) so that L_c still learns their captions: a mix-up of two overlapping events has no
+    order to swap, and skipping every such item leaves T-CLAP blind to "A and B at the same time" captions that
+    the baseline learns. With λ = 0 every item is used for L_c. Positive-only sets (``--positive``) keep all
+    items and ignore any negatives they hold.
     """
+    if unpaired not in ("skip", "positive"):
+        raise UserError(f"unpaired={unpaired!r}: give 'skip' or 'positive'")
     positive, temporal = Pool(), Pool()
     skipped: dict[str, int] = {}
+    moved = 0
     for path in positive_manifests:
         for it in _read(path):
             _add(positive, it, negatives=False, use_negative_audio=False)
     for path in temporal_manifests:
         for it in _read(path):
             if require_negatives and not it.get("negative_captions"):
+                if unpaired == "positive":
+                    _add(positive, it, negatives=False, use_negative_audio=False)
+                    moved += 1
+                    continue
                 key = "temporal item without a negative caption"
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
@@ -98,7 +110,7 @@ def build_pools(
             "no usable training items: the manifests are empty or no --train item has a negative caption "
             "(build them with `tclap mixup`/`tclap negatives`, or pass --lambda-t 0 for L_c only)"
         )
-    return TrainData(positive, temporal, skipped)
+    return TrainData(positive, temporal, skipped, moved)
 
 
 def _add(pool: Pool, it: dict, negatives: bool, use_negative_audio: bool) -> None:

@@ -214,7 +214,7 @@ def train(
 
     bundle = load_clap(cfg.init, device="cpu")
     data = build_pools(train_manifests, positive_manifests or [], require_negatives=cfg.loss.lambda_t > 0,
-                       use_negative_audio=cfg.data.use_negative_audio)
+                       use_negative_audio=cfg.data.use_negative_audio, unpaired=cfg.data.unpaired)
     if cfg.loss.lambda_t > 0 and len(data.temporal) == 0:
         raise UserError("λ > 0 but no --train item has a negative caption; add negatives (`tclap negatives`) or pass --lambda-t 0")
     cache = out / "feature_cache"
@@ -258,11 +258,15 @@ def train(
         atomic_write_text(out / "train_config.json", json.dumps(
             {"config": cfg.to_dict(), "train": list(map(str, train_manifests)),
              "positive": list(map(str, positive_manifests or [])), "skipped": data.skipped,
+             "moved_to_positive": data.moved_to_positive,
              "pools": {"positive": len(data.positive), "temporal": len(data.temporal)},
              "batch": {"temporal": sampler.k_temporal, "positive": sampler.k_positive}}, indent=2))
         _truncate_log(out / LOG_NAME, start)
         for reason, n in data.skipped.items():
             print(f"tclap train: skipped {n} item(s): {reason}")
+        if data.moved_to_positive:
+            print(f"tclap train: {data.moved_to_positive} --train item(s) without a negative caption go to the "
+                  "positive-only pool (L_c only; --unpaired positive)")
     writer = None
     if main:
         try:
