@@ -58,7 +58,7 @@ def _assert_losses_match(recorded: list[dict], rerun: list[dict], tol: float) ->
 def tiny_recipe(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe")
     args = ["--out", str(out), "--seed", "1", "--n-train", "24", "--batch-size", "8", "--pretrain-steps", "6",
-            "--finetune-steps", "3", "--heldout-mixes", "16", "--quiet"]
+            "--warm-steps", "2", "--finetune-steps", "3", "--heldout-mixes", "16", "--unpaired", "positive", "--quiet"]
     assert recipe_main(args) == 0
     return out, args
 
@@ -72,9 +72,14 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert (d / "config.json").is_file() and (d / "model.safetensors").is_file()
         rec = json.loads((d / "recipe.json").read_text())
         assert rec["model"] == name and rec["recipe"]["seed"] == 1 and rec["recipe"]["n_train"] == 24
-        assert set(rec["stages"]) == {"pretrain", stage}
+        assert list(rec["stages"]) == ["pretrain", "warm", stage]
         assert rec["heldout_metrics"] == summary["results"][name]
         assert "--seed 1" in rec["command"] and "--n-train 24" in rec["command"]
+        assert "--warm-steps 2" in rec["command"] and "--unpaired positive" in rec["command"]
+        # the warm stage (L_c) continues the pretrain; both fine-tunes start from it
+        warm = rec["stages"]["warm"]["train_config"]
+        assert warm["init"] == str(out / "runs" / "pretrain" / "model") and warm["loss"]["lambda_t"] == 0.0
+        assert rec["stages"][stage]["train_config"]["init"] == str(out / "runs" / "warm" / "model")
         pre = rec["stages"]["pretrain"]
         # the pretrain stage is L_c only; the fine-tune stages differ only in λ (and the A2T hard negative)
         assert pre["train_config"]["loss"]["lambda_t"] == 0.0 and pre["train_config"]["init"] == "tiny"
@@ -83,6 +88,10 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         ft = rec["stages"][stage]
         assert ft["train_config"]["loss"]["lambda_t"] == (RecipeConfig().lambda_t if stage == "tclap" else 0.0)
         assert ft["train_config"]["mixed_precision"] == pre["train_config"]["mixed_precision"] == "bf16"
+        # overlapping-event mix-ups: L_c-only items for T-CLAP (--unpaired positive), plain items for the baseline
+        assert ft["train_config"]["data"]["unpaired"] == ("positive" if stage == "tclap" else "skip")
+        assert ft["pools"]["positive"] + ft["pools"]["temporal"] == 24 and not ft["skipped"]
+        assert (ft["pools"]["positive"] > 0) == (stage == "tclap")
         assert [r["step"] for r in ft["first_losses"]] == [1, 2, 3]  # a stage shorter than N records all
     # the stage's metrics log (step 1 and the last step) holds the same numbers as the record
     log = [json.loads(ln) for ln in (out / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]

@@ -5,9 +5,12 @@ Stages (each resumable; a finished stage is skipped on a re-run):
 1. ``data``: ``n`` two-event mix-ups of the built-in bank's **training** instances (held-out instances never
    enter; see :func:`tclap.synth.instance_split`).
 2. ``pretrain``: a tiny CLAP from random init with L_c only.
-3. ``tclap``: fine-tune (2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**.
-4. ``baseline``: continue (2) with L_c only for the same ``finetune_steps`` -> **tiny-baseline** (a fair
-   baseline: same data, same total steps, no L_t).
+2b. ``warm`` (only when ``warm_steps`` > 0): continue (2) with L_c only, a second schedule (warm-up, cosine);
+   the start of both fine-tunes. A longer contrastive start is what lets L_t learn order without losing the
+   events: from 800 steps T-CLAP reached T-Classify 73 ± 6, from 800 + 1000 steps 96 ± 1 (three seeds).
+3. ``tclap``: fine-tune (2b, else 2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**.
+4. ``baseline``: continue (2b, else 2) with L_c only for the same ``finetune_steps`` -> **tiny-baseline** (a
+   fair baseline: same data, same total steps, no L_t).
 5. ``evaluate``: both on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
 6. ``export``: ``DIR/tiny-baseline`` and ``DIR/tiny-tclap`` (the folders shipped under
    ``tclap/assets/models/``), each with a ``recipe.json``: the recipe's settings, every stage's resolved
@@ -45,6 +48,7 @@ class RecipeConfig:
     sample_rate: int = 16000
     batch_size: int = 64
     pretrain_steps: int = 800
+    warm_steps: int = 0  # > 0: an L_c stage after pretrain that both fine-tunes start from
     finetune_steps: int = 1500
     pretrain_lr: float = 1e-3
     finetune_lr: float = 1e-3
@@ -139,7 +143,8 @@ def _command(rc: RecipeConfig) -> str:
     d = RecipeConfig()
     cmd = f"python -m tclap.recipes.embedded --out DIR --seed {rc.seed}"
     for flag, field in (("--n-train", "n_train"), ("--batch-size", "batch_size"), ("--pretrain-steps", "pretrain_steps"),
-                        ("--finetune-steps", "finetune_steps"), ("--heldout-mixes", "heldout_mixes")):
+                        ("--warm-steps", "warm_steps"), ("--finetune-steps", "finetune_steps"),
+                        ("--heldout-mixes", "heldout_mixes")):
         if getattr(rc, field) != getattr(d, field):
             cmd += f" {flag} {getattr(rc, field)}"
     for flag, field in (("--finetune-lr", "finetune_lr"), ("--lambda-t", "lambda_t"),
@@ -203,12 +208,17 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
     manifest = Path(build_builtin_mixups(out / "data" / "train", n=rc.n_train, seconds=rc.seconds,
                                          sr=rc.sample_rate, split="train", seed=rc.seed))
     pre = _train_stage("pretrain", out, _stage_cfg(rc, "tiny", rc.pretrain_steps, rc.pretrain_lr, 0.0, False), manifest, quiet)
+    start_stages: tuple[str, ...] = ("pretrain",)
+    if rc.warm_steps > 0:
+        pre = _train_stage("warm", out, _stage_cfg(rc, str(pre), rc.warm_steps, rc.finetune_lr, 0.0, False), manifest, quiet)
+        start_stages += ("warm",)
     finetunes = [("tclap", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                  ("baseline", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, 0.0, False))]
     tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs)
     results = {}
     ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
-    for name, model, stages in (("tiny-baseline", base, ("pretrain", "baseline")), ("tiny-tclap", tcl, ("pretrain", "tclap"))):
+    for name, model, stages in (("tiny-baseline", base, (*start_stages, "baseline")),
+                                ("tiny-tclap", tcl, (*start_stages, "tclap"))):
         res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache", quiet=quiet)
         results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
         dest = out / name
@@ -239,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=d.n_train)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps)
+    p.add_argument("--warm-steps", type=int, default=d.warm_steps,
+                   help="an L_c stage after pre-training that both fine-tunes start from (0: none)")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
     p.add_argument("--heldout-mixes", type=int, default=d.heldout_mixes)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
@@ -264,7 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--jobs {a.jobs}: give 1 or more")
     if not a.lambda_t > 0 or not a.finetune_lr > 0:
         raise UserError("--lambda-t and --finetune-lr must be > 0")
+    if a.warm_steps < 0:
+        raise UserError(f"--warm-steps {a.warm_steps}: give 0 (no warm stage) or more")
     rc = RecipeConfig(seed=a.seed, n_train=a.n_train, batch_size=a.batch_size, pretrain_steps=a.pretrain_steps,
+                      warm_steps=a.warm_steps,
                       finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
                       negative_audio=not a.no_negative_audio, finetune_lr=a.finetune_lr, lambda_t=a.lambda_t,
                       mixed_precision=a.mixed_precision, unpaired=a.unpaired)
