@@ -88,8 +88,12 @@ def load_summaries(runs: Path, seeds: Sequence[int], pattern: str = RUN_PATTERN)
 
 
 def _models(summaries: dict[int, dict]) -> tuple[str, ...]:
-    """The baseline, T-CLAP and (when every seed has it) the interpolated model."""
-    return MODELS + ((WISE,) if summaries and all(WISE in sm["results"] for sm in summaries.values()) else ())
+    """The baseline, T-CLAP, then every other model that all seeds report (e.g. the interpolated model, or the
+    recipe's un-blended fine-tune when it ships a blend), sorted by name."""
+    if not summaries:
+        return MODELS
+    common = set.intersection(*(set(sm["results"]) for sm in summaries.values())) - set(MODELS)
+    return MODELS + tuple(sorted(common))
 
 
 def aggregate(summaries: dict[int, dict]) -> dict[str, dict[str, tuple[float, float, int]]]:

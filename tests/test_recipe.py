@@ -58,7 +58,7 @@ def _assert_losses_match(recorded: list[dict], rerun: list[dict], tol: float) ->
 def tiny_recipe(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe")
     args = ["--out", str(out), "--seed", "1", "--n-train", "24", "--batch-size", "8", "--pretrain-steps", "6",
-            "--warm-steps", "2", "--finetune-steps", "3", "--heldout-mixes", "16", "--unpaired", "positive", "--quiet"]
+            "--warm-steps", "2", "--finetune-steps", "3", "--heldout-mixes", "16", "--unpaired", "positive", "--wise-alpha", "0.75", "--quiet"]
     assert recipe_main(args) == 0
     return out, args
 
@@ -66,16 +66,19 @@ def tiny_recipe(tmp_path_factory):
 def test_recipe_exports_both_models_with_their_record(tiny_recipe):
     out, _ = tiny_recipe
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["results"]) == {"tiny-baseline", "tiny-tclap"}
+    assert set(summary["results"]) == {"tiny-baseline", "tiny-tclap", "tiny-tclap-finetune"}
+    assert not (out / "tiny-tclap-finetune").exists()  # evaluated for the record, not exported
     for name, stage in (("tiny-baseline", "baseline"), ("tiny-tclap", "tclap")):
         d = out / name
         assert (d / "config.json").is_file() and (d / "model.safetensors").is_file()
         rec = json.loads((d / "recipe.json").read_text())
         assert rec["model"] == name and rec["recipe"]["seed"] == 1 and rec["recipe"]["n_train"] == 24
-        assert list(rec["stages"]) == ["pretrain", "warm", stage]
+        # the shipped T-CLAP is the blend of both fine-tunes (--wise-alpha), so its record holds both
+        assert list(rec["stages"]) == ["pretrain", "warm", stage] + (["baseline"] if stage == "tclap" else [])
         assert rec["heldout_metrics"] == summary["results"][name]
         assert "--seed 1" in rec["command"] and "--n-train 24" in rec["command"]
         assert "--warm-steps 2" in rec["command"] and "--unpaired positive" in rec["command"]
+        assert "--wise-alpha 0.75" in rec["command"] and rec["recipe"]["wise_alpha"] == 0.75
         # the warm stage (L_c) continues the pretrain; both fine-tunes start from it
         warm = rec["stages"]["warm"]["train_config"]
         assert warm["init"] == str(out / "runs" / "pretrain" / "model") and warm["loss"]["lambda_t"] == 0.0
@@ -97,6 +100,29 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
     log = [json.loads(ln) for ln in (out / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     rec1 = json.loads((out / "tiny-tclap" / "recipe.json").read_text())["stages"]["pretrain"]["first_losses"][0]
     assert log[0]["step"] == 1 and log[0]["loss"] == rec1["loss"]
+
+
+def test_shipped_tclap_is_the_blend_of_the_two_finetunes(tiny_recipe):
+    """--wise-alpha 0.75: tiny-tclap = 0.25·baseline + 0.75·(T-CLAP fine-tune), tensor by tensor (numpy reference)."""
+    import numpy as np
+    from safetensors.numpy import load_file as load_np
+
+    out, _ = tiny_recipe
+    base = load_np(str(out / "runs" / "baseline" / "model" / "model.safetensors"))
+    tcl = load_np(str(out / "runs" / "tclap" / "model" / "model.safetensors"))
+    shipped = load_np(str(out / "tiny-tclap" / "model.safetensors"))
+    assert shipped.keys() == tcl.keys()
+    n_differ = 0
+    for k, v in shipped.items():
+        if np.issubdtype(v.dtype, np.floating):
+            want = 0.25 * base[k].astype(np.float64) + 0.75 * tcl[k].astype(np.float64)
+            np.testing.assert_allclose(v, want, rtol=1e-5, atol=1e-6, err_msg=k)
+            n_differ += not np.array_equal(base[k], tcl[k])
+        else:
+            np.testing.assert_array_equal(v, tcl[k])
+    assert n_differ > 10  # the two fine-tunes really differ, so the blend is not trivially either
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["tiny-tclap"] != summary["results"]["tiny-tclap-finetune"]
 
 
 def test_side_by_side_finetunes_match_one_after_the_other(tiny_recipe, tmp_path):
@@ -180,6 +206,10 @@ def test_recipe_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert recipe_main(["--out", str(tmp_path / "r"), "--jobs", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--jobs 0" in err
+    for flag, value in (("--wise-alpha", "0"), ("--wise-alpha", "1.5"), ("--warm-steps", "-1")):
+        assert recipe_main(["--out", str(tmp_path / "r"), flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and flag in err, (flag, err)
 
 
 # ---------------------------------------------------------------- (a, b) the shipped models

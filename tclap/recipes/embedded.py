@@ -11,7 +11,10 @@ Stages (each resumable; a finished stage is skipped on a re-run):
 3. ``tclap``: fine-tune (2b, else 2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**.
 4. ``baseline``: continue (2b, else 2) with L_c only for the same ``finetune_steps`` -> **tiny-baseline** (a
    fair baseline: same data, same total steps, no L_t).
-5. ``evaluate``: both on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
+4b. ``wise`` (only when ``wise_alpha`` < 1): **tiny-tclap** becomes the weight-space blend
+   ``(1 − α)·baseline + α·T-CLAP fine-tune`` of the two fine-tunes (WiSE-FT / a two-model soup,
+   :mod:`tclap.interpolate`); the un-blended fine-tune is still evaluated, as ``tiny-tclap-finetune``.
+5. ``evaluate``: the models on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
 6. ``export``: ``DIR/tiny-baseline`` and ``DIR/tiny-tclap`` (the folders shipped under
    ``tclap/assets/models/``), each with a ``recipe.json``: the recipe's settings, every stage's resolved
    training config and first logged losses (the first :data:`N_FIRST_LOSSES` optimizer steps, recorded
@@ -61,6 +64,8 @@ class RecipeConfig:
     # only ("positive"). Skipping leaves T-CLAP blind to "A and B at the same time" captions, which are ~20% of
     # the held-out set: its R@1 on those fell from the baseline's 59 to 35 (seed 0, 1500-step fine-tune).
     unpaired: str = "skip"
+    # < 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (the fine-tunes share their start)
+    wise_alpha: float = 1.0
     heldout_mixes: int = 400
     # bf16 autocast: 1.8x faster steps on a CPU with AMX/AVX512-BF16 (80 vs 45 samples/s measured here);
     # "no" for fp32 on CPUs without bf16 support.
@@ -147,7 +152,7 @@ def _command(rc: RecipeConfig) -> str:
                         ("--heldout-mixes", "heldout_mixes")):
         if getattr(rc, field) != getattr(d, field):
             cmd += f" {flag} {getattr(rc, field)}"
-    for flag, field in (("--finetune-lr", "finetune_lr"), ("--lambda-t", "lambda_t"),
+    for flag, field in (("--finetune-lr", "finetune_lr"), ("--lambda-t", "lambda_t"), ("--wise-alpha", "wise_alpha"),
                         ("--mixed-precision", "mixed_precision")):
         if getattr(rc, field) != getattr(d, field):
             cmd += f" {flag} {getattr(rc, field)}"
@@ -215,12 +220,23 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
     finetunes = [("tclap", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                  ("baseline", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, 0.0, False))]
     tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs)
+    shipped = [("tiny-baseline", base, (*start_stages, "baseline")), ("tiny-tclap", tcl, (*start_stages, "tclap"))]
+    if rc.wise_alpha < 1.0:
+        from tclap.interpolate import interpolate_models  # noqa: PLC0415
+
+        soup = out / "runs" / "wise" / "model"
+        if not (soup / "config.json").is_file():
+            print(f"recipe: stage wise: (1 − {rc.wise_alpha:g})·baseline + {rc.wise_alpha:g}·tclap")
+            interpolate_models(base, tcl, rc.wise_alpha, soup)  # atomic export
+        shipped = [shipped[0], ("tiny-tclap", soup, (*start_stages, "tclap", "baseline")),
+                   ("tiny-tclap-finetune", tcl, None)]
     results = {}
     ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
-    for name, model, stages in (("tiny-baseline", base, (*start_stages, "baseline")),
-                                ("tiny-tclap", tcl, (*start_stages, "tclap"))):
+    for name, model, stages in shipped:
         res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache", quiet=quiet)
         results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
+        if stages is None:  # evaluated for the record, not exported
+            continue
         dest = out / name
         # Copy to a temp folder, add recipe.json, then swap in: a kill never leaves a half export.
         tmp = out / f".tmp-{name}"
@@ -255,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-mixes", type=int, default=d.heldout_mixes)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--lambda-t", type=float, default=d.lambda_t, help="weight of L_t in the T-CLAP stage")
+    p.add_argument("--wise-alpha", type=float, default=d.wise_alpha,
+                   help="< 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (default 1: the fine-tune)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision,
                    help="bf16 (default) is fast on CPUs with AMX / AVX512-BF16; 'no' for fp32")
     p.add_argument("--no-negative-audio", action="store_true")
@@ -276,10 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--jobs {a.jobs}: give 1 or more")
     if not a.lambda_t > 0 or not a.finetune_lr > 0:
         raise UserError("--lambda-t and --finetune-lr must be > 0")
+    if not 0.0 < a.wise_alpha <= 1.0:
+        raise UserError(f"--wise-alpha {a.wise_alpha:g}: give a weight in (0, 1] (1 ships the T-CLAP fine-tune)")
     if a.warm_steps < 0:
         raise UserError(f"--warm-steps {a.warm_steps}: give 0 (no warm stage) or more")
     rc = RecipeConfig(seed=a.seed, n_train=a.n_train, batch_size=a.batch_size, pretrain_steps=a.pretrain_steps,
-                      warm_steps=a.warm_steps,
+                      warm_steps=a.warm_steps, wise_alpha=a.wise_alpha,
                       finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
                       negative_audio=not a.no_negative_audio, finetune_lr=a.finetune_lr, lambda_t=a.lambda_t,
                       mixed_precision=a.mixed_precision, unpaired=a.unpaired)
