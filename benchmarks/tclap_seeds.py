@@ -19,10 +19,11 @@ recipe's settings, into ``RUN/continue{N}/`` (resumable; a finished one is reuse
 (``tclap interpolate``) and checks the targets for it as the T-CLAP candidate. ``--unpaired positive`` fine-tunes
 T-CLAP with the overlapping-event mix-ups (no negative caption) as L_c-only items instead of skipping them, into
 ``RUN/continue{N}-unpaired/``; the baseline (λ = 0 uses every item either way) is taken from ``RUN/continue{N}/``
-when that one finished.
+when that one finished. ``--lambda-t W`` sets T-CLAP's L_t weight for the continued fine-tune (the folder gains
+``-lambda{W}``).
 
     python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --wise 0.8
-    python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --unpaired positive
+    python benchmarks/tclap_seeds.py --runs /work/runs --pattern r3_s{seed} --continue-steps 1500 --unpaired positive --lambda-t 1
 """
 
 from __future__ import annotations
@@ -164,15 +165,16 @@ def format_table(summaries: dict[int, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def continue_dir(run: Path, steps: int, unpaired: str = "skip") -> Path:
-    return run / (f"continue{steps}" + ("-unpaired" if unpaired == "positive" else ""))
+def continue_dir(run: Path, steps: int, unpaired: str = "skip", lambda_t: float | None = None) -> Path:
+    return run / (f"continue{steps}" + ("-unpaired" if unpaired == "positive" else "")
+                  + ("" if lambda_t is None else f"-lambda{lambda_t:g}"))
 
 
 def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool = False, jobs: int = 1,
-                 unpaired: str = "skip") -> Path:
+                 unpaired: str = "skip", lambda_t: float | None = None) -> Path:
     """Fine-tune T-CLAP and the baseline again from ``run/tiny-baseline`` for ``steps`` steps (the recipe's
-    settings otherwise, T-CLAP's unpaired items as ``unpaired`` says), evaluate both (and their blend at
-    ``wise``) into ``continue_dir(run, steps, unpaired)/summary.json``."""
+    settings otherwise; T-CLAP's unpaired items as ``unpaired`` says, its L_t weight ``lambda_t`` when given),
+    evaluate both (and their blend at ``wise``) into ``continue_dir(run, steps, unpaired, lambda_t)/summary.json``."""
     import dataclasses  # noqa: PLC0415
 
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
@@ -184,7 +186,9 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
         raise UserError(f"{run} is not a finished recipe run (no recipe_config.json or tiny-baseline/); run the "
                         "recipe first (drop --no-run)")
     rc = dataclasses.replace(RecipeConfig(**json.loads(cfg_file.read_text())), unpaired=unpaired)
-    out = continue_dir(run, steps, unpaired)
+    if lambda_t is not None:
+        rc = dataclasses.replace(rc, lambda_t=lambda_t)
+    out = continue_dir(run, steps, unpaired, lambda_t)
     summary_file = out / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
     if summary is None or (wise is not None and summary["config"].get("wise_alpha") != wise):
@@ -239,10 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--unpaired", choices=("skip", "positive"), default="skip",
                    help="with --continue-steps: T-CLAP skips the overlapping-event mix-ups (the recipe's default) "
                         "or trains L_c on them")
+    p.add_argument("--lambda-t", type=float, default=None,
+                   help="with --continue-steps: T-CLAP's L_t weight (default: the recipe run's)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.unpaired != "skip" and a.continue_steps is None:
         raise UserError("--unpaired needs --continue-steps (it changes the continued T-CLAP fine-tune)")
+    if a.lambda_t is not None and (a.continue_steps is None or not a.lambda_t > 0):
+        raise UserError(f"--lambda-t {a.lambda_t:g}: give a weight > 0, with --continue-steps")
     if a.wise is not None and a.continue_steps is None:
         raise UserError("--wise needs --continue-steps (the blend is of the two continued fine-tunes)")
     if a.continue_steps is not None and a.continue_steps < 1:
@@ -264,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pattern = a.pattern
     if a.continue_steps is not None:
         for seed in [] if a.no_run else seeds:
-            continue_run(runs / a.pattern.format(seed=seed), a.continue_steps, a.wise, a.quiet, a.jobs, a.unpaired)
-        pattern = f"{a.pattern}/{continue_dir(Path(), a.continue_steps, a.unpaired).name}"
+            continue_run(runs / a.pattern.format(seed=seed), a.continue_steps, a.wise, a.quiet, a.jobs, a.unpaired,
+                         a.lambda_t)
+        pattern = f"{a.pattern}/{continue_dir(Path(), a.continue_steps, a.unpaired, a.lambda_t).name}"
     table = format_table(load_summaries(runs, seeds, pattern))
     sys.stdout.write("\n" + table)
     if a.out:

@@ -415,3 +415,13 @@ def test_continued_runs_train_and_the_unpaired_variant_reuses_the_baseline(tiny_
     assert f"| tiny-tclap | {r['t_classify_t2a']:.1f} ± 0.0 | {r['t_classify_a2t']:.1f} ± 0.0 |" in table
     assert S.main(["--runs", str(out), "--unpaired", "positive", "--no-run"]) == 2
     assert "--unpaired needs --continue-steps" in capsys.readouterr().err
+    # --lambda-t: T-CLAP's L_t weight for the continued fine-tune, in a folder of its own; the baseline is reused
+    light = S.continue_run(out, 2, quiet=True, unpaired="positive", lambda_t=0.5)
+    assert light == out / "continue2-unpaired-lambda0.5"
+    t = json.loads((light / "runs" / "tclap" / "train_config.json").read_text())
+    assert t["config"]["loss"]["lambda_t"] == 0.5 and t["config"]["data"]["unpaired"] == "positive"
+    assert (light / "runs" / "baseline").resolve() == (plain / "runs" / "baseline").resolve()
+    assert json.loads((light / "summary.json").read_text())["config"]["lambda_t"] == 0.5
+    for bad in (["--lambda-t", "0", "--continue-steps", "2"], ["--lambda-t", "1"]):
+        assert S.main(["--runs", str(out), "--no-run", *bad]) == 2
+        assert "--lambda-t" in capsys.readouterr().err
