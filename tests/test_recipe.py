@@ -77,7 +77,8 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert list(rec["stages"]) == ["pretrain", "warm", stage] + (["baseline"] if stage == "tclap" else [])
         assert rec["heldout_metrics"] == summary["results"][name]
         assert "--seed 1" in rec["command"] and "--n-train 24" in rec["command"]
-        assert "--warm-steps 2" in rec["command"] and "--unpaired positive" in rec["command"]
+        assert "--warm-steps 2" in rec["command"] and rec["recipe"]["unpaired"] == "positive"
+        assert "--unpaired" not in rec["command"]  # the default: the command names only what differs from it
         assert "--wise-alpha 0.75" in rec["command"] and rec["recipe"]["wise_alpha"] == 0.75
         # the warm stage (L_c) continues the pretrain; both fine-tunes start from it
         warm = rec["stages"]["warm"]["train_config"]

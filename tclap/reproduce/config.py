@@ -127,6 +127,14 @@ class ReproConfig:
         return d
 
 
+# The reproduction's CLAP method, pinned (not the CLAP recipe's defaults): no warm stage, T-CLAP skips the
+# overlapping-event mix-ups, the fine-tune itself is T-CLAP. The recipe's defaults (a 1000-step warm stage,
+# 1500 fine-tuning steps, overlapping mix-ups as positives, the α = 0.8 blend) meet issue 3's targets but add
+# ~12 minutes to the CLAP stage, past the tiny preset's 45-minute budget; the report's numbers below are of
+# these settings.
+REPRO_CLAP_METHOD = {"warm_steps": 0, "lambda_t": 2.0, "unpaired": "skip", "wise_alpha": 1.0}
+
+
 def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfig:
     """The settings of ``preset`` (``quick`` or ``tiny``), with ``seeds`` when given.
 
@@ -136,7 +144,8 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
     if preset == "quick":
         cfg = ReproConfig(
             preset="quick", seeds=(0,),
-            clap={"n_train": 24, "batch_size": 8, "pretrain_steps": 2, "finetune_steps": 2, "heldout_mixes": 12},
+            clap={"n_train": 24, "batch_size": 8, "pretrain_steps": 2, "finetune_steps": 2, "heldout_mixes": 12,
+                  **REPRO_CLAP_METHOD},
             data=DataSettings(n_ldm_train=8, n_heldout=4),
             ldm=LdmSettings(vae_steps=2, vae_batch=4, ldm_steps=2, ldm_batch=4, ldm_warmup=0, ckpt_every=1),
             generate=GenerateSettings(steps=3, batch_size=4),
@@ -159,7 +168,7 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
             clap={"n_train": 10000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
-                  "heldout_mixes": 200},
+                  "heldout_mixes": 200, **REPRO_CLAP_METHOD},
             data=DataSettings(n_ldm_train=1024, n_heldout=100),
             ldm=LdmSettings(vae_steps=1000, ldm_steps=6000),
         )
