@@ -10,7 +10,7 @@ a few optimizer steps on the same threads, in the same run:
   once and cached (clips no longer than the model window need no random crop), ONE text forward over
   positive + negative captions, :class:`tclap.losses.TClapLoss`. Its samples/s is the trainer's own
   per-step timing (``metrics.jsonl``'s ``samples_per_s``); the one-off feature cache is reported apart.
-  Also timed with ``--mixed-precision bf16`` (CPU autocast), the trainer's option for bf16-capable chips.
+  Also timed with ``--mixed-precision bf16`` (autocast on the CPU or the GPU), the trainer's option for bf16-capable chips.
 
 The two loops alternate step by step (a baseline step runs in the trainer's step callback), so load from
 other processes on a shared machine slows both alike; the ratio is the median of per-step rates.
@@ -191,7 +191,8 @@ def main(argv=None) -> int:
           f"{batch / r['ours']:.2f} | {ratio:.2f}x (per-step pairs {lo:.2f}-{hi:.2f}x) |")
     if rb is not None:
         rat_b = rb["ours"] / rb["base"]
-        print(f"| tclap.train, --mixed-precision bf16 (CPU autocast; vs its own interleaved fp32 baseline at "
+        where = "CPU" if args.device == "cpu" else "CUDA"
+        print(f"| tclap.train, --mixed-precision bf16 ({where} autocast; vs its own interleaved fp32 baseline at "
               f"{rb['base']:.1f}/s) | {rb['ours']:.1f} | {batch / rb['ours']:.2f} | {rat_b:.2f}x "
               f"(pairs {min(rb['ratios']):.2f}-{max(rb['ratios']):.2f}x) |")
     verdict = f"fp32 {ratio:.2f}x {'met' if ratio >= 2 else 'NOT met'}"
