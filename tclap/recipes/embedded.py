@@ -72,7 +72,8 @@ class RecipeConfig:
     unpaired: str = "positive"
     # < 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (the fine-tunes share their start). Over
     # three seeds the pure fine-tune's R@1 is 5.8 / 4.8 points below the baseline's; the α = 0.8 blend keeps 87 %
-    # of its T-Classify gain (T2A 88.4 vs 93.9) and is 0.6 / 1.3 points below (benchmarks/tclap_seeds.py).
+    # of its T-Classify gain (T2A 88.4 vs 93.9) and is 0.6 / 1.3 points below (benchmarks/tclap_seeds.py); run
+    # from scratch (another thread layout for seed 0), 2.0 / 3.3 below.
     wise_alpha: float = 0.8
     heldout_mixes: int = 400
     # bf16 autocast: 1.8x faster steps on a CPU with AMX/AVX512-BF16 (80 vs 45 samples/s measured here);
