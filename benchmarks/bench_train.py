@@ -10,7 +10,8 @@ a few optimizer steps on the same threads, in the same run:
   once and cached (clips no longer than the model window need no random crop), ONE text forward over
   positive + negative captions, :class:`tclap.losses.TClapLoss`. Its samples/s is the trainer's own
   per-step timing (``metrics.jsonl``'s ``samples_per_s``); the one-off feature cache is reported apart.
-  Also timed with ``--mixed-precision bf16`` (autocast on the CPU or the GPU), the trainer's option for bf16-capable chips.
+  Also timed with ``--mixed-precision bf16`` (autocast on the CPU or the GPU), the trainer's option for
+  bf16-capable chips.
 
 The two loops alternate step by step (a baseline step runs in the trainer's step callback), so load from
 other processes on a shared machine slows both alike; the ratio is the median of per-step rates.

@@ -241,8 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--wise", type=float, default=None, help="with --continue-steps: also the blend at this alpha")
     p.add_argument("--jobs", type=int, default=1, help="fine-tunes side by side (--continue-steps)")
     p.add_argument("--unpaired", choices=("skip", "positive"), default="skip",
-                   help="with --continue-steps: T-CLAP skips the overlapping-event mix-ups (the recipe's default) "
-                        "or trains L_c on them")
+                   help="with --continue-steps: T-CLAP skips the overlapping-event mix-ups (the default here, as "
+                        "the earlier recipe did) or trains L_c on them (the recipe's default now)")
     p.add_argument("--lambda-t", type=float, default=None,
                    help="with --continue-steps: T-CLAP's L_t weight (default: the recipe run's)")
     p.add_argument("--quiet", action="store_true")
