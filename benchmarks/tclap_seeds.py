@@ -185,7 +185,9 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
     if not cfg_file.is_file() or not (start / "config.json").is_file():
         raise UserError(f"{run} is not a finished recipe run (no recipe_config.json or tiny-baseline/); run the "
                         "recipe first (drop --no-run)")
-    rc = dataclasses.replace(RecipeConfig(**json.loads(cfg_file.read_text())), unpaired=unpaired)
+    recorded = json.loads(cfg_file.read_text())
+    recorded.setdefault("singles_per_class", 0)  # a run from before the single-event positives had none
+    rc = dataclasses.replace(RecipeConfig(**recorded), unpaired=unpaired)
     if lambda_t is not None:
         rc = dataclasses.replace(rc, lambda_t=lambda_t)
     out = continue_dir(run, steps, unpaired, lambda_t)
@@ -202,7 +204,13 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
         manifest = run / "data" / "train" / "manifest.jsonl"
         stages = [("tclap", _stage_cfg(rc, str(start), steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                   ("baseline", _stage_cfg(rc, str(start), steps, rc.finetune_lr, 0.0, False))]
-        tcl, base = _train_stages(stages, out, manifest, quiet, jobs)
+        positive = []
+        if rc.singles_per_class > 0:  # the run's own positive-only set, as its fine-tunes had
+            from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
+
+            positive.append(str(build_builtin_singles(run / "data" / "single", per_class=rc.singles_per_class,
+                                                      seconds=rc.seconds, sr=rc.sample_rate)))
+        tcl, base = _train_stages(stages, out, manifest, quiet, jobs, positive)
         models = {"tiny-baseline": base, "tiny-tclap": tcl}
         if wise is not None:
             models[WISE] = interpolate_models(base, tcl, wise, out / "wise")

@@ -16,6 +16,7 @@ from tclap.errors import cli_entry
 # name -> (module, one-line help)
 COMMANDS = {
     "mixup": ("tclap.commands.mixup", "build temporal mix-ups (clips, captions, negatives) from a clip bank"),
+    "singles": ("tclap.commands.singles", "build a positive-only set of single-event clips captioned with their phrase"),
     "negatives": ("tclap.commands.negatives", "make order-swapped negative captions for free-form captions"),
     "train": ("tclap.commands.train", "train or fine-tune a CLAP model with L_c + λ·L_t (accelerate)"),
     "evaluate": ("tclap.commands.evaluate", "T-Classify, retrieval and zero-shot evaluation of a CLAP model"),

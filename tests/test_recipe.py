@@ -58,7 +58,8 @@ def _assert_losses_match(recorded: list[dict], rerun: list[dict], tol: float) ->
 def tiny_recipe(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe")
     args = ["--out", str(out), "--seed", "1", "--n-train", "24", "--batch-size", "8", "--pretrain-steps", "6",
-            "--warm-steps", "2", "--finetune-steps", "3", "--heldout-mixes", "16", "--unpaired", "positive", "--wise-alpha", "0.75", "--quiet"]
+            "--warm-steps", "2", "--finetune-steps", "3", "--heldout-mixes", "16", "--unpaired", "positive", "--wise-alpha", "0.75",
+            "--singles-per-class", "2", "--quiet"]
     assert recipe_main(args) == 0
     return out, args
 
@@ -80,6 +81,7 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert "--warm-steps 2" in rec["command"] and rec["recipe"]["unpaired"] == "positive"
         assert "--unpaired" not in rec["command"]  # the default: the command names only what differs from it
         assert "--wise-alpha 0.75" in rec["command"] and rec["recipe"]["wise_alpha"] == 0.75
+        assert "--singles-per-class 2" in rec["command"] and rec["recipe"]["singles_per_class"] == 2
         # the warm stage (L_c) continues the pretrain; both fine-tunes start from it
         warm = rec["stages"]["warm"]["train_config"]
         assert warm["init"] == str(out / "runs" / "pretrain" / "model") and warm["loss"]["lambda_t"] == 0.0
@@ -92,10 +94,13 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         ft = rec["stages"][stage]
         assert ft["train_config"]["loss"]["lambda_t"] == (RecipeConfig().lambda_t if stage == "tclap" else 0.0)
         assert ft["train_config"]["mixed_precision"] == pre["train_config"]["mixed_precision"] == "bf16"
-        # overlapping-event mix-ups: L_c-only items for T-CLAP (--unpaired positive), plain items for the baseline
+        # overlapping-event mix-ups: L_c-only items for T-CLAP (--unpaired positive), plain items for the baseline;
+        # both fine-tunes mix in the same 2 single-event clips per class (13 classes) as positives
         assert ft["train_config"]["data"]["unpaired"] == ("positive" if stage == "tclap" else "skip")
-        assert ft["pools"]["positive"] + ft["pools"]["temporal"] == 24 and not ft["skipped"]
-        assert (ft["pools"]["positive"] > 0) == (stage == "tclap")
+        assert ft["positive"] == [str(Path("data") / "single" / "manifest.jsonl")]
+        assert ft["pools"]["positive"] + ft["pools"]["temporal"] == 24 + 26 and not ft["skipped"]
+        assert (ft["pools"]["positive"] > 26) == (stage == "tclap") and ft["pools"]["positive"] >= 26
+        assert pre["positive"] == rec["stages"]["warm"]["positive"] == []  # pre-training: mix-ups only
         assert [r["step"] for r in ft["first_losses"]] == [1, 2, 3]  # a stage shorter than N records all
     # the stage's metrics log (step 1 and the last step) holds the same numbers as the record
     log = [json.loads(ln) for ln in (out / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
@@ -402,7 +407,9 @@ def test_continued_runs_train_and_the_unpaired_variant_reuses_the_baseline(tiny_
     assert moved == out / "continue2-unpaired"
     t = json.loads((moved / "runs" / "tclap" / "train_config.json").read_text())
     assert t["config"]["data"]["unpaired"] == "positive" and t["moved_to_positive"] == n_unpaired and t["skipped"] == {}
-    assert t["pools"]["positive"] == n_unpaired and t["pools"]["positive"] + t["pools"]["temporal"] == 24
+    # the run's 2 single-event clips per class (13 classes) are positives of both continued fine-tunes too
+    assert t["pools"]["positive"] == n_unpaired + 26 and t["pools"]["positive"] + t["pools"]["temporal"] == 24 + 26
+    assert t["positive"] == [str(out / "data" / "single" / "manifest.jsonl")]
     assert (moved / "runs" / "baseline").resolve() == (plain / "runs" / "baseline").resolve()  # not trained again
     summary = json.loads((moved / "summary.json").read_text())
     assert summary["config"]["unpaired"] == "positive"

@@ -79,6 +79,11 @@ class ClipBank:
         keys = self.clips[split][label]
         return keys[int(rng.integers(len(keys)))]
 
+    def keys(self, label: str, split: str, limit: int | None = None) -> list[str]:
+        """The clip keys of ``label`` in ``split`` in a fixed order (by path), at most ``limit`` of them."""
+        keys = sorted(self.clips.get(split, {}).get(label, []))
+        return keys if limit is None else keys[:limit]
+
     def load(self, key: str, sr: int) -> np.ndarray:
         """The clip behind ``key`` as float32 mono ``[T]`` at ``sr``, silence trimmed, peak 1.
 
@@ -104,6 +109,14 @@ class BuiltinBank(ClipBank):
 
         # 10**6 instances per split and class: far more than any mix-up set needs, all distinct.
         return f"{label}#{instance_for_split(int(rng.integers(10**6)), split)}"
+
+    def keys(self, label: str, split: str, limit: int | None = None) -> list[str]:
+        """Instances ``0 .. limit - 1`` of ``split`` (the procedural bank has no end: ``limit`` is required)."""
+        from tclap.synth import instance_for_split
+
+        if limit is None:
+            raise UserError("the built-in bank has unlimited instances: give a number of clips per class")
+        return [f"{label}#{instance_for_split(j, split)}" for j in range(limit)]
 
     def load(self, key: str, sr: int) -> np.ndarray:
         from tclap.synth import render_event

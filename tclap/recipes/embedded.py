@@ -8,9 +8,11 @@ Stages (each resumable; a finished stage is skipped on a re-run):
 2b. ``warm`` (only when ``warm_steps`` > 0): continue (2) with L_c only, a second schedule (warm-up, cosine);
    the start of both fine-tunes. A longer contrastive start is what lets L_t learn order without losing the
    events: from 800 steps T-CLAP reached T-Classify 73 ± 6, from 800 + 1000 steps 96 ± 1 (three seeds).
-3. ``tclap``: fine-tune (2b, else 2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**.
+3. ``tclap``: fine-tune (2b, else 2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**; with
+   ``singles_per_class`` > 0 every batch mixes in single-event clips of the training instances as a
+   positive-only set (1:4, :mod:`tclap.data.singles`; built into ``data/single``).
 4. ``baseline``: continue (2b, else 2) with L_c only for the same ``finetune_steps`` -> **tiny-baseline** (a
-   fair baseline: same data, same total steps, no L_t).
+   fair baseline: same data, positive-only set included, same total steps, no L_t).
 4b. ``wise`` (only when ``wise_alpha`` < 1): **tiny-tclap** becomes the weight-space blend
    ``(1 − α)·baseline + α·T-CLAP fine-tune`` of the two fine-tunes (WiSE-FT / a two-model soup,
    :mod:`tclap.interpolate`); the un-blended fine-tune is still evaluated, as ``tiny-tclap-finetune``.
@@ -59,22 +61,31 @@ class RecipeConfig:
     finetune_steps: int = 1500
     pretrain_lr: float = 1e-3
     finetune_lr: float = 1e-3
-    # λ = 2 (not the paper's 0.5): at λ = 0.5 the tiny model's L_t sat on its ln 2 plateau for most of a
-    # 1000-step fine-tune (T-Classify 60.6 / 64.4); at λ = 2 it left the plateau by step ~600 and reached
-    # 82.5 / 82.2 in the same 1000 steps (same pre-trained start, seed 0; see the issue note). λ = 1 from the
-    # warm start: T2A 85.1 ± 11.8 over three seeds (one seed stayed on the plateau until late: 73.0).
-    lambda_t: float = 2.0
+    # λ = 1 (not the paper's 0.5). At λ = 0.5 the tiny model's L_t sat on its ln 2 plateau for most of a
+    # 1000-step fine-tune from an 800-step start (T-Classify 60.6 / 64.4); λ = 2 left it by step ~600. From the
+    # warm start with the single-event positives below, λ = 1 (three seeds, from scratch): T2A 87.3 ± 7.6 (one
+    # seed left the plateau late: 78.7), R@1 1.5 / 0.6 points below the baseline's; λ = 2 on seed 0: T2A 96.5,
+    # R@1 0.7 / 4.5 below (it trades event identity for order; see singles_per_class).
+    lambda_t: float = 1.0
     negative_audio: bool = True  # order-swapped audio as an A2T hard negative during fine-tuning
     # The T-CLAP stage's mix-ups of overlapping events (no negative caption): "skip" them, or use them for L_c
     # only ("positive"). Skipping leaves T-CLAP blind to "A and B at the same time" captions, which are ~20% of
     # the held-out set: its R@1 on those fell from the baseline's 59 to 35 (seed 0, 1500-step fine-tune); as
     # positives, to 49.
     unpaired: str = "positive"
-    # < 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (the fine-tunes share their start). Over
-    # three seeds the pure fine-tune's R@1 is 5.8 / 4.8 points below the baseline's; the α = 0.8 blend keeps 87 %
-    # of its T-Classify gain (T2A 88.4 vs 93.9) and is 0.6 / 1.3 points below (benchmarks/tclap_seeds.py); run
-    # from scratch (another thread layout for seed 0), 2.0 / 3.3 below.
-    wise_alpha: float = 0.8
+    # > 0: both fine-tunes mix a positive-only set into every batch (1:4, the paper's ratio): this many
+    # single-event clips per class of the bank's training instances, captioned with the event's phrase
+    # (:mod:`tclap.data.singles`; the miniature's stand-in for the paper's AudioCaps/Clotho positives). 0: none.
+    # Without them the T-CLAP fine-tune (λ = 2) named the wrong events in 94 of its 400 held-out top-1 captions
+    # against the baseline's 11 (its R@1 fell 6-7 points, zero-shot 82 -> 53; seed 0); with them and λ = 1,
+    # zero-shot 86-88 and R@1 within 2 points over three seeds.
+    singles_per_class: int = 100
+    # < 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (the fine-tunes share their start; WiSE-FT).
+    # Before the single-event positives, the α = 0.8 blend bought back most of the fine-tune's R@1 loss (5.8 / 4.8
+    # points below the baseline -> 0.6 / 1.3, three seeds; from scratch 2.0 / 3.3). With them the fine-tune
+    # itself is within 2 points, and blends are not monotone in R@1 (seed 0: α = 0.9 1.8 / 0.2, 0.8 2.2 / -0.8,
+    # 1.0 1.2 / 0.8 points below), so the default ships the fine-tune.
+    wise_alpha: float = 1.0
     heldout_mixes: int = 400
     # bf16 autocast: 1.8x faster steps on a CPU with AMX/AVX512-BF16 (80 vs 45 samples/s measured here);
     # "no" for fp32 on CPUs without bf16 support.
@@ -96,7 +107,7 @@ def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: flo
     return cfg
 
 
-def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool) -> Path:
+def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool, positive: Sequence[str] = ()) -> Path:
     from tclap.train.trainer import _checkpoints, train  # noqa: PLC0415
 
     run = out / "runs" / name
@@ -115,7 +126,8 @@ def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool) -> Path
             if step == N_FIRST_LOSSES or step == cfg.steps:
                 atomic_write_text(run / FIRST_LOSSES_FILE, json.dumps(first, indent=1))
 
-    train(cfg, [str(manifest)], run, resume=bool(_checkpoints(run)), quiet=quiet, step_callback=record)
+    train(cfg, [str(manifest)], run, positive_manifests=list(positive), resume=bool(_checkpoints(run)), quiet=quiet,
+          step_callback=record)
     return model
 
 
@@ -140,7 +152,14 @@ def _stage_record(out: Path, name: str) -> dict:
     run = out / "runs" / name
     cfg = json.loads((run / "train_config.json").read_text())
     return {"train_config": cfg["config"], "pools": cfg.get("pools"), "skipped": cfg.get("skipped"),
+            "positive": [_relative(p, out) for p in cfg.get("positive") or []],
             "first_losses": first_losses(run)}
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (records stay valid when a run folder moves)."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return str(p.relative_to(r)) if p.is_relative_to(r) else str(path)
 
 
 def write_recipe_record(rc: RecipeConfig, out: Path, dest: Path, name: str, stages: Sequence[str],
@@ -158,6 +177,7 @@ def _command(rc: RecipeConfig) -> str:
     cmd = f"python -m tclap.recipes.embedded --out DIR --seed {rc.seed}"
     for flag, field in (("--n-train", "n_train"), ("--batch-size", "batch_size"), ("--pretrain-steps", "pretrain_steps"),
                         ("--warm-steps", "warm_steps"), ("--finetune-steps", "finetune_steps"),
+                        ("--singles-per-class", "singles_per_class"),
                         ("--heldout-mixes", "heldout_mixes")):
         if getattr(rc, field) != getattr(d, field):
             cmd += f" {flag} {getattr(rc, field)}"
@@ -177,15 +197,16 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _train_stage_in_child(name: str, out: Path, cfg, manifest: Path, quiet: bool, threads: int) -> str:
+def _train_stage_in_child(name: str, out: Path, cfg, manifest: Path, quiet: bool, threads: int,
+                          positive: Sequence[str] = ()) -> str:
     import torch  # noqa: PLC0415
 
     torch.set_num_threads(threads)
-    return str(_train_stage(name, out, cfg, manifest, quiet))
+    return str(_train_stage(name, out, cfg, manifest, quiet, positive))
 
 
 def _train_stages(stages: Sequence[tuple[str, object]], out: Path, manifest: Path, quiet: bool,
-                  jobs: int) -> list[Path]:
+                  jobs: int, positive: Sequence[str] = ()) -> list[Path]:
     """Train independent stages (``[(name, cfg)]``), ``jobs`` at a time; returns their model folders in order.
 
     With ``jobs > 1`` each stage trains in its own (spawned) process with ``cpu_count // jobs`` torch
@@ -194,14 +215,14 @@ def _train_stages(stages: Sequence[tuple[str, object]], out: Path, manifest: Pat
     """
     todo = [(n, c) for n, c in stages if not (out / "runs" / n / "model" / "config.json").exists()]
     if jobs <= 1 or len(todo) <= 1:
-        return [_train_stage(n, out, c, manifest, quiet) for n, c in stages]
+        return [_train_stage(n, out, c, manifest, quiet, positive) for n, c in stages]
     import multiprocessing  # noqa: PLC0415
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(todo)))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
-        futures = [pool.submit(_train_stage_in_child, n, out, c, manifest, quiet, threads) for n, c in todo]
+        futures = [pool.submit(_train_stage_in_child, n, out, c, manifest, quiet, threads, positive) for n, c in todo]
         for f in futures:
             f.result()  # re-raises a stage's error (a UserError stays one line)
     return [out / "runs" / n / "model" for n, _ in stages]
@@ -228,7 +249,13 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
         start_stages += ("warm",)
     finetunes = [("tclap", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                  ("baseline", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, 0.0, False))]
-    tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs)
+    positive: list[str] = []
+    if rc.singles_per_class > 0:
+        from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
+
+        positive.append(str(build_builtin_singles(out / "data" / "single", per_class=rc.singles_per_class,
+                                                  seconds=rc.seconds, sr=rc.sample_rate)))
+    tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs, positive)
     shipped = [("tiny-baseline", base, (*start_stages, "baseline")), ("tiny-tclap", tcl, (*start_stages, "tclap"))]
     if rc.wise_alpha < 1.0:
         from tclap.interpolate import interpolate_models  # noqa: PLC0415
@@ -277,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-steps", type=int, default=d.warm_steps,
                    help="an L_c stage after pre-training that both fine-tunes start from (0: none)")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
+    p.add_argument("--singles-per-class", type=int, default=d.singles_per_class,
+                   help="single-event clips per class mixed into both fine-tunes as positives, 1:4 (0: none)")
     p.add_argument("--heldout-mixes", type=int, default=d.heldout_mixes)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--lambda-t", type=float, default=d.lambda_t, help="weight of L_t in the T-CLAP stage")
@@ -305,10 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--lambda-t and --finetune-lr must be > 0")
     if not 0.0 < a.wise_alpha <= 1.0:
         raise UserError(f"--wise-alpha {a.wise_alpha:g}: give a weight in (0, 1] (1 ships the T-CLAP fine-tune)")
+    if a.singles_per_class < 0:
+        raise UserError(f"--singles-per-class {a.singles_per_class}: give 0 (none) or more")
     if a.warm_steps < 0:
         raise UserError(f"--warm-steps {a.warm_steps}: give 0 (no warm stage) or more")
     rc = RecipeConfig(seed=a.seed, n_train=a.n_train, batch_size=a.batch_size, pretrain_steps=a.pretrain_steps,
-                      warm_steps=a.warm_steps, wise_alpha=a.wise_alpha,
+                      warm_steps=a.warm_steps, wise_alpha=a.wise_alpha, singles_per_class=a.singles_per_class,
                       finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
                       negative_audio=not a.no_negative_audio, finetune_lr=a.finetune_lr, lambda_t=a.lambda_t,
                       mixed_precision=a.mixed_precision, unpaired=a.unpaired)

@@ -1,0 +1,38 @@
+"""``tclap singles``: a positive-only set of single-event clips (one event per clip, its phrase as caption)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tclap.errors import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from tclap.commands.mixup import _folds  # noqa: PLC0415
+
+    p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
+    p.add_argument("--per-class", type=int, default=100,
+                   help="clips per class (built-in: that many instances; file banks: at most that many, default 100)")
+    p.add_argument("--seconds", type=float, default=10.0, help="longest clip in seconds; longer ones are cut (default 10)")
+    p.add_argument("--out", required=True, help="output folder (audio/, manifest.jsonl)")
+    p.add_argument("--sr", type=int, default=16000, help="sample rate of the written audio (default 16000)")
+    p.add_argument("--split", choices=["train", "heldout"], default="train",
+                   help="which bank instances/folds to use (default train)")
+    p.add_argument("--test-folds", type=_folds, default=(5,), help="ESC-50 folds held out of training (default 5)")
+    p.add_argument("--phrases", default=None, help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad bank clip instead of leaving it out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tclap.data.singles import SinglesConfig, build_singles  # noqa: PLC0415
+
+    cfg = SinglesConfig(bank=args.bank, per_class=args.per_class, seconds=args.seconds, sr=args.sr, split=args.split,
+                        test_folds=tuple(args.test_folds), phrases_file=args.phrases)
+    report = build_singles(cfg, args.out, quiet=args.quiet, strict=args.strict)
+    print(report.summary())
+    for key, reason in list(report.failed.items())[:10]:
+        print(f"  left out {key}: {reason}")
+    if not report.items:
+        raise UserError(f"no clip of bank {args.bank!r} could be read; fix the bank")
+    return 0
