@@ -131,8 +131,8 @@ class ReproConfig:
 # the overlapping-event mix-ups, no single-event positives, the fine-tune itself is T-CLAP. These are the settings
 # of the measured run below (29 min 52 s, its report in the README). The recipe's defaults (a 1000-step warm
 # stage, 1500 fine-tuning steps at λ = 1 with overlapping mix-ups and single-event clips as positives) meet issue
-# 3's targets over three seeds; alone they take 23 minutes (seed 0, measured) against this preset's 16.2-minute CLAP stage, so the
-# preset would likely still fit its 45 minutes, but that run has not been measured end to end yet.
+# 3's targets over three seeds; alone they take 23 minutes (seed 0, measured) against this preset's 16.2-minute
+# CLAP stage, so the preset would likely still fit its 45 minutes, but that run has not been measured end to end.
 REPRO_CLAP_METHOD = {"warm_steps": 0, "lambda_t": 2.0, "unpaired": "skip", "wise_alpha": 1.0, "singles_per_class": 0}
 
 
