@@ -63,7 +63,7 @@ class RecipeConfig:
     finetune_lr: float = 1e-3
     # λ = 1 (not the paper's 0.5). At λ = 0.5 the tiny model's L_t sat on its ln 2 plateau for most of a
     # 1000-step fine-tune from an 800-step start (T-Classify 60.6 / 64.4); λ = 2 left it by step ~600. From the
-    # warm start with the single-event positives below, λ = 1 (three seeds, from scratch): T2A 87.3 ± 7.6 (one
+    # warm start with the single-event positives below, λ = 1 (three seeds, from scratch): T2A 87.3 ± 7.5 (one
     # seed left the plateau late: 78.7), R@1 1.5 / 0.6 points below the baseline's; λ = 2 on seed 0: T2A 96.5,
     # R@1 0.7 / 4.5 below (it trades event identity for order; see singles_per_class).
     lambda_t: float = 1.0
