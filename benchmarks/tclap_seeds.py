@@ -179,7 +179,7 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
 
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
     from tclap.interpolate import interpolate_models  # noqa: PLC0415
-    from tclap.recipes.embedded import RecipeConfig, _stage_cfg, _train_stages  # noqa: PLC0415
+    from tclap.recipes.embedded import RecipeConfig, _stage_cfg, _train_stages, positive_sets  # noqa: PLC0415
 
     cfg_file, start = run / "recipe_config.json", run / "tiny-baseline"
     if not cfg_file.is_file() or not (start / "config.json").is_file():
@@ -204,13 +204,8 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
         manifest = run / "data" / "train" / "manifest.jsonl"
         stages = [("tclap", _stage_cfg(rc, str(start), steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                   ("baseline", _stage_cfg(rc, str(start), steps, rc.finetune_lr, 0.0, False))]
-        positive = []
-        if rc.singles_per_class > 0:  # the run's own positive-only set, as its fine-tunes had
-            from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
-
-            positive.append(str(build_builtin_singles(run / "data" / "single", per_class=rc.singles_per_class,
-                                                      seconds=rc.seconds, sr=rc.sample_rate)))
-        tcl, base = _train_stages(stages, out, manifest, quiet, jobs, positive)
+        # the run's own positive-only set (none for runs from before it), as its fine-tunes had
+        tcl, base = _train_stages(stages, out, manifest, quiet, jobs, positive_sets(rc, run))
         models = {"tiny-baseline": base, "tiny-tclap": tcl}
         if wise is not None:
             models[WISE] = interpolate_models(base, tcl, wise, out / "wise")

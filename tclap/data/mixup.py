@@ -307,9 +307,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def _check_config(out_dir: Path, cfg: MixupConfig) -> None:
-    path = out_dir / "mixup_config.json"
-    ident = cfg.identity()
+def check_settings(path: Path, ident: dict, what: str) -> None:
+    """Refuse a folder whose settings file ``path`` holds other settings than ``ident`` (one line naming the keys
+    that differ); write ``ident`` there when the folder has none yet. ``what`` names the set in the message."""
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -318,7 +318,7 @@ def _check_config(out_dir: Path, cfg: MixupConfig) -> None:
         if old != ident:
             diff = sorted(k for k in set(ident) | set(old or {}) if (old or {}).get(k) != ident.get(k))
             raise UserError(
-                f"{out_dir} holds a mix-up set built with other settings ({', '.join(diff)} differ); "
+                f"{path.parent} holds {what} built with other settings ({', '.join(diff)} differ); "
                 "use another --out folder or the same settings to resume"
             )
     else:
@@ -359,7 +359,7 @@ def build_mixups(
     bank = bank if bank is not None else open_bank(cfg.bank, cfg.test_folds, cfg.phrases_file, strict=strict)
     labels = bank.check_split(cfg.split)
     out.mkdir(parents=True, exist_ok=True)
-    _check_config(out, cfg)
+    check_settings(out / "mixup_config.json", cfg.identity(), "a mix-up set")
     report = MixupReport(out_dir=out, manifest=None, requested=0, bank_skipped=list(bank.skipped))
     if bank.skipped:
         atomic_write_text(out / "skipped_clips.tsv", "".join(f"{p}\t{r}\n" for p, r in bank.skipped))

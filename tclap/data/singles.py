@@ -19,16 +19,17 @@ A re-run with the same settings rewrites only missing audio; other settings are 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import soundfile as sf
 from tqdm.auto import tqdm
 
-from tclap.audio import atomic_write_text, save_audio
+from tclap.audio import save_audio
 from tclap.data.banks import open_bank
 from tclap.data.captions import capitalize_first
 from tclap.data.manifest import write_manifest
+from tclap.data.mixup import check_settings
 from tclap.errors import UserError
 
 CONFIG_FILE = "singles_config.json"
@@ -98,17 +99,10 @@ def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, 
     """
     cfg.validate()
     out = Path(out_dir)
-    conf = out / CONFIG_FILE
-    if conf.is_file():
-        old = json.loads(conf.read_text(encoding="utf-8"))
-        if old != cfg.identity():
-            diff = sorted(k for k in set(old) | set(cfg.identity()) if old.get(k) != cfg.identity().get(k))
-            raise UserError(f"{out} holds a single-event set with other settings ({', '.join(diff)}); "
-                            "use another --out or the same settings")
     bank = open_bank(cfg.bank, test_folds=cfg.test_folds, phrases_file=cfg.phrases_file, strict=strict)
     labels = bank.check_split(cfg.split)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(conf, json.dumps(cfg.identity(), indent=2))
+    check_settings(out / CONFIG_FILE, cfg.identity(), "a single-event set")
     todo = [(label, j, key) for label in labels for j, key in enumerate(bank.keys(label, cfg.split, cfg.per_class))]
     n = int(round(cfg.seconds * cfg.sr))
     items, failed, written = [], {}, 0
@@ -116,8 +110,6 @@ def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, 
         path = (out / "audio" / f"{label}-{j}.wav").resolve()
         try:
             if path.is_file():  # written atomically by an earlier run with the same settings
-                import soundfile as sf  # noqa: PLC0415
-
                 length = sf.info(str(path)).frames
             else:
                 wav = bank.load(key, cfg.sr)[:n]

@@ -228,6 +228,16 @@ def _train_stages(stages: Sequence[tuple[str, object]], out: Path, manifest: Pat
     return [out / "runs" / n / "model" for n, _ in stages]
 
 
+def positive_sets(rc: RecipeConfig, out: Path) -> list[str]:
+    """The fine-tunes' positive-only manifests: ``out/data/single`` (built or reused) when ``singles_per_class`` > 0."""
+    if rc.singles_per_class <= 0:
+        return []
+    from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
+
+    return [str(build_builtin_singles(Path(out) / "data" / "single", per_class=rc.singles_per_class,
+                                      seconds=rc.seconds, sr=rc.sample_rate))]
+
+
 def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs: int = 1) -> dict:
     """Run every stage; returns the summary (also written to ``out_dir/summary.json``).
 
@@ -249,13 +259,7 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
         start_stages += ("warm",)
     finetunes = [("tclap", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, rc.lambda_t, rc.negative_audio)),
                  ("baseline", _stage_cfg(rc, str(pre), rc.finetune_steps, rc.finetune_lr, 0.0, False))]
-    positive: list[str] = []
-    if rc.singles_per_class > 0:
-        from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
-
-        positive.append(str(build_builtin_singles(out / "data" / "single", per_class=rc.singles_per_class,
-                                                  seconds=rc.seconds, sr=rc.sample_rate)))
-    tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs, positive)
+    tcl, base = _train_stages(finetunes, out, manifest, quiet, jobs, positive_sets(rc, out))
     shipped = [("tiny-baseline", base, (*start_stages, "baseline")), ("tiny-tclap", tcl, (*start_stages, "tclap"))]
     if rc.wise_alpha < 1.0:
         from tclap.interpolate import interpolate_models  # noqa: PLC0415
