@@ -74,6 +74,8 @@ class ComponentsConfig:
     # recorded by the LDM trainer. When set, generation clamps each step's predicted clean latent x0 to it
     # (DDPM's ``clip_sample``, per channel and for every scheduler); see ``clamp_prediction``.
     latent_range: list | None = None
+    # Fixed time-position channels appended to the UNet's input (see ``TimePositionChannels``); 0 for AudioLDM.
+    position_channels: int = 0
     extra: dict = field(default_factory=dict)  # free-form provenance (recipe, steps, scores)
 
     def to_dict(self) -> dict:
@@ -182,10 +184,15 @@ class AudioLDMComponents:
             )
         if n_mels % self.vae_scale_factor:
             raise UserError(f"{n_mels} mel bins are not divisible by the VAE's downsampling {self.vae_scale_factor}")
-        if self.vae.config.latent_channels != ucfg.in_channels:
+        n_pos = int(self.config.position_channels)
+        if self.vae.config.latent_channels + n_pos != ucfg.in_channels or ucfg.out_channels != ucfg.in_channels - n_pos:
+            extra = f" plus {n_pos} position channels" if n_pos else ""
             raise UserError(
-                f"the VAE has {self.vae.config.latent_channels} latent channels but the UNet takes {ucfg.in_channels}"
+                f"the VAE has {self.vae.config.latent_channels} latent channels{extra} but the UNet takes "
+                f"{ucfg.in_channels} and returns {ucfg.out_channels}"
             )
+        if n_pos and getattr(self.unet, "time_position_channels", 0) != n_pos:
+            add_time_position(self.unet, n_pos)
         return self
 
     def to(self, device: str | torch.device) -> "AudioLDMComponents":
@@ -207,6 +214,10 @@ class AudioLDMComponents:
         import copy  # noqa: PLC0415
 
         from diffusers import AudioLDMPipeline  # noqa: PLC0415
+
+        if self.config.position_channels:
+            raise UserError(f"this model's UNet takes {self.config.position_channels} time-position channels, which "
+                            "diffusers' AudioLDMPipeline does not add; compare with a model built without them")
 
         tok = copy.deepcopy(self.conditioner.clap.tokenizer)
         tok.model_max_length = self.conditioner.max_text_length
@@ -296,6 +307,7 @@ def build_tiny_components(
     max_seconds: float = 4.0,
     mel: AudioLDMMelConfig | None = None,
     name: str = "tiny",
+    position_channels: int = 0,
 ) -> AudioLDMComponents:
     """Small random-weight AudioLDM components, seeded (tests, benchmarks, the embedded model's start point).
 
@@ -305,8 +317,9 @@ def build_tiny_components(
         vae_channels: VAE block widths; the mel is downsampled by ``2 ** (len - 1)`` in time and frequency.
         vocoder: ``griffinlim`` (no weights) or ``hifigan`` (a tiny random ``SpeechT5HifiGan``).
         max_seconds: the longest generation this model accepts.
+        position_channels: fixed time-position channels appended to the UNet input (``TimePositionChannels``).
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
 
     mel = mel or AudioLDMMelConfig()
     conditioner = ClapConditioner(clap, source=source, cfg_dropout=cfg_dropout, adapter_dim=adapter_dim)
@@ -328,7 +341,8 @@ def build_tiny_components(
     )
     frames = int(max_seconds * mel.sample_rate / mel.hop_length)
     unet = build_unet(latent_channels, max(1, frames // f), unet_channels, conditioner.output_dim,
-                      layers_per_block=layers_per_block, attention=attention, seed=seed + 1)
+                      layers_per_block=layers_per_block, attention=attention, seed=seed + 1,
+                      position_channels=position_channels)
     if vocoder == "hifigan":
         voc = build_tiny_hifigan(mel, seed=seed + 2)
     elif vocoder == "griffinlim":
@@ -344,6 +358,7 @@ def build_tiny_components(
         cfg_dropout=cfg_dropout,
         adapter_dim=adapter_dim,
         vocoder=vocoder,
+        position_channels=int(position_channels),
     )
     comps = AudioLDMComponents(
         vae=vae.eval(),
@@ -358,26 +373,31 @@ def build_tiny_components(
 
 
 def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, *, layers_per_block: int = 1,
-               attention: bool = True, seed: int = 0):
+               attention: bool = True, seed: int = 0, position_channels: int = 0):
     """A randomly initialised AudioLDM-style ``UNet2DConditionModel`` (seeded).
 
     ``channels``: block widths; the last ``len - 1`` down blocks (and the mid block) use self-attention when
     ``attention`` (AudioLDM's ``encoder_hidden_states`` is None, so "cross" attention attends to the latent
     itself). The ``[B, cond_dim]`` condition enters through ``simple_projection`` class embeddings,
-    concatenated to the time embedding (``class_embeddings_concat``), as in AudioLDM.
+    concatenated to the time embedding (``class_embeddings_concat``), as in AudioLDM. ``position_channels``:
+    the UNet takes ``latent_channels + position_channels`` input channels and a :class:`TimePositionChannels`
+    hook fills the extra ones, so callers still pass ``[B, latent_channels, h, w]``.
     """
     from diffusers import UNet2DConditionModel
 
     channels = [int(c) for c in channels]
     if not channels or min(channels) < 8:
         raise UserError(f"UNet channels {channels}: give one or more widths of at least 8, e.g. 32,64,128")
+    position_channels = int(position_channels)
+    if not 0 <= position_channels <= 64:
+        raise UserError(f"position channels {position_channels}: give 0 (none, as AudioLDM) to 64, e.g. 4")
     torch.manual_seed(seed)
     n = len(channels)
     down = ["DownBlock2D"] + ["CrossAttnDownBlock2D" if attention else "DownBlock2D"] * (n - 1)
     up = ["CrossAttnUpBlock2D" if attention else "UpBlock2D"] * (n - 1) + ["UpBlock2D"]
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=latent_channels,
+        in_channels=latent_channels + position_channels,
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -391,15 +411,66 @@ def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, 
         projection_class_embeddings_input_dim=cond_dim,
         class_embeddings_concat=True,
     )
+    return add_time_position(unet, position_channels)
 
 
 def replace_unet(components: "AudioLDMComponents", channels, *, layers_per_block: int = 1, attention: bool = True,
-                 seed: int = 0) -> "AudioLDMComponents":
+                 seed: int = 0, position_channels: int = 0) -> "AudioLDMComponents":
     """Swap in a fresh random UNet of another size (same latent channels, sample size and condition size)."""
     old = components.unet.config
-    components.unet = build_unet(int(old.in_channels), old.sample_size, channels, components.conditioner.output_dim,
-                                 layers_per_block=layers_per_block, attention=attention, seed=seed).eval()
+    components.unet = build_unet(int(components.vae.config.latent_channels), old.sample_size, channels,
+                                 components.conditioner.output_dim, layers_per_block=layers_per_block,
+                                 attention=attention, seed=seed, position_channels=position_channels).eval()
+    components.config.position_channels = int(position_channels)
     return components.validate()
+
+
+# ------------------------------------------------------------------------------------- time position
+def time_position_features(frames: int, n: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``[n, frames]``: ``cos(π·(k + 1)·(i + ½) / frames)`` for channel ``k`` at latent frame ``i``.
+
+    Channel 0 falls monotonically from ~1 at the clip's start to ~-1 at its end, so every frame knows where in
+    the clip it lies; the higher channels resolve that position more finely. Positions are relative to the
+    clip's length, so "first half" means the same at any generation length.
+    """
+    i = torch.arange(frames, device=device, dtype=torch.float32) + 0.5
+    k = torch.arange(1, n + 1, device=device, dtype=torch.float32)
+    return torch.cos(torch.pi * k[:, None] * i[None, :] / frames).to(dtype)
+
+
+class TimePositionChannels:
+    """A forward pre-hook that appends ``n`` time-position channels to a UNet's ``sample``.
+
+    A UNet of convolutions and (position-free) self-attention is translation-equivariant: a frame in the middle of
+    the clip cannot tell the first half from the second except through the zero padding at the edges, far outside a
+    small UNet's receptive field. Placing "A, then B" needs that information, so models built with
+    ``position_channels > 0`` see ``[B, C + n, h, w]``: the latent and :func:`time_position_features` along the
+    time axis ``h``, broadcast over frequency (the idea of CoordConv, Liu et al. 2018). Callers keep passing
+    ``[B, C, h, w]``; the hook travels with the module (training, EMA, validation, generation and the probe).
+    """
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __call__(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        b, _, h, w = sample.shape
+        pos = time_position_features(h, self.n, device=sample.device, dtype=sample.dtype)  # [n, h]
+        x = torch.cat([sample, pos[None, :, :, None].expand(b, self.n, h, w)], dim=1)  # [B, C + n, h, w]
+        if args:
+            return (x, *args[1:]), kwargs
+        return args, {**kwargs, "sample": x}
+
+
+def add_time_position(unet, n: int):
+    """Attach a :class:`TimePositionChannels` hook for ``n > 0`` channels (once); returns ``unet``."""
+    n = int(n)
+    if n and getattr(unet, "time_position_channels", 0) != n:
+        if getattr(unet, "time_position_channels", 0):
+            raise UserError("this UNet already adds time-position channels; build a fresh one to change their number")
+        unet.register_forward_pre_hook(TimePositionChannels(n), with_kwargs=True)
+        unet.time_position_channels = n
+    return unet
 
 
 # ----------------------------------------------------------------------------------------------------- save

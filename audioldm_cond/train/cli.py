@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unet-channels", default=None, help="stage ldm: train a fresh UNet of these block widths "
                    "(comma-separated, e.g. 32,64,128) instead of the model's own")
     p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
+    p.add_argument("--unet-position-channels", type=int, default=0,
+                   help="with --unet-channels: fixed time-position input channels (0: none, as AudioLDM; 4 helps a "
+                        "small UNet place events in order)")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the first clip's)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
@@ -88,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma,
-                           unet=parse_unet_channels(args.unet_channels, args.unet_layers) if args.unet_channels else None),
+                           unet=parse_unet_channels(args.unet_channels, args.unet_layers,
+                                                    args.unet_position_channels) if args.unet_channels else None),
         val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,
                              num_inference_steps=args.val_steps, backend=args.val_backend, clap_model=args.val_clap,
                              generate=not args.no_val_generate),

@@ -85,11 +85,12 @@ class LdmStageConfig:
     scaling_factor: str = "estimate"
     snr_gamma: float | None = None
     # A fresh UNet of this architecture instead of the loaded model's: {"channels": [32, 64, 128],
-    # "layers_per_block": 1, "attention": true} (e.g. a larger UNet on the embedded model's VAE).
+    # "layers_per_block": 1, "attention": true, "position_channels": 4} (e.g. a larger UNet on the embedded
+    # model's VAE; position_channels: fixed time-position input channels, ``components.TimePositionChannels``).
     unet: dict | None = None
 
 
-def parse_unet_channels(text: str, layers_per_block: int = 1) -> dict:
+def parse_unet_channels(text: str, layers_per_block: int = 1, position_channels: int = 0) -> dict:
     """``"32,64,128"`` -> the ``LdmStageConfig.unet`` dict; a bad list is a one-line :class:`UserError`."""
     try:
         chans = [int(c) for c in str(text).split(",") if c.strip()]
@@ -98,7 +99,12 @@ def parse_unet_channels(text: str, layers_per_block: int = 1) -> dict:
     if not chans or min(chans) < 8 or layers_per_block < 1:
         raise UserError(f"--unet-channels {text!r}: give comma-separated widths of at least 8, e.g. 32,64,128 "
                         "(and --unet-layers >= 1)")
-    return {"channels": chans, "layers_per_block": int(layers_per_block), "attention": True}
+    if not 0 <= int(position_channels) <= 64:
+        raise UserError(f"--unet-position-channels {position_channels}: give 0 (none, as AudioLDM) to 64, e.g. 4")
+    out = {"channels": chans, "layers_per_block": int(layers_per_block), "attention": True}
+    if position_channels:
+        out["position_channels"] = int(position_channels)
+    return out
 
 
 @dataclass
@@ -162,7 +168,7 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
         if self.ldm.unet is not None:
-            unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention"})
+            unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention", "position_channels"})
             if unknown or not self.ldm.unet.get("channels"):
                 raise UserError(f"ldm.unet {self.ldm.unet}: give channels (and optionally layers_per_block, attention)"
                                 + (f"; unknown keys {unknown}" if unknown else ""))

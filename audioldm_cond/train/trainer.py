@@ -459,7 +459,8 @@ def load_components_for(cfg: TrainConfig):
     if cfg.stage == "ldm" and cfg.ldm.unet:
         u = cfg.ldm.unet
         comp.replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
-                          attention=bool(u.get("attention", True)), seed=cfg.seed + 1)
+                          attention=bool(u.get("attention", True)), seed=cfg.seed + 1,
+                          position_channels=int(u.get("position_channels", 0)))
     return comps
 
 
