@@ -76,6 +76,10 @@ class ComponentsConfig:
     latent_range: list | None = None
     # Fixed time-position channels appended to the UNet's input (see ``TimePositionChannels``); 0 for AudioLDM.
     position_channels: int = 0
+    # A learned map from the condition onto ``cond_map_channels`` input channels laid out over
+    # ``cond_map_segments`` stretches of the clip (see ``CondTimeMap``); 0 for AudioLDM.
+    cond_map_channels: int = 0
+    cond_map_segments: int = 8
     extra: dict = field(default_factory=dict)  # free-form provenance (recipe, steps, scores)
 
     def to_dict(self) -> dict:
@@ -184,14 +188,20 @@ class AudioLDMComponents:
             )
         if n_mels % self.vae_scale_factor:
             raise UserError(f"{n_mels} mel bins are not divisible by the VAE's downsampling {self.vae_scale_factor}")
-        n_pos = int(self.config.position_channels)
-        if self.vae.config.latent_channels + n_pos != ucfg.in_channels or ucfg.out_channels != ucfg.in_channels - n_pos:
-            extra = f" plus {n_pos} position channels" if n_pos else ""
+        n_pos, n_map = int(self.config.position_channels), int(self.config.cond_map_channels)
+        n_extra = n_pos + n_map
+        if self.vae.config.latent_channels + n_extra != ucfg.in_channels or ucfg.out_channels != ucfg.in_channels - n_extra:
+            extra = (f" plus {n_pos} position" if n_pos else "") + (f" plus {n_map} condition-map" if n_map else "")
+            extra = f"{extra} channels" if extra else ""
             raise UserError(
                 f"the VAE has {self.vae.config.latent_channels} latent channels{extra} but the UNet takes "
                 f"{ucfg.in_channels} and returns {ucfg.out_channels}"
             )
-        if n_pos and getattr(self.unet, "time_position_channels", 0) != n_pos:
+        cmap = getattr(self.unet, "time_cond_map", None)
+        if n_map and (cmap is None or cmap.channels != n_map or cmap.segments != int(self.config.cond_map_segments)):
+            raise UserError(f"the model config asks for a {n_map}-channel condition time map but the UNet "
+                            f"{'has another' if cmap is not None else 'has none'}; re-save the model")
+        if n_extra:
             add_time_position(self.unet, n_pos)
         return self
 
@@ -215,9 +225,10 @@ class AudioLDMComponents:
 
         from diffusers import AudioLDMPipeline  # noqa: PLC0415
 
-        if self.config.position_channels:
-            raise UserError(f"this model's UNet takes {self.config.position_channels} time-position channels, which "
-                            "diffusers' AudioLDMPipeline does not add; compare with a model built without them")
+        if self.config.position_channels or self.config.cond_map_channels:
+            raise UserError(f"this model's UNet takes {self.config.position_channels} time-position and "
+                            f"{self.config.cond_map_channels} condition-map channels, which diffusers' AudioLDMPipeline "
+                            "does not add; compare with a model built without them")
 
         tok = copy.deepcopy(self.conditioner.clap.tokenizer)
         tok.model_max_length = self.conditioner.max_text_length
@@ -308,6 +319,8 @@ def build_tiny_components(
     mel: AudioLDMMelConfig | None = None,
     name: str = "tiny",
     position_channels: int = 0,
+    cond_map_channels: int = 0,
+    cond_map_segments: int = 8,
 ) -> AudioLDMComponents:
     """Small random-weight AudioLDM components, seeded (tests, benchmarks, the embedded model's start point).
 
@@ -318,6 +331,7 @@ def build_tiny_components(
         vocoder: ``griffinlim`` (no weights) or ``hifigan`` (a tiny random ``SpeechT5HifiGan``).
         max_seconds: the longest generation this model accepts.
         position_channels: fixed time-position channels appended to the UNet input (``TimePositionChannels``).
+        cond_map_channels, cond_map_segments: a learned layout of the condition over time (``CondTimeMap``).
     """
     from diffusers import AutoencoderKL
 
@@ -342,7 +356,8 @@ def build_tiny_components(
     frames = int(max_seconds * mel.sample_rate / mel.hop_length)
     unet = build_unet(latent_channels, max(1, frames // f), unet_channels, conditioner.output_dim,
                       layers_per_block=layers_per_block, attention=attention, seed=seed + 1,
-                      position_channels=position_channels)
+                      position_channels=position_channels, cond_map_channels=cond_map_channels,
+                      cond_map_segments=cond_map_segments)
     if vocoder == "hifigan":
         voc = build_tiny_hifigan(mel, seed=seed + 2)
     elif vocoder == "griffinlim":
@@ -359,6 +374,8 @@ def build_tiny_components(
         adapter_dim=adapter_dim,
         vocoder=vocoder,
         position_channels=int(position_channels),
+        cond_map_channels=int(cond_map_channels),
+        cond_map_segments=int(cond_map_segments),
     )
     comps = AudioLDMComponents(
         vae=vae.eval(),
@@ -373,7 +390,8 @@ def build_tiny_components(
 
 
 def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, *, layers_per_block: int = 1,
-               attention: bool = True, seed: int = 0, position_channels: int = 0):
+               attention: bool = True, seed: int = 0, position_channels: int = 0, cond_map_channels: int = 0,
+               cond_map_segments: int = 8):
     """A randomly initialised AudioLDM-style ``UNet2DConditionModel`` (seeded).
 
     ``channels``: block widths; the last ``len - 1`` down blocks (and the mid block) use self-attention when
@@ -381,7 +399,8 @@ def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, 
     itself). The ``[B, cond_dim]`` condition enters through ``simple_projection`` class embeddings,
     concatenated to the time embedding (``class_embeddings_concat``), as in AudioLDM. ``position_channels``:
     the UNet takes ``latent_channels + position_channels`` input channels and a :class:`TimePositionChannels`
-    hook fills the extra ones, so callers still pass ``[B, latent_channels, h, w]``.
+    hook fills the extra ones, so callers still pass ``[B, latent_channels, h, w]``. ``cond_map_channels``: ``M``
+    more input channels from a learned :class:`CondTimeMap` of the condition over ``cond_map_segments`` stretches.
     """
     from diffusers import UNet2DConditionModel
 
@@ -397,7 +416,7 @@ def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, 
     up = ["CrossAttnUpBlock2D" if attention else "UpBlock2D"] * (n - 1) + ["UpBlock2D"]
     unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=latent_channels + position_channels,
+        in_channels=latent_channels + position_channels + int(cond_map_channels),
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -411,17 +430,23 @@ def build_unet(latent_channels: int, sample_size: int, channels, cond_dim: int, 
         projection_class_embeddings_input_dim=cond_dim,
         class_embeddings_concat=True,
     )
-    return add_time_position(unet, position_channels)
+    if cond_map_channels:
+        add_cond_map(unet, cond_map_channels, cond_map_segments, seed=seed + 7)
+    return add_time_position(unet, position_channels) if position_channels or cond_map_channels else unet
 
 
 def replace_unet(components: "AudioLDMComponents", channels, *, layers_per_block: int = 1, attention: bool = True,
-                 seed: int = 0, position_channels: int = 0) -> "AudioLDMComponents":
+                 seed: int = 0, position_channels: int = 0, cond_map_channels: int = 0,
+                 cond_map_segments: int = 8) -> "AudioLDMComponents":
     """Swap in a fresh random UNet of another size (same latent channels, sample size and condition size)."""
     old = components.unet.config
     components.unet = build_unet(int(components.vae.config.latent_channels), old.sample_size, channels,
                                  components.conditioner.output_dim, layers_per_block=layers_per_block,
-                                 attention=attention, seed=seed, position_channels=position_channels).eval()
+                                 attention=attention, seed=seed, position_channels=position_channels,
+                                 cond_map_channels=cond_map_channels, cond_map_segments=cond_map_segments).eval()
     components.config.position_channels = int(position_channels)
+    components.config.cond_map_channels = int(cond_map_channels)
+    components.config.cond_map_segments = int(cond_map_segments)
     return components.validate()
 
 
@@ -439,14 +464,16 @@ def time_position_features(frames: int, n: int, *, device=None, dtype=torch.floa
 
 
 class TimePositionChannels:
-    """A forward pre-hook that appends ``n`` time-position channels to a UNet's ``sample``.
+    """A forward pre-hook that appends time-position (and condition-map) channels to a UNet's ``sample``.
 
     A UNet of convolutions and (position-free) self-attention is translation-equivariant: a frame in the middle of
     the clip cannot tell the first half from the second except through the zero padding at the edges, far outside a
     small UNet's receptive field. Placing "A, then B" needs that information, so models built with
     ``position_channels > 0`` see ``[B, C + n, h, w]``: the latent and :func:`time_position_features` along the
-    time axis ``h``, broadcast over frequency (the idea of CoordConv, Liu et al. 2018). Callers keep passing
-    ``[B, C, h, w]``; the hook travels with the module (training, EMA, validation, generation and the probe).
+    time axis ``h``, broadcast over frequency (the idea of CoordConv, Liu et al. 2018). When the UNet carries a
+    :class:`CondTimeMap` (``unet.time_cond_map``), its ``[B, M, h]`` output for the call's ``class_labels`` follows
+    (``[B, C + n + M, h, w]``). Callers keep passing ``[B, C, h, w]``; the hook travels with the module
+    (training, EMA, validation, generation and the probe).
     """
 
     def __init__(self, n: int):
@@ -455,22 +482,90 @@ class TimePositionChannels:
     def __call__(self, module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
         b, _, h, w = sample.shape
-        pos = time_position_features(h, self.n, device=sample.device, dtype=sample.dtype)  # [n, h]
-        x = torch.cat([sample, pos[None, :, :, None].expand(b, self.n, h, w)], dim=1)  # [B, C + n, h, w]
+        parts = [sample]
+        if self.n:
+            pos = time_position_features(h, self.n, device=sample.device, dtype=sample.dtype)  # [n, h]
+            parts.append(pos[None, :, :, None].expand(b, self.n, h, w))
+        cmap = getattr(module, "time_cond_map", None)
+        if cmap is not None:
+            labels = kwargs.get("class_labels")
+            if labels is None:
+                raise UserError("this UNet lays its condition out over time (a condition map): pass class_labels")
+            layout = cmap(labels.to(sample.dtype), h)  # [B or 1, M, h]
+            parts.append(layout[..., None].expand(b, cmap.channels, h, w))
+        x = torch.cat(parts, dim=1)  # [B, C + n + M, h, w]
         if args:
             return (x, *args[1:]), kwargs
         return args, {**kwargs, "sample": x}
 
 
 def add_time_position(unet, n: int):
-    """Attach a :class:`TimePositionChannels` hook for ``n > 0`` channels (once); returns ``unet``."""
+    """Attach a :class:`TimePositionChannels` hook with ``n`` position channels (once); returns ``unet``.
+
+    The hook also feeds a :class:`CondTimeMap` set as ``unet.time_cond_map`` (before or after this call).
+    """
     n = int(n)
-    if n and getattr(unet, "time_position_channels", 0) != n:
-        if getattr(unet, "time_position_channels", 0):
+    if getattr(unet, "_time_channels_hook", None) is not None:
+        if getattr(unet, "time_position_channels", 0) != n:
             raise UserError("this UNet already adds time-position channels; build a fresh one to change their number")
-        unet.register_forward_pre_hook(TimePositionChannels(n), with_kwargs=True)
-        unet.time_position_channels = n
+        return unet
+    unet._time_channels_hook = unet.register_forward_pre_hook(TimePositionChannels(n), with_kwargs=True)
+    unet.time_position_channels = n
     return unet
+
+
+class CondTimeMap(nn.Module):
+    """A learned layout of the condition over the clip: ``[B, D]`` -> ``[B, M, frames]``.
+
+    A linear map gives ``M`` channels at ``S`` evenly spaced anchor points of the clip, linearly interpolated to
+    the latent's frames. AudioLDM's UNet sees its condition only as a per-channel shift of every frame alike, so
+    "A, then B" and "B, then A" must be told apart deep inside the network; this map lets the condition say
+    *where* in the clip a feature belongs at the UNet's input. A condition that does not encode order (a
+    bag-of-events CLAP embedding) cannot use it to place events; one that does (T-CLAP) can.
+
+    Args:
+        cond_dim: size ``D`` of the conditioning vector (the UNet's ``projection_class_embeddings_input_dim``).
+        channels: ``M`` output channels.
+        segments: ``S`` anchor points along time (>= 2).
+    """
+
+    def __init__(self, cond_dim: int, channels: int, segments: int = 8):
+        super().__init__()
+        if not 1 <= int(channels) <= 64 or not 2 <= int(segments) <= 64:
+            raise UserError(f"condition map of {channels} channel(s) over {segments} segment(s): give 1-64 channels "
+                            "over 2-64 segments, e.g. 8 over 8")
+        self.channels, self.segments = int(channels), int(segments)
+        self.proj = nn.Linear(int(cond_dim), self.channels * self.segments)
+
+    def forward(self, cond: torch.Tensor, frames: int) -> torch.Tensor:
+        """``cond`` ``[B, D]`` -> ``[B, M, frames]``."""
+        anchors = self.proj(cond).view(cond.shape[0], self.channels, self.segments)  # [B, M, S]
+        return nn.functional.interpolate(anchors, size=int(frames), mode="linear", align_corners=True)
+
+
+def add_cond_map(unet, channels: int, segments: int = 8, *, seed: int = 0):
+    """Give ``unet`` a fresh :class:`CondTimeMap` (``unet.time_cond_map``, saved with its weights); returns it."""
+    torch.manual_seed(seed)
+    unet.time_cond_map = CondTimeMap(int(unet.config.projection_class_embeddings_input_dim), channels, segments)
+    return unet
+
+
+def load_cond_map(unet, unet_dir: Path, channels: int, segments: int) -> None:
+    """Rebuild ``unet.time_cond_map`` and read its weights from the saved UNet (diffusers skips unknown keys)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(unet_dir).glob("*.safetensors"))
+    add_cond_map(unet, channels, segments)
+    state = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                if k.startswith("time_cond_map."):
+                    state[k[len("time_cond_map."):]] = fh.get_tensor(k)
+    if not state:
+        raise UserError(f"{unet_dir} has no condition-map weights (time_cond_map.*) but the model config asks for "
+                        f"{channels} condition-map channels; re-save the model")
+    unet.time_cond_map.load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------------------------------- save
@@ -615,7 +710,18 @@ def load_components(
     index = _read_index(root)
     cfg = ComponentsConfig.from_dict(json.loads((root / CONFIG_FILE).read_text())) if (root / CONFIG_FILE).exists() else None
     vae = AutoencoderKL.from_pretrained(_need_dir(root, "vae", "the mel VAE"))
-    unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
+    if cfg is not None and cfg.cond_map_channels:
+        from diffusers.utils import logging as dlog
+
+        level = dlog.get_verbosity()
+        dlog.set_verbosity_error()  # the condition map's weights are ours: diffusers would list them as unused
+        try:
+            unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
+        finally:
+            dlog.set_verbosity(level)
+        load_cond_map(unet, root / "unet", cfg.cond_map_channels, cfg.cond_map_segments)
+    else:
+        unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
     sched_dir = _need_dir(root, "scheduler", "the noise schedule")
     sched_cfg = _read_json_file(sched_dir / "scheduler_config.json")
     if scheduler is None:

@@ -289,7 +289,7 @@ def test_position_channel_models_refuse_the_diffusers_pipeline_and_bad_counts(bu
     comps = build_tiny_components(bundle, seed=0, **SMALL)
     replace_unet(comps, [16, 32], seed=1, position_channels=4)
     assert comps.config.position_channels == 4 and comps.unet.config.in_channels == 8
-    with pytest.raises(UserError, match="time-position channels"):
+    with pytest.raises(UserError, match="4 time-position and 0 condition-map channels"):
         comps.to_diffusers()
     with pytest.raises(UserError, match="position channels 99"):
         build_unet(4, 16, [16, 32], 8, position_channels=99)
@@ -297,3 +297,63 @@ def test_position_channel_models_refuse_the_diffusers_pipeline_and_bad_counts(bu
         parse_unet_channels("16,32", 1, -1)
     assert parse_unet_channels("16,32", 1, 4)["position_channels"] == 4
     assert "position_channels" not in parse_unet_channels("16,32", 1, 0)  # configs of older runs stay equal
+
+
+def test_cond_map_lays_the_condition_out_over_time(bundle):
+    """The hook's extra channels equal a numpy linear interpolation of the map's anchors, after the positions."""
+    comps = build_tiny_components(bundle, seed=0, position_channels=2, cond_map_channels=3, cond_map_segments=4,
+                                  **SMALL)
+    unet = comps.unet
+    assert unet.config.in_channels == 4 + 2 + 3
+    x, t = torch.randn(2, 4, 16, 8), torch.tensor([10, 700])
+    cond = torch.randn(2, comps.conditioner.output_dim)
+    W = unet.time_cond_map.proj.weight.detach().numpy()
+    bias = unet.time_cond_map.proj.bias.detach().numpy()
+    anchors = (cond.numpy() @ W.T + bias).reshape(2, 3, 4)  # [B, M, S]
+    # anchors sit at frames 0, 5, 10, 15 (align_corners): np.interp between them
+    xs = np.linspace(0, 15, 4)
+    layout = np.stack([[np.interp(np.arange(16), xs, anchors[b, m]) for m in range(3)] for b in range(2)])
+    i = np.arange(16) + 0.5
+    pos = np.stack([np.cos(np.pi * k * i / 16) for k in (1, 2)])
+    extra = np.concatenate([np.broadcast_to(pos, (2, 2, 16)), layout], 1).astype(np.float32)  # [B, 5, 16]
+    with torch.no_grad():
+        got = unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+        plain = type(unet).from_config(unet.config)
+        plain.load_state_dict({k: v for k, v in unet.state_dict().items() if not k.startswith("time_cond_map.")})
+        feed = torch.cat([x, torch.from_numpy(extra)[..., None].expand(2, 5, 16, 8)], 1)
+        want = plain(feed, t, encoder_hidden_states=None, class_labels=cond).sample
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    # the map is trained with the UNet: it is among its parameters
+    assert any(p is unet.time_cond_map.proj.weight for p in unet.parameters())
+    with pytest.raises(UserError, match="pass class_labels"):
+        unet(x, t, encoder_hidden_states=None)
+
+
+def test_cond_map_survives_save_and_load_and_is_checked(bundle, tmp_path):
+    from audioldm_cond.train.config import parse_cond_map, parse_unet_channels
+
+    comps = build_tiny_components(bundle, seed=0, cond_map_channels=2, cond_map_segments=3, **SMALL)
+    save_components(comps, tmp_path / "m")
+    back = load_components(tmp_path / "m")
+    assert (back.config.cond_map_channels, back.config.cond_map_segments) == (2, 3)
+    x, t = torch.randn(1, 4, 16, 8), torch.tensor([100])
+    cond = torch.randn(1, comps.conditioner.output_dim)
+    with torch.no_grad():
+        a = comps.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+        b = back.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+    torch.testing.assert_close(a, b)
+    with pytest.raises(UserError, match="condition-map channels"):
+        back.to_diffusers()
+    cfg = json.loads((tmp_path / "m" / "audioldm_cond.json").read_text())
+    cfg["cond_map_channels"] = 0
+    (tmp_path / "m" / "audioldm_cond.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="4 latent channels but the UNet takes 6"):
+        load_components(tmp_path / "m")
+    assert parse_cond_map("8x4") == (8, 4) and parse_cond_map("6") == (6, 8) and parse_cond_map(None) == (0, 8)
+    for bad in ("axb", "1x2x3"):
+        with pytest.raises(UserError, match="--unet-cond-map"):
+            parse_cond_map(bad)
+    with pytest.raises(UserError, match="--unet-cond-map 8x1"):
+        parse_unet_channels("16,32", 1, 0, 8, 1)
+    u = parse_unet_channels("16,32", 1, 0, 8, 4)
+    assert (u["cond_map_channels"], u["cond_map_segments"]) == (8, 4)

@@ -263,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
     p.add_argument("--unet-position-channels", type=int, default=0,
                    help="fixed time-position input channels of a fresh ldm UNet (--unet-channels, or the arch's widths)")
+    p.add_argument("--unet-cond-map", default=None, metavar="MxS",
+                   help="a learned layout of the condition over time as M input channels at S anchors, e.g. 8x8")
     p.add_argument("--vae", default=None, help="reuse the VAE (and vocoder) of this trained model directory or "
                    "shipped name instead of training one")
     p.add_argument("--n-train", type=int, default=None, help="training mix-ups (each also used order-swapped)")
@@ -290,11 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("ema_decay", "ema_decay")):
         if getattr(args, flag) is not None:
             setattr(rc, attr, getattr(args, flag))
-    if args.unet_channels or args.unet_position_channels:
-        from audioldm_cond.train.config import parse_unet_channels
+    if args.unet_channels or args.unet_position_channels or args.unet_cond_map:
+        from audioldm_cond.train.config import parse_cond_map, parse_unet_channels
 
         widths = args.unet_channels or ",".join(str(c) for c in rc.arch["unet_channels"])
-        rc.ldm_unet = parse_unet_channels(widths, args.unet_layers, args.unet_position_channels)
+        rc.ldm_unet = parse_unet_channels(widths, args.unet_layers, args.unet_position_channels,
+                                          *parse_cond_map(args.unet_cond_map))
     if args.vae:
         from audioldm_cond.components import resolve_model_dir
 

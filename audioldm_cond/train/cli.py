@@ -19,7 +19,7 @@ from typing import Sequence
 
 from audioldm_cond.train.config import (
     COND_SOURCES, MIXED_PRECISION, STAGES, DataConfig, LdmStageConfig, OptimConfig, TrainConfig,
-    ValidationConfig, VaeStageConfig, parse_unet_channels,
+    ValidationConfig, VaeStageConfig, parse_cond_map, parse_unet_channels,
 )
 from tclap.errors import UserError, cli_entry
 
@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unet-position-channels", type=int, default=0,
                    help="with --unet-channels: fixed time-position input channels (0: none, as AudioLDM; 4 helps a "
                         "small UNet place events in order)")
+    p.add_argument("--unet-cond-map", default=None, metavar="MxS",
+                   help="with --unet-channels: M input channels of a learned layout of the condition over S stretches "
+                        "of the clip, e.g. 8x8 (default: none, as AudioLDM)")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the first clip's)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
@@ -91,8 +94,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma,
-                           unet=parse_unet_channels(args.unet_channels, args.unet_layers,
-                                                    args.unet_position_channels) if args.unet_channels else None),
+                           unet=parse_unet_channels(args.unet_channels, args.unet_layers, args.unet_position_channels,
+                                                    *parse_cond_map(args.unet_cond_map))
+                           if args.unet_channels else None),
         val=ValidationConfig(every=args.val_every, num_prompts=args.val_prompts, guidance_scales=scales,
                              num_inference_steps=args.val_steps, backend=args.val_backend, clap_model=args.val_clap,
                              generate=not args.no_val_generate),

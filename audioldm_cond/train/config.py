@@ -90,7 +90,8 @@ class LdmStageConfig:
     unet: dict | None = None
 
 
-def parse_unet_channels(text: str, layers_per_block: int = 1, position_channels: int = 0) -> dict:
+def parse_unet_channels(text: str, layers_per_block: int = 1, position_channels: int = 0,
+                        cond_map_channels: int = 0, cond_map_segments: int = 8) -> dict:
     """``"32,64,128"`` -> the ``LdmStageConfig.unet`` dict; a bad list is a one-line :class:`UserError`."""
     try:
         chans = [int(c) for c in str(text).split(",") if c.strip()]
@@ -101,10 +102,28 @@ def parse_unet_channels(text: str, layers_per_block: int = 1, position_channels:
                         "(and --unet-layers >= 1)")
     if not 0 <= int(position_channels) <= 64:
         raise UserError(f"--unet-position-channels {position_channels}: give 0 (none, as AudioLDM) to 64, e.g. 4")
+    if not 0 <= int(cond_map_channels) <= 64 or not 2 <= int(cond_map_segments) <= 64:
+        raise UserError(f"--unet-cond-map {cond_map_channels}x{cond_map_segments}: give 0 (none, as AudioLDM) to 64 "
+                        "channels over 2-64 segments, e.g. 8x8")
     out = {"channels": chans, "layers_per_block": int(layers_per_block), "attention": True}
     if position_channels:
         out["position_channels"] = int(position_channels)
+    if cond_map_channels:
+        out["cond_map_channels"], out["cond_map_segments"] = int(cond_map_channels), int(cond_map_segments)
     return out
+
+
+def parse_cond_map(text: str | None) -> tuple[int, int]:
+    """``"8x8"`` (channels x segments) or ``"8"`` (8 segments) -> ``(8, 8)``; None/"0" -> ``(0, 8)``."""
+    if text in (None, "", "0"):
+        return 0, 8
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise UserError(f"--unet-cond-map {text!r}: give CHANNELSxSEGMENTS, e.g. 8x8")
+    return parts[0], parts[1] if len(parts) == 2 else 8
 
 
 @dataclass
@@ -168,7 +187,8 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
         if self.ldm.unet is not None:
-            unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention", "position_channels"})
+            unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention", "position_channels",
+                                              "cond_map_channels", "cond_map_segments"})
             if unknown or not self.ldm.unet.get("channels"):
                 raise UserError(f"ldm.unet {self.ldm.unet}: give channels (and optionally layers_per_block, attention)"
                                 + (f"; unknown keys {unknown}" if unknown else ""))

@@ -460,7 +460,9 @@ def load_components_for(cfg: TrainConfig):
         u = cfg.ldm.unet
         comp.replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
                           attention=bool(u.get("attention", True)), seed=cfg.seed + 1,
-                          position_channels=int(u.get("position_channels", 0)))
+                          position_channels=int(u.get("position_channels", 0)),
+                          cond_map_channels=int(u.get("cond_map_channels", 0)),
+                          cond_map_segments=int(u.get("cond_map_segments", 8)))
     return comps
 
 
