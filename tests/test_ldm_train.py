@@ -219,6 +219,8 @@ def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
     (["--scaling-factor", "big"], "--scaling-factor"),
     (["--unet-channels", "32,4"], "--unet-channels"),
     (["--unet-channels", "32,64", "--unet-layers", "0"], "--unet-layers"),
+    (["--unet-channels", "32,64", "--unet-cond-map", "8x1"], "--unet-cond-map 8x1"),
+    (["--unet-channels", "32,64", "--unet-position-channels", "65"], "--unet-position-channels 65"),
 ])
 def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):
     from audioldm_cond.train.cli import main
@@ -267,3 +269,53 @@ def test_cli_unet_channels_sets_the_ldm_unet():
     assert cfg.ldm.unet == {"channels": [16, 32, 64], "layers_per_block": 2, "attention": True}
     cfg = config_from_args(p.parse_args(["--stage", "ldm", "--train", "t.jsonl", "--out", "o"]))
     assert cfg.ldm.unet is None
+
+
+def test_position_and_cond_map_unet_trains_resumes_and_loads(clips, tiny, tmp_path, monkeypatch):
+    """A UNet with time-position channels and a condition map: the map is trained (EMA included), a kill and
+    resume equals the uninterrupted run, and final/ loads back with both."""
+    from safetensors.torch import load_file
+
+    from audioldm_cond.components import load_components, replace_unet
+    from audioldm_cond.train import runlog
+
+    comps = replace_unet(copy.deepcopy(tiny), [16, 32], seed=1, position_channels=2, cond_map_channels=3,
+                         cond_map_segments=4)
+    init = comps.unet.time_cond_map.proj.weight.detach().clone()
+    (tmp_path / "cache").mkdir()
+    _fit(_cfg(clips, tmp_path / "ref", "ldm", steps=4), comps)
+    real = runlog.RunLog.scalars
+
+    def dying(self, rec):
+        real(self, rec)
+        if rec["step"] == 3:
+            raise _Kill
+
+    monkeypatch.setattr(runlog.RunLog, "scalars", dying)
+    with pytest.raises(_Kill):
+        _fit(_cfg(clips, tmp_path / "run", "ldm", steps=4), comps)
+    monkeypatch.undo()
+    _fit(_cfg(clips, tmp_path / "run", "ldm", steps=4, resume=True), comps)
+    a = load_file(str(tmp_path / "ref" / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert {"time_cond_map.proj.weight", "time_cond_map.proj.bias"} <= set(a) and a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    loaded = load_components(tmp_path / "ref" / "final")
+    assert (loaded.config.position_channels, loaded.config.cond_map_channels) == (2, 3)
+    assert loaded.unet.config.in_channels == 4 + 2 + 3
+    assert float((loaded.unet.time_cond_map.proj.weight - init).abs().max()) > 0  # trained with the UNet
+    torch.testing.assert_close(loaded.unet.time_cond_map.proj.weight, a["time_cond_map.proj.weight"])
+
+
+def test_cli_unet_cond_map_sets_the_ldm_unet():
+    import argparse
+
+    from audioldm_cond.train.cli import add_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = config_from_args(p.parse_args(["--stage", "ldm", "--train", "t.jsonl", "--out", "o", "--unet-channels",
+                                         "16,32", "--unet-position-channels", "4", "--unet-cond-map", "8x6"]))
+    assert cfg.ldm.unet == {"channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
+                            "cond_map_channels": 8, "cond_map_segments": 6}
