@@ -25,6 +25,12 @@ Contract (the trainer and the embedded-model recipe code against it):
   under ``audioldm_cond/assets/models/``) or a directory in that layout, including a local copy of
   ``cvssp/audioldm-s-full-v2``; ``text_encoder`` swaps the conditioning encoder for any CLAP ``tclap`` loads.
   A missing component folder is a one-line :class:`UserError` naming it.
+- Beyond AudioLDM (off by default, for small UNets that must place events in time): ``position_channels``
+  (:class:`TimePositionChannels`, fixed cosine features of each latent frame's place in the clip) and
+  ``cond_map_channels`` (:class:`CondTimeMap`, a learned layout of the condition over the clip, stored in the
+  UNet's weights as ``time_cond_map.*``) widen the UNet's input; a forward pre-hook appends them, so callers
+  still pass ``[B, latent_channels, h, w]`` and ``class_labels``. Such a model has no diffusers-pipeline
+  equivalent (``to_diffusers`` says so).
 """
 
 from __future__ import annotations

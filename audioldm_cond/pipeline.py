@@ -231,7 +231,7 @@ class TemporalAudioLDMPipeline:
                 uncond = c.conditioner.encode_text(negatives).to(device).repeat_interleave(n_cand, dim=0)
 
         frames = c.frames_for(seconds)
-        shape = (c.unet.config.in_channels, frames // c.vae_scale_factor, c.mel.n_mels // c.vae_scale_factor)
+        shape = (c.unet.config.out_channels, frames // c.vae_scale_factor, c.mel.n_mels // c.vae_scale_factor)
         if generator is not None:
             seeds: list[int | None] = [None] * total
             noise = torch.randn((total, *shape), generator=generator, device=generator.device, dtype=torch.float32)
