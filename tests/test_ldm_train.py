@@ -319,3 +319,38 @@ def test_cli_unet_cond_map_sets_the_ldm_unet():
                                          "16,32", "--unet-position-channels", "4", "--unet-cond-map", "8x6"]))
     assert cfg.ldm.unet == {"channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
                             "cond_map_channels": 8, "cond_map_segments": 6}
+
+
+def test_prediction_type_is_trained_and_saved(clips, tiny, tmp_path):
+    """--prediction-type v_prediction: the loss targets v (a batch's loss = a hand computation from the betas)
+    and the saved scheduler says v_prediction, so generation follows."""
+    from audioldm_cond.components import load_components
+    from tclap.errors import UserError
+
+    (tmp_path / "cache").mkdir()
+    cfg = _cfg(clips, tmp_path / "v", "ldm", steps=2)
+    cfg.ldm.prediction_type = "v_prediction"
+    tr = Trainer(cfg, components=copy.deepcopy(tiny))
+    tr.fit()
+    assert load_components(tmp_path / "v" / "final").scheduler.config.prediction_type == "v_prediction"
+    idx, unet = [0, 1, 2], tr.components.unet
+    loss, _ = tr.ldm_loss(unet, 0, idx=idx, g=torch.Generator().manual_seed(5))
+    # by hand: the same draws in the same order, v = sqrt(a) eps - sqrt(1 - a) z0, scaled-linear betas
+    sc = tr.noise_scheduler.config
+    assert sc.beta_schedule == "scaled_linear"
+    g = torch.Generator().manual_seed(5)
+    mean, std = tr.train_lat["mean"][idx], tr.train_lat["std"][idx]
+    z = (mean + std * torch.randn(mean.shape, generator=g)) * tr.scaling_factor
+    noise = torch.randn(z.shape, generator=g)
+    t = torch.randint(0, sc.num_train_timesteps, (3,), generator=g)
+    cond = tr.condition(idx, g, tr.train_cond)
+    betas = np.linspace(sc.beta_start ** 0.5, sc.beta_end ** 0.5, sc.num_train_timesteps, dtype=np.float64) ** 2
+    a = torch.from_numpy(np.cumprod(1.0 - betas)).float()[t][:, None, None, None]
+    v = a.sqrt() * noise - (1 - a).sqrt() * z
+    with torch.no_grad():
+        pred = unet(a.sqrt() * z + (1 - a).sqrt() * noise, t, encoder_hidden_states=None, class_labels=cond).sample
+    assert float(loss) == pytest.approx(float(((pred - v) ** 2).mean()), rel=1e-4)
+    bad = _cfg(clips, tmp_path / "b", "ldm", steps=2)
+    bad.ldm.prediction_type = "x0"
+    with pytest.raises(UserError, match="--prediction-type"):
+        bad.validate()

@@ -82,6 +82,7 @@ class RecipeConfig:
     ema_decay: float = 0.98
     cfg_dropout: float = 0.1
     snr_gamma: float | None = 5.0
+    prediction_type: str | None = None  # None: the VAE model's scheduler setting (epsilon)
     ckpt_every: int = 20
     val_generate: bool = True  # validation also generates and scores the validation prompts
     val_every: int = 500
@@ -157,7 +158,7 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
             stage="ldm", out_dir=str(out / f"ldm-{name}"), model=vae_final, clap=clap, data=data,
             optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
             ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
-                               unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
+                               prediction_type=rc.prediction_type, unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
             val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts, generate=rc.val_generate,
                                  guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
                                  clap_model=rc.judge_clap or clap),
@@ -263,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
     p.add_argument("--unet-position-channels", type=int, default=0,
                    help="fixed time-position input channels of a fresh ldm UNet (--unet-channels, or the arch's widths)")
+    p.add_argument("--prediction-type", default=None, choices=("epsilon", "v_prediction"),
+                   help="the ldm UNets' target (default: epsilon, as AudioLDM)")
+    p.add_argument("--snr-gamma", default=None, help="Min-SNR loss weighting of the ldm stages (default 5; 'none': off)")
     p.add_argument("--unet-cond-map", default=None, metavar="MxS",
                    help="a learned layout of the condition over time as M input channels at S anchors, e.g. 8x8")
     p.add_argument("--vae", default=None, help="reuse the VAE (and vocoder) of this trained model directory or "
@@ -289,9 +293,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc.val_prompts = args.val_prompts
     for flag, attr in (("n_train", "n_train"), ("ldm_batch", "ldm_batch"), ("ldm_lr", "ldm_lr"),
                        ("ckpt_every", "ckpt_every"), ("val_every", "val_every"), ("ldm_warmup", "ldm_warmup"),
-                       ("ema_decay", "ema_decay")):
+                       ("ema_decay", "ema_decay"), ("prediction_type", "prediction_type")):
         if getattr(args, flag) is not None:
             setattr(rc, attr, getattr(args, flag))
+    if args.snr_gamma is not None:
+        if str(args.snr_gamma).lower() in ("none", "off", "0"):
+            rc.snr_gamma = None
+        else:
+            try:
+                rc.snr_gamma = float(args.snr_gamma)
+            except ValueError:
+                raise UserError(f"--snr-gamma {args.snr_gamma!r}: give a number (e.g. 5) or none") from None
     if args.unet_channels or args.unet_position_channels or args.unet_cond_map:
         from audioldm_cond.train.config import parse_cond_map, parse_unet_channels
 

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scaling-factor", default="estimate",
                    help="latent scale: estimate (1/std of latents), keep (the VAE's), or a number")
     p.add_argument("--snr-gamma", type=float, default=None, help="Min-SNR loss weighting (e.g. 5)")
+    p.add_argument("--prediction-type", default=None, choices=("epsilon", "v_prediction"),
+                   help="stage ldm: the UNet's target (default: the model scheduler's; saved with the model)")
     p.add_argument("--kl-weight", type=float, default=1e-6, help="stage vae: weight of the KL term")
     p.add_argument("--vae-crop-frames", type=int, default=None,
                    help="stage vae: train on random windows of this many mel frames (cheaper on CPU)")
@@ -94,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma,
+                           prediction_type=args.prediction_type,
                            unet=parse_unet_channels(args.unet_channels, args.unet_layers, args.unet_position_channels,
                                                     *parse_cond_map(args.unet_cond_map))
                            if args.unet_channels else None),

@@ -84,6 +84,10 @@ class LdmStageConfig:
     cfg_dropout: float = 0.1
     scaling_factor: str = "estimate"
     snr_gamma: float | None = None
+    # The UNet's target: None keeps the model's scheduler setting; "epsilon" or "v_prediction" sets it (saved
+    # with the model's scheduler, so generation follows). Unweighted v-prediction weighs the layout of the
+    # clip at high noise far more than epsilon-prediction does.
+    prediction_type: str | None = None
     # A fresh UNet of this architecture instead of the loaded model's: {"channels": [32, 64, 128],
     # "layers_per_block": 1, "attention": true, "position_channels": 4} (e.g. a larger UNet on the embedded
     # model's VAE; position_channels: fixed time-position input channels, ``components.TimePositionChannels``).
@@ -186,6 +190,8 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.optim.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
+        if self.ldm.prediction_type not in (None, "epsilon", "v_prediction"):
+            raise UserError(f"--prediction-type {self.ldm.prediction_type!r}: use epsilon or v_prediction")
         if self.ldm.unet is not None:
             unknown = sorted(set(self.ldm.unet) - {"channels", "layers_per_block", "attention", "position_channels",
                                               "cond_map_channels", "cond_map_segments"})

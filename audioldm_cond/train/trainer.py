@@ -262,6 +262,9 @@ class Trainer:
         else:
             model = c.unet
             frozen = [c.vae, _clap_module(c.conditioner)]
+            if cfg.ldm.prediction_type and c.scheduler.config.prediction_type != cfg.ldm.prediction_type:
+                c.scheduler = type(c.scheduler).from_config(c.scheduler.config,
+                                                            prediction_type=cfg.ldm.prediction_type)
             self.noise_scheduler = DDPMScheduler.from_config(c.scheduler.config)
             self.scaling_factor = self._scaling_factor()
         for m in frozen:
