@@ -131,16 +131,20 @@ def test_shipped_model_loads_and_generates(name):
 
 
 def test_larger_unet_on_a_reused_vae(tmp_path):
-    """``--vae NAME --unet-channels ...``: no vae stage; the ldm stage trains a fresh UNet of the asked size on
-    the reused model's VAE (the GPU recipe's settings, CPU-sized here)."""
+    """``--vae NAME --unet-channels ...``: no vae stage; the ldm stage trains a fresh UNet of the asked size (with
+    time-position channels, a condition map and v-prediction) on the reused model's VAE, whose training record
+    travels along."""
     from audioldm_cond.recipes.embedded import main
 
     rc = main(["--out", str(tmp_path), "--quick", "--no-install", "--vae", "tiny-tclap", "--unet-channels", "16,32,64",
                "--conditioners", "tiny-tclap", "--ldm-warmup", "1", "--ema-decay", "0.5", "--no-val-generate",
-               "--quiet"])
+               "--unet-position-channels", "2", "--unet-cond-map", "4x4", "--prediction-type", "v_prediction",
+               "--snr-gamma", "none", "--quiet"])
     assert rc == 0
     res = json.loads((tmp_path / "recipe_results.json").read_text())
     assert res["vae"]["reused"] is True and not (tmp_path / "vae").exists()
+    shipped_rec = _recipe("tiny-tclap")
+    assert res["vae"]["first_losses"] == shipped_rec["stages"]["vae"]["first_losses"]
     final = tmp_path / "ldm-tiny-tclap" / "final"
     ucfg = json.loads((final / "unet" / "config.json").read_text())
     assert ucfg["block_out_channels"] == [16, 32, 64]
@@ -148,7 +152,11 @@ def test_larger_unet_on_a_reused_vae(tmp_path):
     vcfg = json.loads((final / "vae" / "config.json").read_text())
     assert vcfg["block_out_channels"] == shipped["block_out_channels"]
     cfg = json.loads((tmp_path / "ldm-tiny-tclap" / "config.json").read_text())
-    assert cfg["ldm"]["unet"] == {"channels": [16, 32, 64], "layers_per_block": 1, "attention": True}
+    assert cfg["ldm"]["unet"] == {"channels": [16, 32, 64], "layers_per_block": 1, "attention": True,
+                                  "position_channels": 2, "cond_map_channels": 4, "cond_map_segments": 4}
+    assert cfg["ldm"]["prediction_type"] == "v_prediction" and cfg["ldm"]["snr_gamma"] is None
+    assert json.loads((final / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
+    assert json.loads((final / "audioldm_cond.json").read_text())["cond_map_channels"] == 4
     assert cfg["val"]["generate"] is False and cfg["ema_decay"] == 0.5 and cfg["optim"]["warmup_steps"] == 1
     # the VAE weights are the shipped ones, untouched
     from safetensors.torch import load_file
@@ -164,3 +172,6 @@ def test_bad_unet_channels_is_one_line(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--quick", "--unet-channels", "32,x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--unet-channels" in err[0]
+    assert main(["--out", str(tmp_path), "--quick", "--snr-gamma", "high"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--snr-gamma 'high'" in err[0]
