@@ -75,24 +75,31 @@ class RecipeConfig:
     vae_lr: float = 1e-3
     vae_ema: float = 0.99
     vae_crop_frames: int = 48
-    ldm_steps: int = 10000
+    ldm_steps: int = 16000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20
     ema_decay: float = 0.98
     cfg_dropout: float = 0.1
-    snr_gamma: float | None = 5.0
-    prediction_type: str | None = None  # None: the VAE model's scheduler setting (epsilon)
+    # Unweighted v-prediction: the loss weighs the clip's layout at high noise, where the condition decides
+    # which event goes first (epsilon-prediction with Min-SNR-5, the earlier setting, left the UNets at chance
+    # on order). None: the VAE model's scheduler setting / no Min-SNR weighting.
+    snr_gamma: float | None = None
+    prediction_type: str | None = "v_prediction"
     ckpt_every: int = 20
     val_generate: bool = True  # validation also generates and scores the validation prompts
     val_every: int = 500
     val_prompts: int = 16
     guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     conditioners: tuple[str, ...] = CONDITIONERS
-    # A larger UNet for the ldm stages ({"channels": [...], "layers_per_block": n, "attention": bool}); None: the
-    # UNet built with the VAE from ``arch`` (unet_channels). ``vae_dir``: a trained model directory whose VAE
-    # (and vocoder) to reuse instead of training the vae stage (e.g. a shipped tiny model).
-    ldm_unet: dict | None = None
+    # The ldm stages' fresh UNet ({"channels": [...], "layers_per_block": n, "attention": bool,
+    # "position_channels": n, "cond_map_channels": m, "cond_map_segments": s}): the arch's widths with 4
+    # time-position channels and an 8x8 condition map, so the UNet knows where in the clip it is and can lay
+    # the condition out over time; None: the UNet built with the VAE from ``arch``. ``vae_dir``: a trained
+    # model directory whose VAE (and vocoder) to reuse instead of training the vae stage (e.g. a shipped model).
+    ldm_unet: dict | None = field(default_factory=lambda: {
+        "channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
+        "cond_map_channels": 8, "cond_map_segments": 8})
     vae_dir: str | None = None
     judge_clap: str | None = "tiny-tclap"  # CLAP of the validation CLAP metrics (None: the conditioner's own)
 
@@ -270,14 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val-prompts", type=int, default=None, help="validation prompts generated per guidance scale")
     p.add_argument("--unet-channels", default=None,
                    help="a larger UNet for the ldm stages, comma-separated widths, e.g. 32,64,128 (default: the arch's)")
-    p.add_argument("--unet-layers", type=int, default=1, help="res blocks per UNet level with --unet-channels")
-    p.add_argument("--unet-position-channels", type=int, default=0,
-                   help="fixed time-position input channels of a fresh ldm UNet (--unet-channels, or the arch's widths)")
+    p.add_argument("--unet-layers", type=int, default=None, help="res blocks per UNet level (default 1)")
+    p.add_argument("--unet-position-channels", type=int, default=None,
+                   help="fixed time-position input channels of the ldm UNets (default 4; 0: none, as AudioLDM)")
     p.add_argument("--prediction-type", default=None, choices=("epsilon", "v_prediction"),
-                   help="the ldm UNets' target (default: epsilon, as AudioLDM)")
-    p.add_argument("--snr-gamma", default=None, help="Min-SNR loss weighting of the ldm stages (default 5; 'none': off)")
+                   help="the ldm UNets' target (default: v_prediction; AudioLDM's is epsilon)")
+    p.add_argument("--snr-gamma", default=None, help="Min-SNR loss weighting of the ldm stages, e.g. 5 (default: none)")
     p.add_argument("--unet-cond-map", default=None, metavar="MxS",
-                   help="a learned layout of the condition over time as M input channels at S anchors, e.g. 8x8")
+                   help="a learned layout of the condition over time as M input channels at S anchors "
+                        "(default 8x8; 0: none, as AudioLDM)")
     p.add_argument("--vae", default=None, help="reuse the VAE (and vocoder) of this trained model directory or "
                    "shipped name instead of training one")
     p.add_argument("--n-train", type=int, default=None, help="training mix-ups (each also used order-swapped)")
@@ -313,12 +321,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rc.snr_gamma = float(args.snr_gamma)
             except ValueError:
                 raise UserError(f"--snr-gamma {args.snr_gamma!r}: give a number (e.g. 5) or none") from None
-    if args.unet_channels or args.unet_position_channels or args.unet_cond_map:
+    if any(v is not None for v in (args.unet_channels, args.unet_layers, args.unet_position_channels,
+                                   args.unet_cond_map)):
         from audioldm_cond.train.config import parse_cond_map, parse_unet_channels
 
-        widths = args.unet_channels or ",".join(str(c) for c in rc.arch["unet_channels"])
-        rc.ldm_unet = parse_unet_channels(widths, args.unet_layers, args.unet_position_channels,
-                                          *parse_cond_map(args.unet_cond_map))
+        base = rc.ldm_unet or {}  # what a flag leaves unsaid keeps the recipe's default
+        widths = args.unet_channels or ",".join(str(c) for c in base.get("channels", rc.arch["unet_channels"]))
+        layers = args.unet_layers if args.unet_layers is not None else base.get("layers_per_block", 1)
+        pos = args.unet_position_channels if args.unet_position_channels is not None else base.get(
+            "position_channels", 0)
+        cmap = (parse_cond_map(args.unet_cond_map) if args.unet_cond_map is not None
+                else (base.get("cond_map_channels", 0), base.get("cond_map_segments", 8)))
+        rc.ldm_unet = parse_unet_channels(widths, layers, pos, *cmap)
     if args.vae:
         from audioldm_cond.components import resolve_model_dir
 

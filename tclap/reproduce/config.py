@@ -48,13 +48,19 @@ class LdmSettings:
     vae_batch: int = 8
     vae_lr: float = 1e-3
     vae_crop_frames: int = 48
-    ldm_steps: int = 10000
+    ldm_steps: int = 16000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20
     ema_decay: float = 0.98
     cfg_dropout: float = 0.1
-    snr_gamma: float | None = 5.0
+    snr_gamma: float | None = None
+    prediction_type: str | None = "v_prediction"
+    # A fresh UNet with time-position channels and a condition map (``audioldm-cond train --unet-channels ...
+    # --unet-position-channels 4 --unet-cond-map 8x8``); see the AudioLDM recipe.
+    ldm_unet: dict | None = field(default_factory=lambda: {
+        "channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
+        "cond_map_channels": 8, "cond_map_segments": 8})
     ckpt_every: int = 500  # the recipe checkpoints every 20 steps; a one-shot reproduce run needs fewer
 
 

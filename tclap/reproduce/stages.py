@@ -329,6 +329,15 @@ def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int
                     "--seed", seed]
             if L.snr_gamma is not None:
                 args += ["--snr-gamma", L.snr_gamma]
+            if L.prediction_type:
+                args += ["--prediction-type", L.prediction_type]
+            if L.ldm_unet:
+                u = L.ldm_unet
+                args += ["--unet-channels", ",".join(str(c) for c in u["channels"]),
+                         "--unet-layers", u.get("layers_per_block", 1),
+                         "--unet-position-channels", u.get("position_channels", 0)]
+                if u.get("cond_map_channels"):
+                    args += ["--unet-cond-map", f"{u['cond_map_channels']}x{u.get('cond_map_segments', 8)}"]
         name = "vae" if kind == "vae" else f"seed{seed}-{system}"
         log = sdir / "logs" / f"{name}.log"
 
