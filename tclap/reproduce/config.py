@@ -177,7 +177,7 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
             clap={"n_train": 10000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
                   "heldout_mixes": 200, **REPRO_CLAP_METHOD},
             data=DataSettings(n_ldm_train=1024, n_heldout=100),
-            ldm=LdmSettings(vae_steps=1000, ldm_steps=6000),
+            ldm=LdmSettings(vae_steps=1000, ldm_steps=8000),
         )
     else:
         raise UserError(f"unknown preset {preset!r}; use quick, tiny or paper")
