@@ -172,6 +172,9 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
         # recipe (a run at batch 32 / 900 steps never left L_t's ln 2 plateau). Measured with these settings
         # from a fresh clone: 29 min 52 s (CLAP 16.2 min, LDM 12.3 min, generation 51 s, scoring 16 s).
         # One seed by default; ``--seeds 0,1,2`` gives the three-seed spread at ~3x the time.
+        # Since then the LDM stage uses the AudioLDM recipe's UNet and loss (position channels, condition map,
+        # v-prediction: the same cost per step) for 8000 steps: ~+4 minutes by the LDM stage's measured rate,
+        # not yet re-timed end to end.
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
             clap={"n_train": 10000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
