@@ -262,6 +262,16 @@ def test_position_channels_are_appended_by_the_unet_hook(bundle):
     torch.testing.assert_close(got_kw, want)
 
 
+def _assert_same_unet_output(a, b) -> None:
+    """Two components' UNets (hooks included) give the same output for one random latent and condition."""
+    x, t = torch.randn(1, 4, 16, 8), torch.tensor([100])
+    cond = torch.randn(1, a.conditioner.output_dim)
+    with torch.no_grad():
+        ya = a.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+        yb = b.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+    torch.testing.assert_close(ya, yb)
+
+
 def test_position_channels_survive_save_and_load(bundle, tmp_path):
     comps = build_tiny_components(bundle, seed=0, position_channels=2, **SMALL)
     save_components(comps, tmp_path / "m")
@@ -269,12 +279,7 @@ def test_position_channels_survive_save_and_load(bundle, tmp_path):
     assert cfg["position_channels"] == 2
     back = load_components(tmp_path / "m")
     assert back.config.position_channels == 2 and back.unet.time_position_channels == 2
-    x, t = torch.randn(1, 4, 16, 8), torch.tensor([100])
-    cond = torch.randn(1, comps.conditioner.output_dim)
-    with torch.no_grad():
-        a = comps.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
-        b = back.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
-    torch.testing.assert_close(a, b)
+    _assert_same_unet_output(comps, back)
     # a config that forgets the channels does not fit the UNet: one line naming both sides
     cfg["position_channels"] = 0
     (tmp_path / "m" / "audioldm_cond.json").write_text(json.dumps(cfg))
@@ -336,12 +341,7 @@ def test_cond_map_survives_save_and_load_and_is_checked(bundle, tmp_path):
     save_components(comps, tmp_path / "m")
     back = load_components(tmp_path / "m")
     assert (back.config.cond_map_channels, back.config.cond_map_segments) == (2, 3)
-    x, t = torch.randn(1, 4, 16, 8), torch.tensor([100])
-    cond = torch.randn(1, comps.conditioner.output_dim)
-    with torch.no_grad():
-        a = comps.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
-        b = back.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
-    torch.testing.assert_close(a, b)
+    _assert_same_unet_output(comps, back)
     with pytest.raises(UserError, match="condition-map channels"):
         back.to_diffusers()
     cfg = json.loads((tmp_path / "m" / "audioldm_cond.json").read_text())

@@ -143,13 +143,8 @@ class _Kill(Exception):
     pass
 
 
-def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, ldm_ref, tmp_path, monkeypatch):
-    """Kill one step past the step-2 checkpoint, resume: step 3 is redone, the result equals an uninterrupted run."""
-    ref = ldm_ref[0]
-    ref_log = read_log(ref, "train")
-
-    run = tmp_path / "run"
-    (tmp_path / "cache").symlink_to(ref.parent / "cache")  # share the reference run's latent/embedding caches
+def _fit_killed_after_step_3(cfg: TrainConfig, components, monkeypatch) -> None:
+    """Run ``cfg`` and kill it right after step 3 is logged (one step past the step-2 checkpoint)."""
     from audioldm_cond.train import runlog
 
     real = runlog.RunLog.scalars
@@ -161,8 +156,18 @@ def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, ldm_ref, tmp_pa
 
     monkeypatch.setattr(runlog.RunLog, "scalars", dying)
     with pytest.raises(_Kill):
-        _fit(_cfg(clips, run, "ldm", steps=4), tiny)
+        _fit(cfg, components)
     monkeypatch.undo()
+
+
+def test_resume_after_kill_equals_uninterrupted_run(clips, tiny, ldm_ref, tmp_path, monkeypatch):
+    """Kill one step past the step-2 checkpoint, resume: step 3 is redone, the result equals an uninterrupted run."""
+    ref = ldm_ref[0]
+    ref_log = read_log(ref, "train")
+
+    run = tmp_path / "run"
+    (tmp_path / "cache").symlink_to(ref.parent / "cache")  # share the reference run's latent/embedding caches
+    _fit_killed_after_step_3(_cfg(clips, run, "ldm", steps=4), tiny, monkeypatch)
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000002"]
     assert not (run / "final").exists()
     assert [r["step"] for r in read_log(run, "train")] == [1, 2, 3]
@@ -277,24 +282,13 @@ def test_position_and_cond_map_unet_trains_resumes_and_loads(clips, tiny, tmp_pa
     from safetensors.torch import load_file
 
     from audioldm_cond.components import load_components, replace_unet
-    from audioldm_cond.train import runlog
 
     comps = replace_unet(copy.deepcopy(tiny), [16, 32], seed=1, position_channels=2, cond_map_channels=3,
                          cond_map_segments=4)
     init = comps.unet.time_cond_map.proj.weight.detach().clone()
     (tmp_path / "cache").mkdir()
     _fit(_cfg(clips, tmp_path / "ref", "ldm", steps=4), comps)
-    real = runlog.RunLog.scalars
-
-    def dying(self, rec):
-        real(self, rec)
-        if rec["step"] == 3:
-            raise _Kill
-
-    monkeypatch.setattr(runlog.RunLog, "scalars", dying)
-    with pytest.raises(_Kill):
-        _fit(_cfg(clips, tmp_path / "run", "ldm", steps=4), comps)
-    monkeypatch.undo()
+    _fit_killed_after_step_3(_cfg(clips, tmp_path / "run", "ldm", steps=4), comps, monkeypatch)
     _fit(_cfg(clips, tmp_path / "run", "ldm", steps=4, resume=True), comps)
     a = load_file(str(tmp_path / "ref" / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(tmp_path / "run" / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
