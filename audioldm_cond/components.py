@@ -549,9 +549,13 @@ class CondTimeMap(nn.Module):
         return nn.functional.interpolate(anchors, size=int(frames), mode="linear", align_corners=True)
 
 
-def add_cond_map(unet, channels: int, segments: int = 8, *, seed: int = 0):
-    """Give ``unet`` a fresh :class:`CondTimeMap` (``unet.time_cond_map``, saved with its weights); returns it."""
-    torch.manual_seed(seed)
+def add_cond_map(unet, channels: int, segments: int = 8, *, seed: int | None = 0):
+    """Give ``unet`` a fresh :class:`CondTimeMap` (``unet.time_cond_map``, saved with its weights); returns it.
+
+    ``seed``: seeds the map's initial weights (as ``build_unet`` seeds the UNet's); None leaves the global RNG
+    alone (loading, where the weights are overwritten)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     unet.time_cond_map = CondTimeMap(int(unet.config.projection_class_embeddings_input_dim), channels, segments)
     return unet
 
@@ -561,7 +565,7 @@ def load_cond_map(unet, unet_dir: Path, channels: int, segments: int) -> None:
     from safetensors import safe_open
 
     files = sorted(Path(unet_dir).glob("*.safetensors"))
-    add_cond_map(unet, channels, segments)
+    add_cond_map(unet, channels, segments, seed=None)
     state = {}
     for f in files:
         with safe_open(str(f), framework="pt") as fh:
