@@ -225,6 +225,7 @@ def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
     (["--unet-channels", "32,4"], "--unet-channels"),
     (["--unet-channels", "32,64", "--unet-layers", "0"], "--unet-layers"),
     (["--unet-channels", "32,64", "--unet-cond-map", "8x1"], "--unet-cond-map 8x1"),
+    (["--unet-cond-map", "8x8"], "give its widths with --unet-channels"),
     (["--unet-channels", "32,64", "--unet-position-channels", "65"], "--unet-position-channels 65"),
 ])
 def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):

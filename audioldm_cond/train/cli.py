@@ -77,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` that the parsed arguments describe."""
+    if (args.unet_position_channels or args.unet_cond_map not in (None, "0")) and not args.unet_channels:
+        raise UserError("--unet-position-channels and --unet-cond-map build a fresh UNet: give its widths with "
+                        "--unet-channels too, e.g. --unet-channels 32,64,128")
     try:
         scales = tuple(float(x) for x in str(args.val_guidance).split(",") if x.strip())
     except ValueError:
