@@ -344,7 +344,7 @@ def test_prediction_type_is_trained_and_saved(clips, tiny, tmp_path):
     v = a.sqrt() * noise - (1 - a).sqrt() * z
     with torch.no_grad():
         pred = unet(a.sqrt() * z + (1 - a).sqrt() * noise, t, encoder_hidden_states=None, class_labels=cond).sample
-    assert float(loss) == pytest.approx(float(((pred - v) ** 2).mean()), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(float(((pred - v) ** 2).mean()), rel=1e-4)
     bad = _cfg(clips, tmp_path / "b", "ldm", steps=2)
     bad.ldm.prediction_type = "x0"
     with pytest.raises(UserError, match="--prediction-type"):
