@@ -720,18 +720,19 @@ def load_components(
     index = _read_index(root)
     cfg = ComponentsConfig.from_dict(json.loads((root / CONFIG_FILE).read_text())) if (root / CONFIG_FILE).exists() else None
     vae = AutoencoderKL.from_pretrained(_need_dir(root, "vae", "the mel VAE"))
-    if cfg is not None and cfg.cond_map_channels:
-        from diffusers.utils import logging as dlog
+    from diffusers.utils import logging as dlog
 
-        level = dlog.get_verbosity()
+    unet_dir = _need_dir(root, "unet", "the diffusion UNet")
+    cond_map = cfg is not None and cfg.cond_map_channels
+    level = dlog.get_verbosity()
+    if cond_map:
         dlog.set_verbosity_error()  # the condition map's weights are ours: diffusers would list them as unused
-        try:
-            unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
-        finally:
-            dlog.set_verbosity(level)
-        load_cond_map(unet, root / "unet", cfg.cond_map_channels, cfg.cond_map_segments)
-    else:
-        unet = UNet2DConditionModel.from_pretrained(_need_dir(root, "unet", "the diffusion UNet"))
+    try:
+        unet = UNet2DConditionModel.from_pretrained(unet_dir)
+    finally:
+        dlog.set_verbosity(level)
+    if cond_map:
+        load_cond_map(unet, unet_dir, cfg.cond_map_channels, cfg.cond_map_segments)
     sched_dir = _need_dir(root, "scheduler", "the noise schedule")
     sched_cfg = _read_json_file(sched_dir / "scheduler_config.json")
     if scheduler is None:
