@@ -65,6 +65,30 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` runs bf16 matmuls natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX).
+
+    On a CPU without them torch emulates bf16 autocast, which is far slower than fp32: 8.3x slower for a
+    tiny-CLAP training step on an AVX2-only AMD EPYC (1.18 vs 9.7 s at batch 64, one thread), against 1.8x
+    faster on a CPU with AMX.
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN: read the CPU's feature flags
+        caps = getattr(torch._C._cpu, "_get_cpu_capability", dict)()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def resolve_mixed_precision(mixed_precision: str) -> str:
+    """``"auto"`` -> ``"bf16"`` where the training device runs bf16 natively (:func:`native_bf16`), else ``"no"``
+    (fp32); any other value is returned as it is."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    return "bf16" if native_bf16("cuda" if torch.cuda.is_available() else "cpu") else "no"
+
+
 def make_accelerator(mixed_precision: str = "no", **kwargs):
     """``accelerate.Accelerator(mixed_precision=..., **kwargs)`` that also works for a second run in one process.
 

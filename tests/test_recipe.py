@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tclap.distributed import resolve_mixed_precision
 from tclap.recipes.embedded import N_FIRST_LOSSES, RecipeConfig, _stage_cfg, first_losses, main as recipe_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,8 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert all(r["temporal_loss"] == 0.0 for r in pre["first_losses"])
         ft = rec["stages"][stage]
         assert ft["train_config"]["loss"]["lambda_t"] == (RecipeConfig().lambda_t if stage == "tclap" else 0.0)
-        assert ft["train_config"]["mixed_precision"] == pre["train_config"]["mixed_precision"] == "bf16"
+        # the recipe's default "auto" is recorded as what it resolved to on this machine
+        assert ft["train_config"]["mixed_precision"] == pre["train_config"]["mixed_precision"] == resolve_mixed_precision("auto")
         # overlapping-event mix-ups: L_c-only items for T-CLAP (--unpaired positive), plain items for the baseline;
         # both fine-tunes mix in the same 2 single-event clips per class (13 classes) as positives
         assert ft["train_config"]["data"]["unpaired"] == ("positive" if stage == "tclap" else "skip")

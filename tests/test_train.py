@@ -223,6 +223,38 @@ def test_two_runs_with_different_precision_in_one_process(tmp_path):
     assert c.mixed_precision == "no"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_native_and_is_recorded(mixups, tmp_path, monkeypatch, native):
+    """--mixed-precision auto: bf16 on hardware that runs it natively, fp32 where torch would emulate it (8x
+    slower on an AVX2-only CPU); the run records the precision it used, not "auto"."""
+    import tclap.distributed as dist_mod
+
+    monkeypatch.setattr(dist_mod.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dist_mod.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native, raising=False)
+    assert dist_mod.native_bf16("cpu") is native
+    want = "bf16" if native else "no"
+    assert dist_mod.resolve_mixed_precision("auto") == want
+    assert dist_mod.resolve_mixed_precision("no") == "no" and dist_mod.resolve_mixed_precision("bf16") == "bf16"
+    cfg = _cfg(steps=1, mixed_precision="auto")
+    train(cfg, [str(mixups)], tmp_path / "r", quiet=True, export=False)
+    assert cfg.mixed_precision == "auto"  # the caller's config is left as it was
+    saved = json.loads((tmp_path / "r" / "train_config.json").read_text())
+    assert saved["config"]["mixed_precision"] == want
+
+
+def test_auto_precision_falls_back_to_cpu_flags_without_onednn(monkeypatch):
+    import tclap.distributed as dist_mod
+
+    def missing():
+        raise RuntimeError("no oneDNN")
+
+    monkeypatch.setattr(dist_mod.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing, raising=False)
+    for flags, want in (({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, False),
+                        ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True), ({}, False)):
+        monkeypatch.setattr(dist_mod.torch._C._cpu, "_get_cpu_capability", lambda f=flags: f, raising=False)
+        assert dist_mod.native_bf16("cpu") is want, flags
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_runs_on_cuda(mixups, tmp_path):

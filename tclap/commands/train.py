@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=("constant", "cosine"), help="learning rate after the warm-up")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16", "auto"),
+                   help="auto: bf16 on a GPU or CPU that runs it natively (AVX512-BF16 / AMX), else fp32")
     p.add_argument("--freeze-audio", action="store_true", help="keep the audio tower fixed")
     p.add_argument("--freeze-text", action="store_true", help="keep the text tower fixed")
     p.add_argument("--no-temporal-scale", action="store_true", help="L_t on raw cosines (the paper's plain dot products)")

@@ -57,7 +57,7 @@ class TrainConfig:
     init: str | None = None  # a model name or directory for tclap.models.load_clap
     steps: int = 30_000
     seed: int = 0
-    mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" | "auto" (bf16 where native, else fp32; resolved by train())
     freeze_audio: bool = False
     freeze_text: bool = False
     checkpoint_every: int = 1000
@@ -97,8 +97,8 @@ class TrainConfig:
             raise UserError("--warmup must be >= 0 and --grad-accum >= 1")
         if self.optim.schedule not in ("constant", "cosine"):
             raise UserError(f"--schedule must be 'constant' or 'cosine', got {self.optim.schedule!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16", "auto"):
+            raise UserError(f"--mixed-precision must be no, fp16, bf16 or auto, got {self.mixed_precision!r}")
         if self.freeze_audio and self.freeze_text:
             raise UserError("--freeze-audio and --freeze-text together leave nothing but the logit scale to train")
 

@@ -18,6 +18,7 @@ fine-tuning); when training from random init the statistics are first set from t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tclap.audio import atomic_write_text
-from tclap.distributed import make_accelerator
+from tclap.distributed import make_accelerator, resolve_mixed_precision
 from tclap.errors import UserError
 from tclap.train.config import TrainConfig
 from tclap.train.data import TrainData, build_pools, mel_statistics, prepare_features
@@ -194,6 +195,8 @@ def train(
     from tclap.models import load_clap  # noqa: PLC0415
 
     cfg.validate()
+    if cfg.mixed_precision == "auto":  # the run records (and a resume compares) the precision it really used
+        cfg = dataclasses.replace(cfg, mixed_precision=resolve_mixed_precision("auto"))
     if not train_manifests and not positive_manifests:
         raise UserError("no training data: pass --train MANIFEST (and optionally --positive MANIFEST)")
     if cfg.init is None:
