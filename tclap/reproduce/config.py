@@ -134,12 +134,15 @@ class ReproConfig:
 
 
 # The reproduction's CLAP method, pinned (not the CLAP recipe's defaults): no warm stage, λ = 2, T-CLAP skips
-# the overlapping-event mix-ups, no single-event positives, the fine-tune itself is T-CLAP. These are the settings
-# of the measured run below (29 min 52 s, its report in the README). The recipe's defaults (a 1000-step warm
-# stage, 1500 fine-tuning steps at λ = 1 with overlapping mix-ups and single-event clips as positives) meet issue
-# 3's targets over three seeds; alone they take 23 minutes (seed 0, measured) against this preset's 16.2-minute
-# CLAP stage, so the preset would likely still fit its 45 minutes, but that run has not been measured end to end.
-REPRO_CLAP_METHOD = {"warm_steps": 0, "lambda_t": 2.0, "unpaired": "skip", "wise_alpha": 1.0, "singles_per_class": 0}
+# the overlapping-event mix-ups, no single-event positives, the fine-tune itself is T-CLAP, and no order-swapped
+# audio as an A2T hard negative (L_t on the text side only, as in the paper). The audio tower is nearly all of a
+# step's cost (tiny CLAP, batch 64, fp32, one thread on an AVX2 EPYC: audio forward + backward 1.20 s for 64
+# clips, 2.53 s for 128; text 0.05 / 0.13 s), so the swapped audio doubled the T-CLAP fine-tune's time. The
+# recipe's defaults (a 1000-step warm stage, 1500 fine-tuning steps at λ = 1 with overlapping mix-ups and
+# single-event clips as positives) meet issue 3's targets over three seeds but take 23 minutes alone (seed 0,
+# measured on a CPU with native bf16).
+REPRO_CLAP_METHOD = {"warm_steps": 0, "lambda_t": 2.0, "unpaired": "skip", "wise_alpha": 1.0, "singles_per_class": 0,
+                     "negative_audio": False}
 
 
 def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfig:
@@ -172,15 +175,16 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
         # recipe (a run at batch 32 / 900 steps never left L_t's ln 2 plateau). Measured with these settings
         # from a fresh clone: 29 min 52 s (CLAP 16.2 min, LDM 12.3 min, generation 51 s, scoring 16 s).
         # One seed by default; ``--seeds 0,1,2`` gives the three-seed spread at ~3x the time.
-        # Since then the LDM stage uses the AudioLDM recipe's UNet and loss (position channels, condition map,
-        # v-prediction: the same cost per step) for 8000 steps: ~+4 minutes by the LDM stage's measured rate,
-        # not yet re-timed end to end.
+        # That machine had native bf16 (AMX). On an AVX2-only EPYC the same CLAP stage would run bf16 emulated (8x
+        # slower); the CLAP recipe now picks fp32 there ("auto"), and this preset drops the swapped-audio hard
+        # negative (half the T-CLAP fine-tune's cost) and trains the UNets (now the AudioLDM recipe's: position
+        # channels, condition map, v-prediction) 5000 steps: both UNets side by side run 5.8 steps/s each there.
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
             clap={"n_train": 10000, "batch_size": 64, "pretrain_steps": 800, "finetune_steps": 1000,
                   "heldout_mixes": 200, **REPRO_CLAP_METHOD},
             data=DataSettings(n_ldm_train=1024, n_heldout=100),
-            ldm=LdmSettings(vae_steps=1000, ldm_steps=8000),
+            ldm=LdmSettings(vae_steps=1000, ldm_steps=5000),
         )
     else:
         raise UserError(f"unknown preset {preset!r}; use quick, tiny or paper")
