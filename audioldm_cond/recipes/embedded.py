@@ -75,7 +75,9 @@ class RecipeConfig:
     vae_lr: float = 1e-3
     vae_ema: float = 0.99
     vae_crop_frames: int = 48
-    ldm_steps: int = 16000
+    # 32 000 steps (about 95 min for both UNets side by side on 2 cores): order accuracy by the detector, 100
+    # held-out prompts x 4 seeds, T-CLAP / baseline conditioning: 64.8% / 43.0% at 16 000, 77.8% / 46.8% at 32 000.
+    ldm_steps: int = 32000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20

@@ -48,7 +48,7 @@ class LdmSettings:
     vae_batch: int = 8
     vae_lr: float = 1e-3
     vae_crop_frames: int = 48
-    ldm_steps: int = 16000
+    ldm_steps: int = 32000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20
