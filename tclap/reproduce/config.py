@@ -136,8 +136,8 @@ class ReproConfig:
 # The reproduction's CLAP method, pinned (not the CLAP recipe's defaults): no warm stage, λ = 2, T-CLAP skips
 # the overlapping-event mix-ups, no single-event positives, the fine-tune itself is T-CLAP, and no order-swapped
 # audio as an A2T hard negative (L_t on the text side only, as in the paper). The audio tower is nearly all of a
-# step's cost (tiny CLAP, batch 64, fp32, one thread on an AVX2 EPYC: audio forward + backward 1.20 s for 64
-# clips, 2.53 s for 128; text 0.05 / 0.13 s), so the swapped audio doubled the T-CLAP fine-tune's time. The
+# step's cost (tiny CLAP, batch 64, fp32, one thread on a busy 2-core AVX2 EPYC: audio forward + backward 1.20 s
+# for 64 clips, 2.53 s for 128; text 0.05 / 0.13 s), so the swapped audio doubled the T-CLAP fine-tune's time. The
 # recipe's defaults (a 1000-step warm stage, 1500 fine-tuning steps at λ = 1 with overlapping mix-ups and
 # single-event clips as positives) meet issue 3's targets over three seeds but take 23 minutes alone (seed 0,
 # measured on a CPU with native bf16).
