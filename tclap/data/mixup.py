@@ -418,14 +418,17 @@ def _to_manifest(out: Path, item: dict) -> dict:
 
 
 def build_builtin_mixups(
-    out_dir: str | Path, n: int, seconds: float, sr: int = 16000, split: str = "train", seed: int = 0
+    out_dir: str | Path, n: int, seconds: float, sr: int = 16000, split: str = "train", seed: int = 0,
+    workers: int = 1,
 ) -> Path:
     """Build (or resume) ``n`` built-in-bank mix-ups under ``out_dir``; returns ``out_dir/manifest.jsonl``.
+
+    ``workers`` processes build them (the items depend only on the settings and their index, not on this).
 
     Raises :class:`UserError` when an item could not be built (the built-in bank never should fail).
     """
     cfg = MixupConfig(bank="builtin", seconds=seconds, sr=sr, split=split, seed=seed)
-    report = build_mixups(cfg, out_dir, n, quiet=True)
+    report = build_mixups(cfg, out_dir, n, workers=workers, quiet=True)
     if report.failed or report.manifest is None or report.manifest_items != n:
         raise UserError(f"built-in mix-ups under {out_dir} are incomplete: {report.summary()}")
     return report.manifest
