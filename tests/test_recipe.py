@@ -152,6 +152,36 @@ def test_side_by_side_finetunes_match_one_after_the_other(tiny_recipe, tmp_path)
         _assert_losses_match(rec, first_losses(redo / "runs" / stage), loss_tol(cfg))
 
 
+def test_baseline_start_is_the_model_tclap_is_finetuned_from(tiny_recipe, tmp_path):
+    """--baseline start (the paper's protocol, ``tclap reproduce``'s): no baseline fine-tune; the exported
+    tiny-baseline is the warm stage's model byte for byte, and the T-CLAP fine-tune is the same as beside a
+    baseline fine-tune (its first losses match the fixture's)."""
+    import shutil
+
+    out, args = tiny_recipe
+    redo = tmp_path / "start"
+    shutil.copytree(out / "data", redo / "data")
+    for stage in ("pretrain", "warm"):
+        shutil.copytree(out / "runs" / stage, redo / "runs" / stage)
+    argv = [*args, "--baseline", "start"]
+    argv[argv.index("--out") + 1] = str(redo)
+    argv[argv.index("--wise-alpha") + 1] = "1"
+    assert recipe_main(argv) == 0
+    assert sorted(p.name for p in (redo / "runs").iterdir()) == ["pretrain", "tclap", "warm"]
+    base = json.loads((redo / "tiny-baseline" / "recipe.json").read_text())
+    assert list(base["stages"]) == ["pretrain", "warm"] and base["recipe"]["baseline"] == "start"
+    assert "--baseline start" in base["command"]
+    assert ((redo / "tiny-baseline" / "model.safetensors").read_bytes()
+            == (redo / "runs" / "warm" / "model" / "model.safetensors").read_bytes())
+    tcl = json.loads((redo / "tiny-tclap" / "recipe.json").read_text())
+    assert list(tcl["stages"]) == ["pretrain", "warm", "tclap"]
+    assert tcl["stages"]["tclap"]["train_config"]["init"] == str(redo / "runs" / "warm" / "model")
+    cfg = json.loads((out / "runs" / "tclap" / "train_config.json").read_text())["config"]
+    _assert_losses_match(first_losses(out / "runs" / "tclap"), first_losses(redo / "runs" / "tclap"), loss_tol(cfg))
+    summary = json.loads((redo / "summary.json").read_text())
+    assert set(summary["results"]) == {"tiny-baseline", "tiny-tclap"}
+
+
 def test_pretrain_steps_are_deterministic_and_match_the_record(tiny_recipe, tmp_path):
     out, _ = tiny_recipe
     full = json.loads((out / "tiny-tclap" / "recipe.json").read_text())
