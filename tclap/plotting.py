@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -164,11 +165,14 @@ def bars_figure(
             raise UserError(f"plot_bars errors have shape {e.shape}; pass [N] half-widths or [N, 2] (low, high)")
         if not np.all(np.isfinite(yerr)):
             raise UserError("plot_bars errors hold NaN or infinite entries")
-    fig = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(v)), 3.6), layout="constrained")
+    # Long names wrap onto a second line and widen their bars, so neighbouring tick labels never run together.
+    names = [textwrap.fill(str(s), 14, break_long_words=False) for s in labels]
+    widest = max(len(line) for s in names for line in s.splitlines())
+    fig = Figure(figsize=(max(4.0, 1.0 + max(0.9, 0.09 * widest) * len(v)), 3.6), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(v))
     ax.bar(x, v, yerr=yerr, capsize=4, color="tab:blue", alpha=0.85, ecolor="black")
-    ax.set_xticks(x, [str(s) for s in labels], rotation=20 if len(v) > 4 else 0, ha="right" if len(v) > 4 else "center")
+    ax.set_xticks(x, names)
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_ylabel(ylabel)

@@ -96,6 +96,18 @@ def test_plot_bars_with_symmetric_and_interval_errors(tmp_path):
     assert ends == [pytest.approx((1.5, 2.5)), pytest.approx((2.0, 3.5)), pytest.approx((3.9, 4.4))]
 
 
+def test_long_bar_labels_wrap_and_do_not_overlap():
+    labels = ["AudioLDM_L", "AudioLDM_T", "real clips (ceiling)", "baseline CLAP T2A blind"]
+    fig = bars_figure(labels, [14.0, 24.0, 93.0, 46.5])
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["AudioLDM_L", "AudioLDM_T", "real clips\n(ceiling)", "baseline CLAP\nT2A blind"]
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels()]
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, "neighbouring tick labels overlap"
+
+
 @pytest.mark.parametrize(
     "labels,values,errors,match",
     [

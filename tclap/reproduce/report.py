@@ -253,7 +253,10 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
                 labels.append(f"{CLAP_LABELS[m]} {name}")
                 vals.append(v["mean"])
                 errs.append(v["std"])
-    bars = plot_bars(labels, vals, errs, title="T-Classify (mean ± std over seeds)", ylabel="%", ylim=(0, 100),
+    spread = len(cfg.seeds) > 1  # one seed has no spread to draw
+    bars = plot_bars(labels, vals, errs if spread else None,
+                     title="T-Classify (mean ± std over seeds)" if spread else f"T-Classify (seed {cfg.seeds[0]})",
+                     ylabel="%", ylim=(0, 100),
                      path=fig_dir / "t_classify.png")
     out["T-Classify"] = [rel(bars)]
     hists = []
@@ -276,7 +279,7 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
         errs.append(0.0)
     if labels:
         out["Temporal-order accuracy (event detector)"] = [rel(plot_bars(
-            labels, vals, errs, title="Order accuracy of generated clips", ylabel="%", ylim=(0, 100),
+            labels, vals, errs if spread else None, title="Order accuracy of generated clips", ylabel="%", ylim=(0, 100),
             path=fig_dir / "order_accuracy.png"))]
     return out
 
