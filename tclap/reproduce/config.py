@@ -184,10 +184,16 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
         # slower); the CLAP recipe now picks fp32 there ("auto"), and this preset drops the swapped-audio hard
         # negative (half the T-CLAP fine-tune's cost) and trains the UNets (now the AudioLDM recipe's: position
         # channels, condition map, v-prediction) 5000 steps: both UNets side by side run 5.8 steps/s each there.
-        # Measured so from a fresh clone on that CPU: 38 min 46 s after a 75 s install (CLAP 19.2 min, LDM 17.2 min,
-        # generation 72 s, scoring 47 s). T-CLAP beat the baseline on T-Classify both ways (71.3 / 73.9 against
-        # 48.4 / 52.9); AudioLDM_T did not beat AudioLDM_L on detected order (19% vs 21%; UNet order preference
-        # 55% vs 40%).
+        # Fresh-clone runs since (T-Classify T2A / A2T of T-CLAP vs the baseline; detected order accuracy of
+        # AudioLDM_T vs AudioLDM_L; UNet order preference T vs L):
+        #   AVX2, λ = 2, no warm stage: 38 min 46 s; 71.3 / 73.9 vs 48.4 / 52.9; 19% vs 21%; 55% vs 40%.
+        #   AVX2, λ = 2, warm stage, baseline = warm start: 42 min 44 s; 72.0 / 77.7 vs 46.5 / 56.7; 19% vs 20%;
+        #   53% vs 42%.
+        #   Intel Xeon with AMX (bf16), λ = 4 (REPRO_CLAP_METHOD above), commit 6f15830: 25 min 9 s after a 55 s
+        #   install (CLAP 12.4 min, LDM 11.0 min, generation 60 s, scoring 32 s); 88.5 / 84.1 vs 43.3 / 54.8;
+        #   24% vs 14% (400 clips of benchmarks/ldm_table4.py: 32.8% vs 27.5%); 70% vs 47%. On the AVX2 machine
+        #   the same commit's CLAP stage took 18.4 min (90.4 / 88.5 vs 46.5 / 56.7), ~39 min in all by the
+        #   other stages' times there.
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
             clap={**REPRO_CLAP_METHOD, "n_train": 10000, "batch_size": 64, "pretrain_steps": 800,
