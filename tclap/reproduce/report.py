@@ -279,8 +279,8 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
         errs.append(0.0)
     if labels:
         out["Temporal-order accuracy (event detector)"] = [rel(plot_bars(
-            labels, vals, errs if spread else None, title="Order accuracy of generated clips", ylabel="%", ylim=(0, 100),
-            path=fig_dir / "order_accuracy.png"))]
+            labels, vals, errs if spread else None, title="Order accuracy of generated clips", ylabel="%",
+            ylim=(0, 100), path=fig_dir / "order_accuracy.png"))]
     return out
 
 
