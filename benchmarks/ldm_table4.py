@@ -144,6 +144,14 @@ def main(argv=None) -> int:
     n_seeds = args.seeds or (1 if args.quick else 4)
     prompts = heldout_prompts(n_prompts)
     from eval_gen.detector import detect_order, order_matches
+    from tclap.errors import UserError
+    from tclap.models.factory import load_clap
+
+    try:  # a wrong --judge should fail now, not after every model has generated its clips
+        load_clap(args.judge)
+    except UserError as e:
+        print(f"ldm_table4: --judge: {e}", file=sys.stderr)
+        return 2
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)

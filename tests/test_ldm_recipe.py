@@ -175,3 +175,18 @@ def test_bad_unet_channels_is_one_line(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--quick", "--snr-gamma", "high"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--snr-gamma 'high'" in err[0]
+
+
+def test_table4_benchmark_rejects_a_bad_judge_before_generating(tmp_path):
+    """A wrong --judge is one line and exit 2 at once, not a traceback after every model has generated."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ldm_table4.py"
+    bad = tmp_path / "no-such-clap"
+    r = subprocess.run([sys.executable, str(script), "--quick", "--judge", str(bad), "--work", str(tmp_path / "w")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--judge" in lines[0] and str(bad) in lines[0]
+    assert not (tmp_path / "w").exists()  # nothing was built or generated
