@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tclap.errors import UserError, cli_entry
+from basekit.errors import UserError, cli_entry
 
 PROMPTS_FILE = "prompts.jsonl"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -91,7 +91,7 @@ def _read_records(path: Path) -> dict[str, dict]:
 
 
 def _write_records(path: Path, records: dict[str, dict], order: list[str]) -> None:
-    from tclap.audio import atomic_write_text
+    from basekit.atomic import atomic_write_text
 
     ids = [i for i in order if i in records] + [i for i in records if i not in set(order)]
     atomic_write_text(path, "".join(json.dumps(records[i], ensure_ascii=False) + "\n" for i in ids))
@@ -134,8 +134,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from audioldm_cond.components import load_components
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
-    from tclap.audio import save_audio
-    from tclap.plotting import plot_spectrogram
+    from basekit.audio import save_audio
+    from basekit.plotting import plot_spectrogram
 
     items = read_prompts(args.prompt, args.prompts)
     for name, v in (("--steps", args.steps), ("--candidates", args.candidates), ("--batch-size", args.batch_size)):
@@ -258,7 +258,7 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
 def run_probe(args: argparse.Namespace) -> int:
     from audioldm_cond.components import load_components  # noqa: PLC0415
     from audioldm_cond.probe import MARKDOWN_HEADER, markdown_row, probe_items, probe_order  # noqa: PLC0415
-    from tclap.audio import atomic_write_text  # noqa: PLC0415
+    from basekit.atomic import atomic_write_text  # noqa: PLC0415
     from tclap.data.manifest import read_manifest  # noqa: PLC0415
 
     if args.n < 1:
@@ -312,7 +312,7 @@ def _train_module():
     return train_cli
 
 
-@cli_entry
+@cli_entry(prog="audioldm-cond")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":

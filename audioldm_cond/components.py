@@ -48,8 +48,8 @@ from torch import nn
 
 from audioldm_cond.conditioning import ClapConditioner, TransformersClap, load_clap_encoder
 from audioldm_cond.vocoder import GRIFFIN_LIM_CONFIG, GriffinLimConfig, GriffinLimVocoder, build_tiny_hifigan
-from tclap.errors import UserError
-from tclap.features import AudioLDMMelConfig, AudioLDMMelFrontEnd
+from basekit.errors import UserError
+from audioldm_cond.mel import AudioLDMMelConfig, AudioLDMMelFrontEnd
 
 SHIPPED_MODELS = ("tiny-tclap", "tiny-baseline")
 CONFIG_FILE = "audioldm_cond.json"
@@ -673,8 +673,8 @@ def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
         d = assets_dir() / s
         if not (d / "model_index.json").exists():
             raise UserError(
-                f"the shipped AudioLDM model '{s}' is not built yet (expected {d}); build it with the embedded-model "
-                f"recipe (python -m audioldm_cond.recipes.embedded --out runs/embedded) or pass --model DIR"
+                f"the shipped AudioLDM model '{s}' is missing (expected {d}); reinstall tclap-toolkit (the shipped models "
+                f"are its package data) or pass --model DIR"
             )
         return d
     d = Path(os.path.expanduser(s))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class ClapConditioner(nn.Module):
         if not self.has_audio:
             raise UserError(f"CLAP encoder '{self.clap_name}' has no audio branch; it cannot embed audio")
         if sr is not None and int(sr) != self.sample_rate:
-            from tclap.audio import resample
+            from basekit.audio import resample
 
             waves = [resample(_to_numpy(w), int(sr), self.sample_rate) for w in waves]
         elif isinstance(waves, torch.Tensor):

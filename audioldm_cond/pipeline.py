@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from audioldm_cond.components import AudioLDMComponents, clamp_prediction
 from audioldm_cond.conditioning import ClapConditioner
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 @dataclass

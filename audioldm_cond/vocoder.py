@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tclap.errors import UserError
-from tclap.features import AudioLDMMelConfig, periodic_hann, slaney_mel_filterbank
+from basekit.errors import UserError
+from audioldm_cond.mel import AudioLDMMelConfig
+from basekit.mel import periodic_hann, slaney_mel_filterbank
 
 GRIFFIN_LIM_CONFIG = "griffinlim.json"
 

@@ -93,7 +93,8 @@ def main(argv=None) -> int:
 
     from transformers import ClapFeatureExtractor
 
-    from tclap.features import AudioLDMMelFrontEnd, ClapMelFrontEnd
+    from audioldm_cond.mel import AudioLDMMelFrontEnd
+    from tclap.features import ClapMelFrontEnd
 
     def sync():
         if device.type == "cuda":

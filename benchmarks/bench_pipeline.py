@@ -50,7 +50,7 @@ def build_real_size_components(seed: int = 0):
 
     from audioldm_cond.components import AudioLDMComponents, ComponentsConfig, make_scheduler
     from audioldm_cond.conditioning import ClapConditioner
-    from tclap.features import AudioLDMMelConfig, AudioLDMMelFrontEnd
+    from audioldm_cond.mel import AudioLDMMelConfig, AudioLDMMelFrontEnd
     from tclap.models.factory import from_config
     from tclap.models.tokenizer import build_tiny_tokenizer
 

@@ -47,7 +47,7 @@ class _BaselineLoop:
 
     def __init__(self, manifest: Path, batch: int, lambda_t: float, seed: int = 0, init: str = "tiny",
                  device: str = "cpu"):
-        from tclap.audio import load_audio
+        from basekit.audio import load_audio
         from tclap.data.manifest import read_manifest
         from tclap.models import load_clap
         from tclap.models.configs import FrontEndConfig

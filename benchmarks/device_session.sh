@@ -42,7 +42,7 @@ RECIPE_ARGS="--n-train $N_TRAIN --no-install --no-val-generate"
 $PY - "$N_TRAIN" > "$OUT/data.log" 2>&1 <<'EOF' &
 import sys, shutil
 from pathlib import Path
-from audioldm_cond.recipes.embedded import RecipeConfig, build_data
+from conductor.recipes.audioldm import RecipeConfig, build_data
 build_data(Path("/tmp/ldm_t"), RecipeConfig(n_train=int(sys.argv[1])), quiet=True)
 shutil.copytree("/tmp/ldm_t/data", "/tmp/ldm_b/data", dirs_exist_ok=True)
 print("data ready")
@@ -62,9 +62,9 @@ wait $DATA_PID || log "data build failed: $(tail -n 3 "$OUT/data.log")"
 COMMON="--vae tiny-tclap --unet-channels $UNET --ldm-batch $BATCH --ldm-lr 5e-4 --ldm-warmup 200 --ema-decay 0.999 --ckpt-every $CKPT --val-every 1000000 --val-prompts 8 $RECIPE_ARGS"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 log "LDM training: $COMMON"
-$PY -m audioldm_cond.recipes.embedded --out /tmp/ldm_t --conditioners tiny-tclap --ldm-steps $STEPS_CAP $COMMON > "$OUT/ldm_tclap.log" 2>&1 &
+$PY -m conductor.recipes.audioldm --out /tmp/ldm_t --conditioners tiny-tclap --ldm-steps $STEPS_CAP $COMMON > "$OUT/ldm_tclap.log" 2>&1 &
 P1=$!
-$PY -m audioldm_cond.recipes.embedded --out /tmp/ldm_b --conditioners tiny-baseline --ldm-steps $STEPS_CAP $COMMON > "$OUT/ldm_baseline.log" 2>&1 &
+$PY -m conductor.recipes.audioldm --out /tmp/ldm_b --conditioners tiny-baseline --ldm-steps $STEPS_CAP $COMMON > "$OUT/ldm_baseline.log" 2>&1 &
 P2=$!
 while [ "$(since)" -lt "$DEADLINE" ] && { kill -0 $P1 2>/dev/null || kill -0 $P2 2>/dev/null; }; do
   sleep 15
@@ -80,7 +80,7 @@ finalise() {  # $1: short name, $2: model name -> $OUT/$2.tar
   if [ -z "$last" ]; then log "$name: no checkpoint"; return; fi
   step=$((10#${last##*step-}))
   log "$name: finalising at step $step"
-  timeout ${FIN_TIMEOUT:-150} $PY -m audioldm_cond.recipes.embedded --out $d --conditioners $name --ldm-steps $step $COMMON >> "$OUT/ldm_$short.log" 2>&1 || log "$name: finalise failed"
+  timeout ${FIN_TIMEOUT:-150} $PY -m conductor.recipes.audioldm --out $d --conditioners $name --ldm-steps $step $COMMON >> "$OUT/ldm_$short.log" 2>&1 || log "$name: finalise failed"
   [ -d $d/ldm-$name/final/unet ] || return
   $PY - $d/ldm-$name /tmp/pack/$name <<'EOF2'
 import shutil, sys

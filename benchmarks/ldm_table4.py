@@ -1,7 +1,7 @@
 """Table-4 miniature: the embedded AudioLDM conditioned on the tiny T-CLAP vs on the tiny baseline CLAP.
 
 The paper's Table 4 compares AudioLDM_L (LAION-CLAP conditioning) with AudioLDM_T (T-CLAP conditioning). Here
-both shipped tiny models (``tiny-tclap``, ``tiny-baseline``, made by ``python -m audioldm_cond.recipes.embedded``)
+both shipped tiny models (``tiny-tclap``, ``tiny-baseline``, made by ``python -m conductor.recipes.audioldm``)
 generate the same held-out ordered prompts ("<event A> followed by <event B>", event pairs x both orders) with
 the same seeds, and are scored by:
 
@@ -63,7 +63,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def reference_mixups(work: Path, n: int, seconds: float) -> tuple[list[np.ndarray], list[list[str]]]:
     """Held-out 2-event mix-ups (bank instances never used in training) and their event orders."""
-    from tclap.audio import load_audio
+    from basekit.audio import load_audio
     from tclap.data.manifest import read_manifest
     from tclap.data.mixup import MixupConfig, build_mixups
 
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     n_seeds = args.seeds or (1 if args.quick else 4)
     prompts = heldout_prompts(n_prompts)
     from eval_gen.detector import detect_order, order_matches
-    from tclap.errors import UserError
+    from basekit.errors import UserError
     from tclap.models.factory import load_clap
 
     try:  # a wrong --judge should fail now, not after every model has generated its clips

@@ -1,6 +1,6 @@
 """The issue's "must show" table: tiny-baseline vs tiny-tclap, mean ± std over seeds, with the target checks.
 
-For each seed the embedded recipe (:mod:`tclap.recipes.embedded`) runs into ``RUNS/clap_s{seed}``; a run
+For each seed the embedded recipe (:mod:`conductor.recipes.clap`) runs into ``RUNS/clap_s{seed}``; a run
 that already finished (its ``summary.json`` exists) is reused and an interrupted one resumes, so the
 lead's existing runs are not trained again. Then it prints, for T-Classify T2A / A2T / audio-blind
 control, R@1 both ways and zero-shot top-1, ``mean ± std`` (sample standard deviation, ddof = 1, over
@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError, cli_entry
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError, cli_entry
 
 MODELS = ("tiny-baseline", "tiny-tclap")
 WISE = "tiny-tclap-wise"
@@ -179,7 +179,7 @@ def continue_run(run: Path, steps: int, wise: float | None = None, quiet: bool =
 
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
     from tclap.interpolate import interpolate_models  # noqa: PLC0415
-    from tclap.recipes.embedded import RecipeConfig, _stage_cfg, _train_stages, positive_sets  # noqa: PLC0415
+    from conductor.recipes.clap import RecipeConfig, _stage_cfg, _train_stages, positive_sets  # noqa: PLC0415
 
     cfg_file, start = run / "recipe_config.json", run / "tiny-baseline"
     if not cfg_file.is_file() or not (start / "config.json").is_file():
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--pattern {a.pattern!r} must contain {{seed}}")
     runs = Path(a.runs)
     if not a.no_run:
-        from tclap.recipes.embedded import RecipeConfig, run_recipe  # noqa: PLC0415
+        from conductor.recipes.clap import RecipeConfig, run_recipe  # noqa: PLC0415
 
         for seed in seeds:
             run = runs / a.pattern.format(seed=seed)

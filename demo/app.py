@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from demo.errors import UserError
+from basekit.errors import UserError
 from demo.service import CLIP_ROUTE, MosService
 
 PLAYER_JS = """

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from demo.errors import UserError, cli_entry
+from basekit.errors import UserError, cli_entry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,7 +114,7 @@ def _export(args) -> int:
     return 0
 
 
-@cli_entry
+@cli_entry(prog="mos", interrupted="interrupted; every rating given so far is already in the database")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"validate": _validate, "serve": _serve, "report": _report, "export": _export}[args.cmd](args)

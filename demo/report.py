@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from demo.analysis import TESTS, pairwise_tests, screen_raters, system_summary
-from demo.errors import UserError
+from basekit.errors import UserError
 from demo.store import TABLES
 from demo.study import ScreeningRules, parse_screening
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.assign import latin_window, rater_order
-from demo.errors import UserError
+from basekit.errors import UserError
 from demo.store import Store
 from demo.study import Study, validate_rater_id
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo.errors import UserError
+from basekit.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # A leading "." is refused too, so "." and ".." (path components) can never be rater ids.

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from tclap.errors import UserError, cli_entry
+from basekit.errors import UserError, cli_entry
 
 
 def _kv(items: Sequence[str] | None, flag: str) -> dict:
@@ -100,13 +100,13 @@ def _compare(args) -> int:
     table = compare_table(results, names)
     print(table, end="")
     if args.out:
-        from tclap.audio import atomic_write_text
+        from basekit.atomic import atomic_write_text
 
         atomic_write_text(args.out, table)
     return 0
 
 
-@cli_entry
+@cli_entry(prog="eval-gen")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return _score(args) if args.cmd == "score" else _compare(args)

@@ -32,8 +32,8 @@ from torch import nn
 
 from eval_gen.backends.base import EmbeddingBackend
 from eval_gen.backends.mel import log_mel_frames
-from tclap.audio import resample
-from tclap.errors import UserError
+from basekit.audio import resample
+from basekit.errors import UserError
 
 BACKGROUND = "background"
 SR = 16000

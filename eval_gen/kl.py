@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 EPS = 1e-6
 

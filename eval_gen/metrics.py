@@ -22,7 +22,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 __all__ = [
     "GaussianStats",

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 @dataclass(frozen=True)

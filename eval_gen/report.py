@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 
 #: metric key -> (label, direction) in display order.
 METRIC_ROWS = (

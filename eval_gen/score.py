@@ -26,8 +26,8 @@ from eval_gen.backends.base import file_sha256
 from eval_gen.cache import EmbeddingCache, default_cache_dir
 from eval_gen.kl import kl_bernoulli, kl_softmax, pair_by_stem
 from eval_gen.stats import bootstrap_ci
-from tclap.audio import list_audio_files, load_audio_with_sr
-from tclap.errors import UserError
+from basekit.audio import list_audio_files, load_audio_with_sr
+from basekit.errors import UserError
 
 ALL_METRICS = ("fad", "fad_inf", "kad", "kl", "clap", "order")
 

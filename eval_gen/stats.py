@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _vocab(vocabulary: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -145,7 +145,7 @@ def detector_ceiling(out_dir: str, n: int = 40, seconds: float = 5.0, seed: int 
     (manifest ``events`` sorted by onset). With ``sequential_only`` only mixes whose events do not overlap
     in time are scored (overlapping ones have no order); the others are counted in ``skipped``.
     """
-    from tclap.audio import load_audio_with_sr
+    from basekit.audio import load_audio_with_sr
     from tclap.data.manifest import read_manifest
     from tclap.data.mixup import build_builtin_mixups
 

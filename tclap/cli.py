@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from tclap.errors import cli_entry
+from basekit.errors import cli_entry
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -26,33 +26,42 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: dict[str, tuple[str, str]] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tclap",
         description="T-CLAP: temporal mix-ups, negative captions, training, evaluation, export and the paper's pipeline.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (module, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         # Arguments are added lazily for the chosen command only (see main).
     return parser
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
+def dispatch(argv: Sequence[str] | None, commands: dict[str, tuple[str, str]] = COMMANDS) -> int:
+    """Parse ``argv`` against ``commands`` (name -> (module, help)) and run the chosen one.
+
+    The layer above ``tclap`` (``tclap reproduce``) calls this with its own, larger table.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    parser = build_parser(commands)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         parser.parse_args(argv or ["--help"])
         return 0
     name = argv[0]
-    module_name, help_text = COMMANDS[name]
+    module_name, help_text = commands[name]
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"tclap {name}", description=help_text)
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
     return module.run(args)
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tclap`` without the pipelines above it (the installed ``tclap`` script is ``conductor.cli:main``)."""
+    return dispatch(argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.models.configs import FrontEndConfig
 from tclap.models.factory import TCLAP_CONFIG_FILE, make_feature_extractor
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def interpolate_bundles(a, b, alpha: float):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tclap.distributed import gather_with_grad
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _check_pair(a: torch.Tensor, t: torch.Tensor, what: str) -> None:

@@ -27,7 +27,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 Split = Literal["train", "heldout"]
 

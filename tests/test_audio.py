@@ -14,20 +14,9 @@ import pytest
 import soundfile as sf
 from scipy import signal as sps
 
-from tclap.audio import (
-    _k_weighting,
-    atomic_write_text,
-    list_audio_files,
-    load_audio,
-    load_audio_with_sr,
-    loudness_lufs,
-    loudness_normalize,
-    pad_or_crop,
-    peak_normalize,
-    resample,
-    save_audio,
-)
-from tclap.errors import UserError
+from basekit.audio import _k_weighting, list_audio_files, load_audio, load_audio_with_sr, loudness_lufs, loudness_normalize, pad_or_crop, peak_normalize, resample, save_audio
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 
 
 def _sine(freq: float, sr: int, seconds: float, amp: float = 1.0, phase: float = 0.0) -> np.ndarray:

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from demo.errors import UserError
+from basekit.errors import UserError
 from demo.service import MosService
 from demo.study import load_study
 from demo.synthetic import write_synthetic_study

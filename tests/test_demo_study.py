@@ -8,7 +8,7 @@ import yaml
 
 from demo.assign import latin_window, rater_order
 from demo.cli import main
-from demo.errors import UserError
+from basekit.errors import UserError
 from demo.study import check_study, load_study, validate_rater_id
 from demo.synthetic import write_synthetic_study
 

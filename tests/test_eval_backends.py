@@ -7,7 +7,7 @@ import torch
 from eval_gen.backends import get_backend
 from eval_gen.backends.mel import vggish_mel_matrix
 from eval_gen.cache import EmbeddingCache
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 # The key names of the public files, written out by hand (torchvggish vggish-10086976.pth; PANNs Cnn14_mAP=0.431.pth).
 VGGISH_KEYS = {f"features.{i}.{p}" for i in (0, 3, 6, 8, 11, 13) for p in ("weight", "bias")} | {

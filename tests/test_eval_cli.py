@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from eval_gen.cli import main
-from tclap.audio import save_audio
+from basekit.audio import save_audio
 
 
 def _folder(path, n, seed, sr=16000, seconds=1.0, names=None, scale=0.1):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from eval_gen.kl import kl_bernoulli, kl_softmax, pair_by_stem
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def test_kl_softmax_equals_audioldm_eval_formula():

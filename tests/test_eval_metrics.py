@@ -15,7 +15,7 @@ from eval_gen.metrics import (
     median_pairwise_distance,
 )
 from eval_gen.stats import bootstrap_ci
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def scipy_fd(x, y):

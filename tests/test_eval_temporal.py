@@ -7,7 +7,7 @@ import pytest
 
 from eval_gen.detector import get_detector, order_matches
 from eval_gen.temporal import order_accuracy_clap, reverse_prompt
-from tclap.audio import save_audio
+from basekit.audio import save_audio
 
 synth = pytest.importorskip("tclap.synth")
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.evaluation import metrics as M
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tclap.cli import main as tclap_main
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.export import export_bundle
 from tclap.models import load_clap
 

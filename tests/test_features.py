@@ -14,8 +14,10 @@ import torch
 from transformers import ClapFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
-from tclap.errors import UserError
-from tclap.features import AudioLDMMelFrontEnd, ClapMelFrontEnd, fit_length, slaney_mel_filterbank
+from basekit.errors import UserError
+from audioldm_cond.mel import AudioLDMMelFrontEnd
+from tclap.features import ClapMelFrontEnd
+from basekit.mel import fit_length, slaney_mel_filterbank
 
 TOL_DB = 1e-3
 TINY = dict(n_fft=512, hop_length=320, n_mels=32, f_min=20, f_max=8000)  # a tiny-model setting at 16 kHz

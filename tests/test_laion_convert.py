@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tclap.cli import main as tclap_main
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.models import load_clap
 from tclap.models.factory import from_config
 

@@ -16,8 +16,8 @@ import torch
 from audioldm_cond.components import build_tiny_components, load_components, save_components
 from audioldm_cond.conditioning import ClapConditioner
 from audioldm_cond.vocoder import GriffinLimConfig, GriffinLimVocoder, build_tiny_hifigan
-from tclap.errors import UserError
-from tclap.features import AudioLDMMelConfig, AudioLDMMelFrontEnd
+from basekit.errors import UserError
+from audioldm_cond.mel import AudioLDMMelConfig, AudioLDMMelFrontEnd
 
 SMALL = dict(unet_channels=(16, 32), vae_channels=(16, 32), max_seconds=1.28)
 
@@ -202,7 +202,7 @@ def test_tiny_hifigan_gives_hop_samples_per_frame():
 
 def test_replace_unet_keeps_the_interfaces_and_checks_widths():
     from audioldm_cond.components import build_tiny_components, build_unet, replace_unet
-    from tclap.errors import UserError
+    from basekit.errors import UserError
 
     comps = build_tiny_components("tiny", seed=0, unet_channels=(16, 32), vae_channels=(16, 32))
     old = comps.unet.config
@@ -221,7 +221,7 @@ def test_replace_unet_keeps_the_interfaces_and_checks_widths():
 
 def test_ldm_unet_setting_is_validated():
     from audioldm_cond.train.config import DataConfig, LdmStageConfig, TrainConfig
-    from tclap.errors import UserError
+    from basekit.errors import UserError
 
     cfg = TrainConfig(stage="ldm", out_dir="x", model="tiny", data=DataConfig(train_manifest="t.jsonl"),
                       ldm=LdmStageConfig(unet={"chans": [16]}))

@@ -14,7 +14,7 @@ import torch
 from audioldm_cond.cli import main
 from audioldm_cond.components import build_tiny_components, save_components
 from audioldm_cond.pipeline import TemporalAudioLDMPipeline
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 SECONDS = 0.64  # 64 mel frames -> 32 x 32 latents: fast on 2 cores
 SMALL = dict(unet_channels=(16, 32), vae_channels=(16, 32), max_seconds=1.28, vocoder="hifigan")
@@ -86,7 +86,7 @@ def test_candidates_are_ranked_by_clap_score(pipe, bundle):
     assert len(out.audios) == 6 and out.prompt_index == [0, 0, 0, 1, 1, 1] and out.candidate_rank == [0, 1, 2] * 2
     assert sorted(out.seeds) == list(range(6))
     # independent score: the bundle's own embeddings, cosine of normalised vectors
-    from tclap.audio import resample
+    from basekit.audio import resample
 
     text = bundle.embed_text(out.prompts)
     audio = bundle.embed_audio([resample(a, 16000, bundle.sample_rate) for a in out.audios])
@@ -182,7 +182,7 @@ def test_cli_prompts_file_and_errors(model_dir, tmp_path, capsys):
         capsys.readouterr()
         assert main(argv) == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]  # (transformers may print a loading bar first)
-        assert last.startswith("audioldm_cond: error: ") and pattern in last
+        assert last.startswith("audioldm-cond: error: ") and pattern in last
 
 
 # ------------------------------------------------------------------ clamping predicted latents to a range

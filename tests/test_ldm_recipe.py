@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioldm_cond.recipes.embedded import CONDITIONERS, RecipeConfig
+from conductor.recipes.audioldm import CONDITIONERS, RecipeConfig
 
 ASSETS = Path(__file__).resolve().parents[1] / "audioldm_cond" / "assets" / "models"
 
@@ -17,13 +17,13 @@ ASSETS = Path(__file__).resolve().parents[1] / "audioldm_cond" / "assets" / "mod
 def _recipe(name: str) -> dict:
     p = ASSETS / name / "recipe.json"
     if not p.is_file():  # reported as a skip with the fix, never silently passed
-        pytest.skip(f"shipped AudioLDM {name!r} not built yet: run `python -m audioldm_cond.recipes.embedded --out DIR`")
+        pytest.skip(f"shipped AudioLDM {name!r} not built yet: run `python -m conductor.recipes.audioldm --out DIR`")
     return json.loads(p.read_text())
 
 
 def test_conditioner_specs_parse_and_bad_ones_are_one_line():
-    from audioldm_cond.recipes.embedded import split_conditioner
-    from tclap.errors import UserError
+    from conductor.recipes.audioldm import split_conditioner
+    from basekit.errors import UserError
 
     assert split_conditioner("tiny-tclap") == ("tiny-tclap", "tiny-tclap")
     assert split_conditioner("mine=/some/clap_dir") == ("mine", "/some/clap_dir")
@@ -33,8 +33,8 @@ def test_conditioner_specs_parse_and_bad_ones_are_one_line():
 
 
 def test_finished_stage_is_reused_only_with_the_same_settings(tmp_path):
-    from audioldm_cond.recipes.embedded import _check_same_settings, stage_configs
-    from tclap.errors import UserError
+    from conductor.recipes.audioldm import _check_same_settings, stage_configs
+    from basekit.errors import UserError
 
     rc = RecipeConfig.quick()
     cfg = stage_configs(tmp_path, rc, tmp_path / "t.jsonl", tmp_path / "v.jsonl")["vae"]
@@ -60,10 +60,10 @@ def test_vae_stage_reproduces_logged_first_losses(tmp_path):
     """Rebuild the first two VAE batches from the mix-up builder and redo two training steps by hand."""
     from audioldm_cond.components import build_tiny_components
     from audioldm_cond.train import data as D
-    from tclap.audio import load_audio, pad_or_crop, save_audio
+    from basekit.audio import load_audio, pad_or_crop, save_audio
     from tclap.data.banks import open_bank
     from tclap.data.mixup import MixupConfig, build_item
-    from tclap.features import AudioLDMMelFrontEnd
+    from audioldm_cond.mel import AudioLDMMelFrontEnd
     from tclap.models import load_clap
 
     rec = _recipe(CONDITIONERS[0])
@@ -134,7 +134,7 @@ def test_larger_unet_on_a_reused_vae(tmp_path):
     """``--vae NAME --unet-channels ...``: no vae stage; the ldm stage trains a fresh UNet of the asked size (with
     time-position channels, a condition map and v-prediction) on the reused model's VAE, whose training record
     travels along."""
-    from audioldm_cond.recipes.embedded import main
+    from conductor.recipes.audioldm import main
 
     rc = main(["--out", str(tmp_path), "--quick", "--no-install", "--vae", "tiny-tclap", "--unet-channels", "16,32,64",
                "--conditioners", "tiny-tclap", "--ldm-warmup", "1", "--ema-decay", "0.5", "--no-val-generate",
@@ -167,7 +167,7 @@ def test_larger_unet_on_a_reused_vae(tmp_path):
 
 
 def test_bad_unet_channels_is_one_line(tmp_path, capsys):
-    from audioldm_cond.recipes.embedded import main
+    from conductor.recipes.audioldm import main
 
     assert main(["--out", str(tmp_path), "--quick", "--unet-channels", "32,x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

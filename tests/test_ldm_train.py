@@ -14,7 +14,7 @@ from audioldm_cond.train import data as D
 from audioldm_cond.train.config import DataConfig, LdmStageConfig, OptimConfig, TrainConfig, ValidationConfig
 from audioldm_cond.train.runlog import read_log
 from audioldm_cond.train.trainer import Trainer, list_checkpoints
-from tclap.audio import save_audio
+from basekit.audio import save_audio
 
 SR = 16000
 SECONDS = 0.64  # 64 mel frames: divisible by the VAE (2x) and UNet (2x) down-sampling
@@ -74,7 +74,7 @@ def test_batch_indices_walk_seeded_permutations():
 
 
 def test_vae_stage_first_loss_matches_hand_computation(clips, tiny, tmp_path):
-    from tclap.features import AudioLDMMelFrontEnd
+    from audioldm_cond.mel import AudioLDMMelFrontEnd
 
     out = tmp_path / "vae"
     res = _fit(_cfg(clips, out, "vae", steps=2, grad_accum=2), tiny)
@@ -83,7 +83,7 @@ def test_vae_stage_first_loss_matches_hand_computation(clips, tiny, tmp_path):
     # Step 1 averages micro steps 0 and 1 of the untrained VAE: recompute them outside the trainer.
     vae = copy.deepcopy(tiny.vae).eval()
     fe = AudioLDMMelFrontEnd()
-    from tclap.audio import load_audio
+    from basekit.audio import load_audio
 
     paths = [json.loads(line)["audio"] for line in clips.read_text().splitlines()]
     mels = fe(torch.from_numpy(np.stack([load_audio(clips.parent / p, sr=SR) for p in paths])))
@@ -116,8 +116,8 @@ def test_ldm_stage_estimates_scaling_factor_and_saves_loadable_model(clips, tiny
 
     out, res = ldm_ref
     # 1/std of posterior samples, by brute force: many draws of the frozen VAE's posterior.
-    from tclap.audio import load_audio
-    from tclap.features import AudioLDMMelFrontEnd
+    from basekit.audio import load_audio
+    from audioldm_cond.mel import AudioLDMMelFrontEnd
 
     paths = [json.loads(line)["audio"] for line in clips.read_text().splitlines()]
     mels = AudioLDMMelFrontEnd()(torch.from_numpy(np.stack([load_audio(clips.parent / p, sr=SR) for p in paths])))
@@ -195,7 +195,7 @@ def test_resume_without_a_checkpoint_starts_fresh_and_says_so(clips, tiny, tmp_p
 
 
 def test_existing_run_without_resume_is_refused(clips, tiny, tmp_path):
-    from tclap.errors import UserError
+    from basekit.errors import UserError
 
     out = tmp_path / "r"
     (out / "checkpoints" / "step-00000002").mkdir(parents=True)
@@ -320,7 +320,7 @@ def test_prediction_type_is_trained_and_saved(clips, tiny, tmp_path):
     """--prediction-type v_prediction: the loss targets v (a batch's loss = a hand computation from the betas)
     and the saved scheduler says v_prediction, so generation follows."""
     from audioldm_cond.components import load_components
-    from tclap.errors import UserError
+    from basekit.errors import UserError
 
     (tmp_path / "cache").mkdir()
     cfg = _cfg(clips, tmp_path / "v", "ldm", steps=2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.losses import ContrastiveLoss, TClapLoss, TemporalLoss
 
 

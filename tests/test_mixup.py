@@ -15,7 +15,7 @@ from tclap.data.banks import BuiltinBank
 from tclap.data.captions import parse_event_order
 from tclap.data.manifest import read_manifest
 from tclap.data.mixup import MixupConfig, build_builtin_mixups, build_item, build_mixups
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 SR = 16000
 FRAME = 160  # 10 ms

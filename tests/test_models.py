@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tclap.audio import save_audio
-from tclap.errors import UserError
+from basekit.audio import save_audio
+from basekit.errors import UserError
 from tclap.models import ClapBundle, get_config, load_clap
 from tclap.models import factory
 from tclap.models.tokenizer import build_tiny_tokenizer
@@ -81,7 +81,7 @@ def test_embed_audio_files_resamples(tiny, tmp_path):
     wav = g.standard_normal(SR * 4).astype(np.float32) * 0.1
     p = tmp_path / "a.wav"
     save_audio(p, wav, SR)
-    from tclap.audio import load_audio
+    from basekit.audio import load_audio
 
     torch.testing.assert_close(tiny.embed_audio_files([p]), tiny.embed_audio([load_audio(p, sr=SR)]), atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="not found"):

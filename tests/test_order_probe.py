@@ -13,7 +13,7 @@ import torch
 from audioldm_cond.cli import main
 from audioldm_cond.components import build_tiny_components, save_components
 from audioldm_cond.probe import ProbeItem, denoising_errors, probe_items, probe_order, resolve_timesteps, wilson
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 SMALL = dict(unet_channels=(16, 32), vae_channels=(16, 32), max_seconds=1.28)
 

@@ -11,15 +11,8 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from tclap.errors import UserError
-from tclap.plotting import (
-    bars_figure,
-    histogram_figure,
-    plot_bars,
-    plot_histogram,
-    plot_spectrogram,
-    spectrogram_figure,
-)
+from basekit.errors import UserError
+from basekit.plotting import bars_figure, histogram_figure, plot_bars, plot_histogram, plot_spectrogram, spectrogram_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

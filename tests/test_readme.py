@@ -429,7 +429,7 @@ def write_audioldm_dir(path: Path, bundle) -> None:
 
 def write_esc50(root: Path) -> None:
     """ESC-50-master/: meta/esc50.csv and audio/*.wav (5 s, 44.1 kHz, silence-padded), 4 categories x folds 1..5."""
-    from tclap.audio import resample, save_audio
+    from basekit.audio import resample, save_audio
     from tclap.synth import render_event
 
     (root / "meta").mkdir(parents=True)
@@ -466,7 +466,7 @@ def write_audiocaps(path: Path) -> None:
 
 def write_positive_manifest(path: Path) -> None:
     """data/auto-acd.jsonl: a positive-only manifest (captions, no negatives) over real small wav files."""
-    from tclap.audio import save_audio
+    from basekit.audio import save_audio
     from tclap.synth import EVENT_CLASSES, EVENT_PHRASES, render_event
 
     lines = []

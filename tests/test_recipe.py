@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tclap.distributed import resolve_mixed_precision
-from tclap.recipes.embedded import N_FIRST_LOSSES, RecipeConfig, _stage_cfg, first_losses, main as recipe_main
+from conductor.recipes.clap import N_FIRST_LOSSES, RecipeConfig, _stage_cfg, first_losses, main as recipe_main
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tclap" / "assets" / "models"
@@ -254,7 +254,7 @@ def test_recipe_bad_arguments_are_one_line_errors(tmp_path, capsys):
 def _shipped_record(name: str) -> dict:
     path = ASSETS / name / "recipe.json"
     if not (ASSETS / name / "config.json").is_file():
-        pytest.skip(f"shipped model {name} is not in {ASSETS} yet (run `python -m tclap.recipes.embedded --out DIR` "
+        pytest.skip(f"shipped model {name} is not in {ASSETS} yet (run `python -m conductor.recipes.clap --out DIR` "
                     f"and copy DIR/{name} there)")
     if not path.is_file():
         pytest.skip(f"{path} is missing: the shipped {name} was exported before the recipe recorded itself; "

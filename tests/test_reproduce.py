@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tclap.cli import main
-from tclap.errors import UserError
-from tclap.reproduce.pipeline import DONE_FILE, Pipeline, Stage
+from basekit.errors import UserError
+from conductor.reproduce.pipeline import DONE_FILE, Pipeline, Stage
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -111,7 +111,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
 
 
 def test_parse_jobs():
-    from tclap.commands.reproduce import parse_jobs
+    from conductor.commands.reproduce import parse_jobs
 
     assert parse_jobs("3", "tiny") == 3 and parse_jobs("auto", "quick") == 1
     assert parse_jobs("auto", "tiny") == max(1, min(2, os.cpu_count() or 1))
@@ -126,7 +126,7 @@ def _module(root: Path, name: str, body: str) -> None:
 
 def test_run_modules_side_by_side_with_a_share_of_the_cores_each(tmp_path, monkeypatch):
     """Two jobs run at once (each sees the other's start file before it ends) with cpu_count // 2 threads."""
-    from tclap.reproduce.stages import ModuleJob, run_modules
+    from conductor.reproduce.stages import ModuleJob, run_modules
 
     _module(tmp_path, "side_job", """    me, other = argv
     open(me, "w").write(os.environ.get("OMP_NUM_THREADS", "unset"))
@@ -152,7 +152,7 @@ def test_run_modules_side_by_side_with_a_share_of_the_cores_each(tmp_path, monke
 
 
 def test_run_modules_failure_is_one_line_and_starts_nothing_more(tmp_path, monkeypatch):
-    from tclap.reproduce.stages import ModuleJob, run_modules
+    from conductor.reproduce.stages import ModuleJob, run_modules
 
     _module(tmp_path, "fail_job", """    print("first line")
     print("boom: the thing went wrong")
@@ -175,7 +175,7 @@ def test_run_modules_failure_is_one_line_and_starts_nothing_more(tmp_path, monke
 
 def test_run_modules_ctrl_c_stops_the_running_jobs(tmp_path, monkeypatch):
     """An interrupt while jobs run side by side (here raised when the quick job ends) terminates the slow one."""
-    from tclap.reproduce.stages import ModuleJob, run_modules
+    from conductor.reproduce.stages import ModuleJob, run_modules
 
     _module(tmp_path, "pid_job", """    open(argv[0], "w").write(str(os.getpid()))
     time.sleep(float(argv[1]))
@@ -238,7 +238,7 @@ STAGES = ["data", "clap", "clap_eval", "ldm", "generate", "score", "study", "rep
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One --quick run, killed in the score stage (after scoring one folder), then re-run to the end."""
-    import tclap.reproduce.stages as stages
+    import conductor.reproduce.stages as stages
 
     out = tmp_path_factory.mktemp("repro") / "run"
     real = stages.run_module
@@ -369,8 +369,8 @@ def test_ldm_settings_mirror_the_audioldm_recipe():
     """``tclap`` may not import ``audioldm_cond``, so the reproduce LDM defaults are a copy; keep it in step."""
     import dataclasses
 
-    from audioldm_cond.recipes.embedded import RecipeConfig
-    from tclap.reproduce.config import LdmSettings
+    from conductor.recipes.audioldm import RecipeConfig
+    from conductor.reproduce.config import LdmSettings
 
     mine, recipe = dataclasses.asdict(LdmSettings()), dataclasses.asdict(RecipeConfig())
     own = {"ckpt_every"}  # reproduce checkpoints less often (its runs are one-shot, not resumed by hand)

@@ -10,7 +10,7 @@ import soundfile as sf
 from tclap.cli import main as tclap_main
 from tclap.data.manifest import read_manifest
 from tclap.data.singles import SinglesConfig, build_builtin_singles, build_singles
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.synth import EVENT_CLASSES, EVENT_PHRASES, instance_for_split, instance_split, render_event
 
 SR = 16000

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.synth import (
     EVENT_CLASSES,
     EVENT_PHRASES,

@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.train.config import TrainConfig, parse_mix_ratio, preset
 from tclap.train.sampler import POSITIVE, TEMPORAL, MixedBatchSampler
 

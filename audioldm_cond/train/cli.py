@@ -21,7 +21,7 @@ from audioldm_cond.train.config import (
     COND_SOURCES, MIXED_PRECISION, STAGES, DataConfig, LdmStageConfig, OptimConfig, TrainConfig,
     ValidationConfig, VaeStageConfig, parse_cond_map, parse_unet_channels,
 )
-from tclap.errors import UserError, cli_entry
+from basekit.errors import UserError, cli_entry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-@cli_entry
+@cli_entry(prog="audioldm-cond")
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="audioldm-cond train", description=__doc__.splitlines()[0])
     add_arguments(p)

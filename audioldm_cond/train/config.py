@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 Stage = Literal["vae", "ldm"]
 CondSource = Literal["text", "audio", "mix"]

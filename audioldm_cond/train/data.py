@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tclap.audio import load_audio, pad_or_crop
-from tclap.errors import UserError
+from basekit.audio import load_audio, pad_or_crop
+from basekit.errors import UserError
 
 CHUNK = 128
 

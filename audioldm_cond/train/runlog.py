@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tclap.audio import atomic_write_text
+from basekit.atomic import atomic_write_text
 
 
 class RunLog:

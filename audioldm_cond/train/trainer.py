@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from audioldm_cond.train import data as D
 from audioldm_cond.train.config import TrainConfig
 from audioldm_cond.train.runlog import RunLog
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 
 CKPT_PREFIX = "step-"
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from audioldm_cond.train import data as D
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 if TYPE_CHECKING:
     from audioldm_cond.train.trainer import Trainer

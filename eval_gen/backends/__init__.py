@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from eval_gen.backends.base import EmbeddingBackend
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 _REGISTRY: dict[str, tuple[str, str, dict]] = {
     "mel-stats": ("eval_gen.backends.melstats", "MelStatsBackend", {}),

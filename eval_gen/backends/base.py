@@ -1,7 +1,7 @@
 """The embedding-backend interface and helpers shared by every backend.
 
 A backend turns a list of mono waveforms (any sample rate; the backend resamples to its own
-``sample_rate`` with :func:`tclap.audio.resample`) into per-clip embedding matrices ``[F_i, dim]``: one row
+``sample_rate`` with :func:`basekit.audio.resample`) into per-clip embedding matrices ``[F_i, dim]``: one row
 per frame for frame-level models (VGGish: 0.96 s examples) and one row per clip otherwise. Backends are
 deterministic (eval mode, no random crops) and batch clips of equal length together.
 """
@@ -16,8 +16,8 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
-from tclap.audio import resample
-from tclap.errors import UserError
+from basekit.audio import resample
+from basekit.errors import UserError
 
 Activation = Literal["sigmoid", "softmax"]
 

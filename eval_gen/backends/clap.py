@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_gen.backends.base import EmbeddingBackend, path_sha256
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _to_numpy(x) -> np.ndarray:

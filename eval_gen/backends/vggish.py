@@ -21,7 +21,7 @@ from torch import nn
 
 from eval_gen.backends.base import EmbeddingBackend, check_state_dict, file_sha256, load_torch_state
 from eval_gen.backends.mel import frame, periodic_hann, vggish_mel_matrix
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 EXAMPLE_FRAMES = 96
 QUANT_MIN, QUANT_MAX = -2.0, 2.0

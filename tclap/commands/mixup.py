@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _events(text: str) -> tuple[int, int]:

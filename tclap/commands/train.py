@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ Three kinds, one interface (:class:`ClipBank`):
 
 - ``builtin``: the procedural bank of :mod:`tclap.synth` (infinite instances; one in five held out).
 - a folder per class: ``BANK/<label>/*.wav|flac|ogg|mp3`` (any rate, mono or stereo; loaded with
-  :func:`tclap.audio.load_audio` at the target rate). Held-out files: those whose ``crc32("<label>/<file>")
+  :func:`basekit.audio.load_audio` at the target rate). Held-out files: those whose ``crc32("<label>/<file>")
   % 5 == 4`` (stable, about one in five, independent of the other files), so that ``--split heldout``
   builds an evaluation set from clips that no training mix used.
 - an ESC-50-style CSV (``filename, fold, target, category``) with the audio in ``audio/`` next to the CSV's
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tclap.audio import AUDIO_EXTENSIONS, load_audio
-from tclap.errors import UserError
+from basekit.audio import AUDIO_EXTENSIONS, load_audio
+from basekit.errors import UserError
 
 MIN_CLIP_SECONDS = 0.25
 #: frames quieter than this (dB below the clip's loudest 10 ms frame) are trimmed from both ends.

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 
 REQUIRED_FIELDS = ("id", "audio", "captions")
 PATH_FIELDS = ("audio", "negative_audio")

@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tclap.audio import atomic_write_text, save_audio
+from basekit.atomic import atomic_write_text
+from basekit.audio import save_audio
 from tclap.data.banks import ClipBank, open_bank
 from tclap.data.captions import make_caption
 from tclap.data.manifest import write_manifest
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 _SPLIT_CODE = {"train": 0, "heldout": 1}
 MIN_EVENT_SECONDS = 0.25

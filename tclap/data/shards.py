@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from tclap.audio import atomic_write_text
+from basekit.atomic import atomic_write_text
 from tclap.data.manifest import read_manifest
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

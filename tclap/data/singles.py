@@ -25,12 +25,12 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from tclap.audio import save_audio
+from basekit.audio import save_audio
 from tclap.data.banks import open_bank
 from tclap.data.captions import capitalize_first
 from tclap.data.manifest import write_manifest
 from tclap.data.mixup import check_settings
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 CONFIG_FILE = "singles_config.json"
 

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _as2d(x, name: str) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tclap.audio import atomic_write_text
+from basekit.atomic import atomic_write_text
 
 #: metric key -> row label of the Markdown table, in display order.
 LABELS = {

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.evaluation import metrics as M
 from tclap.evaluation.report import write_report
 
@@ -102,7 +102,7 @@ class EmbeddingCache:
 
 def embed_audio_paths(bundle, paths: list[str], cache: EmbeddingCache, batch_size: int, quiet: bool) -> np.ndarray:
     """``[N, D]`` embeddings of audio files, each distinct file embedded once (cached by file hash)."""
-    from tclap.audio import load_audio  # noqa: PLC0415
+    from basekit.audio import load_audio  # noqa: PLC0415
 
     for p in paths:
         if not Path(p).exists():
@@ -136,7 +136,7 @@ def builtin_heldout(cache_dir: Path, seconds: float, sr: int, cfg: EvalConfig) -
 
     Built once into ``cache_dir`` (deterministic from ``cfg.seed``); a finished build is reused.
     """
-    from tclap.audio import save_audio  # noqa: PLC0415
+    from basekit.audio import save_audio  # noqa: PLC0415
     from tclap.data.manifest import read_manifest, write_manifest  # noqa: PLC0415
     from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415
     from tclap.synth import EVENT_CLASSES, event_phrase, instance_for_split, render_event  # noqa: PLC0415

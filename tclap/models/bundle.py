@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 def _pooled(out) -> torch.Tensor:
@@ -187,7 +187,7 @@ class ClapBundle:
     def embed_audio_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 64,
                           progress: bool = False) -> torch.Tensor:
         """Load audio files (resampled to :attr:`sample_rate`, mono) and embed them: ``[N, D]``."""
-        from tclap.audio import load_audio  # noqa: PLC0415
+        from basekit.audio import load_audio  # noqa: PLC0415
 
         paths = [Path(p) for p in paths]
         out = []

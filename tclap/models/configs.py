@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.features import ClapMelConfig
 
 

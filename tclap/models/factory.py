@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.models.bundle import ClapBundle
 from tclap.models.configs import CONFIG_NAMES, ClapArchConfig, FrontEndConfig, get_config
 

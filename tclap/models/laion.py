@@ -24,7 +24,7 @@ Dropped on purpose: the STFT / mel buffers (``spectrogram_extractor``, ``logmel_
 recomputes them), HTSAT's shifted-window ``attn_mask`` buffers (transformers recomputes them), the AudioSet
 classifier (``tscam_conv``, ``head``) and LAION's ``audio_transform`` / ``text_transform`` MLPs (used only by
 its optional MLP loss, never by the embeddings). Any other key means the checkpoint is not an
-HTSAT + RoBERTa CLAP: a :class:`~tclap.errors.UserError` says so.
+HTSAT + RoBERTa CLAP: a :class:`~basekit.errors.UserError` says so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.models.configs import CONFIG_NAMES, AudioTowerConfig, ClapArchConfig, TextTowerConfig, get_config
 
 # LAION key prefixes that have no counterpart in ClapModel (see the module docstring).

@@ -20,7 +20,7 @@ import urllib.request
 from importlib import resources
 from pathlib import Path
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 
 class LLMError(RuntimeError):

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 from tclap.negatives.llm import LLMError, LLMUnavailable, clean_response, load_prompt, render_prompt
 from tclap.negatives.rule import rule_negative
 from tclap.negatives.validate import validate_negative

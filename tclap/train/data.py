@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tclap.audio import load_audio
-from tclap.errors import UserError
+from basekit.audio import load_audio
+from basekit.errors import UserError
 
 
 @dataclass

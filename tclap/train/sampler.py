@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 POSITIVE, TEMPORAL = 0, 1
 

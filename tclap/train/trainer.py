@@ -34,9 +34,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from tclap.audio import atomic_write_text
+from basekit.atomic import atomic_write_text
 from tclap.distributed import make_accelerator, resolve_mixed_precision
-from tclap.errors import UserError
+from basekit.errors import UserError
 from tclap.train.config import TrainConfig
 from tclap.train.data import TrainData, build_pools, mel_statistics, prepare_features
 from tclap.train.sampler import POSITIVE, MixedBatchSampler

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 # flag -> (dest, metavar, what it is). All are required for a real run.
 PAPER_INPUTS = {
@@ -124,8 +124,8 @@ def build_plan(args: argparse.Namespace, out: Path, seeds: Sequence[int]) -> lis
                                    "--classifier-weights", inp("panns_weights"), "--clap-model",
                                    f"{o}/clap/seed{s}/tclap/model", "--metrics", "fad,kad,kl,clap,order",
                                    "--device", "cuda", "--out", f"{o}/score/seed{s}/{system}", "--quiet"])
-    data.commands.append([py, "-m", "tclap.reproduce.paper", "prompts", inp("audiocaps_test"), f"{o}/data"])
-    study = PlanStage("study", [[py, "-m", "tclap.reproduce.paper", "study", o, str(seeds[0])],
+    data.commands.append([py, "-m", "conductor.reproduce.paper", "prompts", inp("audiocaps_test"), f"{o}/data"])
+    study = PlanStage("study", [[py, "-m", "conductor.reproduce.paper", "study", o, str(seeds[0])],
                                 [py, "-m", "demo.cli", "validate", f"{o}/study/study.yaml"]],
                       note="MOS study of the first seed's clips; then `mos serve` it")
     return [data, clap, clap_eval, ldm, gen, score, study]
@@ -143,7 +143,7 @@ def format_plan(plan: list[PlanStage], missing: list[str]) -> str:
 
 
 def run_paper(args: argparse.Namespace, out: Path, seeds: Sequence[int]) -> int:
-    from tclap.reproduce.pipeline import Pipeline, Stage  # noqa: PLC0415
+    from conductor.reproduce.pipeline import Pipeline, Stage  # noqa: PLC0415
 
     missing = check_inputs(args)
     plan = build_plan(args, out, seeds)
@@ -173,7 +173,7 @@ def run_paper(args: argparse.Namespace, out: Path, seeds: Sequence[int]) -> int:
 # ------------------------------------------------------------------------------------------------ helper steps
 def write_prompts(manifest: str, data_dir: str) -> None:
     """AudioCaps test manifest -> ``prompts.jsonl`` (first caption per clip) and ``reference/<id>.<ext>`` links."""
-    from tclap.audio import atomic_write_text  # noqa: PLC0415
+    from basekit.atomic import atomic_write_text  # noqa: PLC0415
     from tclap.data.manifest import read_manifest  # noqa: PLC0415
 
     out = Path(data_dir)
@@ -195,7 +195,7 @@ def write_paper_study(out: str, seed: str) -> None:
     """The MOS study of the paper preset: AudioLDM_L vs AudioLDM_T clips of ``seed`` for the AudioCaps prompts."""
     import yaml  # noqa: PLC0415
 
-    from tclap.audio import atomic_write_text  # noqa: PLC0415
+    from basekit.atomic import atomic_write_text  # noqa: PLC0415
 
     o = Path(out)
     prompts = [json.loads(ln) for ln in (o / "data" / "prompts.jsonl").read_text().splitlines() if ln.strip()]
@@ -214,4 +214,4 @@ if __name__ == "__main__":
     elif cmd == "study" and len(rest) == 2:
         write_paper_study(*rest)
     else:
-        raise SystemExit("usage: python -m tclap.reproduce.paper prompts MANIFEST DATA_DIR | study OUT SEED")
+        raise SystemExit("usage: python -m conductor.reproduce.paper prompts MANIFEST DATA_DIR | study OUT SEED")

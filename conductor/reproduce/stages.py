@@ -35,10 +35,10 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
-from tclap.reproduce.config import ReproConfig
-from tclap.reproduce.pipeline import Stage
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
+from conductor.reproduce.config import ReproConfig
+from conductor.reproduce.pipeline import Stage
 
 # system name -> (CLAP recipe export folder, label in the paper's notation)
 SYSTEMS = {"baseline": ("tiny-baseline", "AudioLDM_L"), "tclap": ("tiny-tclap", "AudioLDM_T")}
@@ -251,7 +251,7 @@ def stage_clap(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: in
 
     With ``jobs > 1`` the two fine-tunes of a seed train side by side (see ``run_recipe``).
     """
-    from tclap.recipes.embedded import run_recipe  # noqa: PLC0415
+    from conductor.recipes.clap import run_recipe  # noqa: PLC0415
 
     out = {}
     for seed in tqdm(cfg.seeds, desc="clap seeds", disable=quiet or None, leave=False):
@@ -505,7 +505,7 @@ def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1
     ``jobs``: how many independent trainings / generations / scorings may run at once (the two systems'
     CLAP fine-tunes and UNets, ...). It changes no setting, so it is not part of any stage's key.
     """
-    from tclap.reproduce.report import write_report  # noqa: PLC0415
+    from conductor.reproduce.report import write_report  # noqa: PLC0415
 
     paths = Paths(out)
     d = cfg.to_dict()
@@ -518,7 +518,7 @@ def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1
     return [
         Stage("data", bind(stage_data), d["data"], (), "built-in bank mix-ups and held-out prompts"),
         Stage("clap", bind(stage_clap), {"clap": d["clap"], "seeds": d["seeds"]}, (),
-              "baseline CLAP and T-CLAP per seed (tclap.recipes.embedded)"),
+              "baseline CLAP and T-CLAP per seed (conductor.recipes.clap)"),
         Stage("clap_eval", bind(stage_clap_eval), {"seeds": d["seeds"]}, ("clap",),
               "zero-shot, retrieval, T-Classify"),
         Stage("ldm", bind(stage_ldm), {"ldm": d["ldm"], "seeds": d["seeds"]}, ("data", "clap"),

@@ -2,13 +2,12 @@
 
 Every loader returns ``float32`` numpy arrays in ``[-1, 1]`` shaped ``[T]`` (mono) or ``[C, T]``
 (``mono=False``). Resampling uses soxr (the SoX resampler, "HQ" quality). Bad input raises
-:class:`tclap.errors.UserError` with one line naming the file and the fix.
+:class:`basekit.errors.UserError` with one line naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +16,8 @@ import soundfile as sf
 import soxr
 from scipy import signal as sps
 
-from tclap.errors import UserError
+from basekit.atomic import atomic_path
+from basekit.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 PadMode = Literal["repeatpad", "repeat", "pad", "center", "random"]
@@ -235,36 +235,8 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str =
         raise UserError(f"cannot write {p}: use a .wav, .flac or .ogg file name")
     if fmt == "OGG":
         subtype = "VORBIS"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent))
-    os.close(fd)
-    try:
-        sf.write(tmp, data, sr, format=fmt, subtype=subtype)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text atomically (temp file + rename)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically: a temp file in the same folder, then ``os.replace`` (readers never see half a file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(p, suffix=p.suffix) as tmp:
+        sf.write(str(tmp), data, sr, format=fmt, subtype=subtype)
     return p
 
 

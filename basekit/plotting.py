@@ -19,8 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tclap.audio import atomic_write_bytes
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_bytes
+from basekit.errors import UserError
 
 _EVENT_COLOURS = ("tab:red", "tab:cyan", "tab:orange", "tab:green", "tab:pink", "tab:olive", "tab:purple")
 

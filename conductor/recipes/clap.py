@@ -1,4 +1,4 @@
-"""The embedded models' recipe: ``python -m tclap.recipes.embedded --out DIR [--seed 0]``.
+"""The embedded models' recipe: ``python -m conductor.recipes.clap --out DIR [--seed 0]``.
 
 Stages (each resumable; a finished stage is skipped on a re-run):
 
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError, cli_entry
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError, cli_entry
 
 BASELINES = ("finetune", "start")  # RecipeConfig.baseline
 N_FIRST_LOSSES = 5  # optimizer steps whose losses each stage records in first_losses.json
@@ -184,7 +184,7 @@ def write_recipe_record(rc: RecipeConfig, out: Path, dest: Path, name: str, stag
 
 def _command(rc: RecipeConfig) -> str:
     d = RecipeConfig()
-    cmd = f"python -m tclap.recipes.embedded --out DIR --seed {rc.seed}"
+    cmd = f"python -m conductor.recipes.clap --out DIR --seed {rc.seed}"
     for flag, field in (("--n-train", "n_train"), ("--batch-size", "batch_size"), ("--pretrain-steps", "pretrain_steps"),
                         ("--warm-steps", "warm_steps"), ("--finetune-steps", "finetune_steps"),
                         ("--singles-per-class", "singles_per_class"),
@@ -318,7 +318,7 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tclap.recipes.embedded", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m conductor.recipes.clap", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     d = RecipeConfig()

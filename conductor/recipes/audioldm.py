@@ -1,7 +1,7 @@
 """The embedded default AudioLDMs: one command builds the data, trains them and installs them.
 
-    python -m audioldm_cond.recipes.embedded --out runs/embedded            # full recipe (CPU, hours)
-    python -m audioldm_cond.recipes.embedded --out /tmp/r --quick --no-install   # a smoke run
+    python -m conductor.recipes.audioldm --out runs/embedded            # full recipe (CPU, hours)
+    python -m conductor.recipes.audioldm --out /tmp/r --quick --no-install   # a smoke run
 
 Stages (each resumable: a finished stage is skipped, an interrupted one resumes from its last checkpoint):
 
@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError, cli_entry
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError, cli_entry
 
 CONDITIONERS = ("tiny-tclap", "tiny-baseline")
 
@@ -227,7 +227,7 @@ def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence
         tmp = dst.with_name(f".{name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("training.json"))
-        record = {"command": "python -m audioldm_cond.recipes.embedded " + " ".join(argv),
+        record = {"command": "python -m conductor.recipes.audioldm " + " ".join(argv),
                   "recipe": dataclasses.asdict(rc), "stages": {k: results[k] for k in ("vae", f"ldm-{name}")}}
         atomic_write_text(tmp / "recipe.json", json.dumps(record, indent=2))
         if dst.exists():
@@ -267,7 +267,7 @@ def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m audioldm_cond.recipes.embedded", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m conductor.recipes.audioldm", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="work directory (data, runs, caches); re-run to resume")
     p.add_argument("--quick", action="store_true", help="tiny sizes and a few steps (smoke test)")
     p.add_argument("--no-install", action="store_true", help="do not copy the models into the package")

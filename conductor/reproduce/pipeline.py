@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tclap.audio import atomic_write_text
-from tclap.errors import UserError
+from basekit.atomic import atomic_write_text
+from basekit.errors import UserError
 
 DONE_FILE = "DONE.json"
 STARTED_FILE = "STARTED.json"

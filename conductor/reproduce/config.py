@@ -1,10 +1,10 @@
 """Settings of ``tclap reproduce``, grouped by stage (dataclasses), and the ``quick`` / ``tiny`` presets.
 
-Each stage's settings are hashed into its ``DONE.json`` key (see :mod:`tclap.reproduce.pipeline`): change
+Each stage's settings are hashed into its ``DONE.json`` key (see :mod:`conductor.reproduce.pipeline`): change
 one and that stage and every stage after it re-run; the others are kept.
 
-The sizes of the ``tiny`` preset come from the two embedded recipes (``tclap.recipes.embedded`` for the
-CLAPs, ``audioldm_cond.recipes.embedded`` for the AudioLDMs), scaled so that the whole pipeline fits the
+The sizes of the ``tiny`` preset come from the two embedded recipes (``conductor.recipes.clap`` for the
+CLAPs, ``conductor.recipes.audioldm`` for the AudioLDMs), scaled so that the whole pipeline fits the
 45-minute budget on 2 CPU cores; the CLAP settings are overrides of the CLAP recipe's ``RecipeConfig``
 (reused, not copied), the AudioLDM settings are the train CLI's flags (``tclap`` may not import
 ``audioldm_cond``, so the AudioLDM recipe's values are mirrored here and passed on the command line).
@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tclap.errors import UserError
+from basekit.errors import UserError
 
 PRESETS = ("quick", "tiny", "paper")
 
@@ -39,7 +39,7 @@ class DataSettings:
 
 @dataclass
 class LdmSettings:
-    """AudioLDM training (``audioldm-cond train``), mirroring ``audioldm_cond.recipes.embedded.RecipeConfig``."""
+    """AudioLDM training (``audioldm-cond train``), mirroring ``conductor.recipes.audioldm.RecipeConfig``."""
 
     arch: dict[str, Any] = field(default_factory=lambda: {
         "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [16, 32],
@@ -93,11 +93,11 @@ class StudySettings:
 
 @dataclass
 class ReproConfig:
-    """Everything ``tclap reproduce`` runs (the ``paper`` preset uses :class:`tclap.reproduce.paper.PaperInputs`)."""
+    """Everything ``tclap reproduce`` runs (the ``paper`` preset uses :class:`conductor.reproduce.paper.PaperInputs`)."""
 
     preset: str = "tiny"
     seeds: tuple[int, ...] = (0,)
-    # CLAP recipe (tclap.recipes.embedded.RecipeConfig) overrides, all but ``seed``.
+    # CLAP recipe (conductor.recipes.clap.RecipeConfig) overrides, all but ``seed``.
     clap: dict[str, Any] = field(default_factory=dict)
     data: DataSettings = field(default_factory=DataSettings)
     ldm: LdmSettings = field(default_factory=LdmSettings)
@@ -106,7 +106,7 @@ class ReproConfig:
     study: StudySettings = field(default_factory=StudySettings)
 
     def validate(self) -> None:
-        from tclap.recipes.embedded import RecipeConfig  # noqa: PLC0415
+        from conductor.recipes.clap import RecipeConfig  # noqa: PLC0415
 
         if not self.seeds:
             raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
@@ -122,8 +122,8 @@ class ReproConfig:
             raise UserError("step counts must be >= 1")
 
     def recipe_config(self, seed: int):
-        """The CLAP recipe's :class:`~tclap.recipes.embedded.RecipeConfig` for ``seed``."""
-        from tclap.recipes.embedded import RecipeConfig  # noqa: PLC0415
+        """The CLAP recipe's :class:`~conductor.recipes.clap.RecipeConfig` for ``seed``."""
+        from conductor.recipes.clap import RecipeConfig  # noqa: PLC0415
 
         return RecipeConfig(**{**self.clap, "seed": seed})
 

@@ -1,1 +1,0 @@
-"""Recipes that produce the models shipped in the package (one command each)."""

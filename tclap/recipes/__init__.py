@@ -1,1 +1,0 @@
-"""Recipes: one-command pipelines that produce the project's shipped artefacts."""
