@@ -592,7 +592,7 @@ def _save_clap(clap, directory: Path) -> None:
     fe = getattr(clap, "feature_extractor", None)
     if fe is None and getattr(clap, "frontend", None) is not None:
         from tclap.models.configs import FrontEndConfig
-        from tclap.models.factory import make_feature_extractor
+        from tclap.models.frontends import make_feature_extractor
 
         fe = make_feature_extractor(FrontEndConfig(**asdict(clap.frontend.config)))
     if fe is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -66,4 +67,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask"]
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move the finished folder ``tmp`` to ``out``; an existing ``out`` is moved aside first and deleted only after
+    the swap, so a reader sees the old folder or the new one, never a mix, and a failed swap puts the old one back."""
+    tmp, out = Path(tmp), Path(out)
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["atomic_path", "replace_dir", "atomic_write_bytes", "atomic_write_text", "current_umask"]

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     from transformers import ClapProcessor
 
     from tclap.models import load_clap
-    from tclap.models.factory import make_feature_extractor
+    from tclap.models.frontends import make_feature_extractor
     from tclap.models.configs import FrontEndConfig
 
     n_audio = args.n_audio or (16 if args.quick else 256)

@@ -51,7 +51,7 @@ class _BaselineLoop:
         from tclap.data.manifest import read_manifest
         from tclap.models import load_clap
         from tclap.models.configs import FrontEndConfig
-        from tclap.models.factory import make_feature_extractor
+        from tclap.models.frontends import make_feature_extractor
 
         self.bundle = load_clap(init)  # the same seeded init as tclap.train's
         self.device = torch.device(device)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         init, seconds, sr = "tiny", 4.0, 16000
         if args.model != "tiny":
-            from tclap.export import export_bundle
+            from tclap.models.export import export_bundle
             from tclap.models.factory import from_config
             from tclap.models.tokenizer import build_tiny_tokenizer
 

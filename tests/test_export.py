@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tclap.cli import main as tclap_main
 from basekit.errors import UserError
-from tclap.export import export_bundle
+from tclap.models.export import export_bundle
 from tclap.models import load_clap
 
 TEXTS = ["a beep followed by a knock", "a knock followed by a beep", "rain falls"]

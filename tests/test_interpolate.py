@@ -10,7 +10,7 @@ import torch
 from safetensors.numpy import load_file
 
 from tclap.cli import main
-from tclap.export import export_bundle
+from tclap.models.export import export_bundle
 from tclap.models import configs, load_clap
 from tclap.models.factory import from_config
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from basekit.audio import save_audio
 from basekit.errors import UserError
 from tclap.models import ClapBundle, get_config, load_clap
-from tclap.models import factory
+from tclap.models import factory, frontends
 from tclap.models.tokenizer import build_tiny_tokenizer
 
 SR = 16000
@@ -121,7 +121,7 @@ def test_hf_directory_layout_loads_with_same_embeddings(tmp_path):
     torch.manual_seed(11)
     model = ClapModel(arch.to_hf(vocab_size=len(tok))).eval()
     model.save_pretrained(tmp_path / "m")
-    fe = factory.make_feature_extractor(arch.frontend)
+    fe = frontends.make_feature_extractor(arch.frontend)
     ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(tmp_path / "m")
     bundle = load_clap(tmp_path / "m")
     assert bundle.sample_rate == SR and bundle.config_name == "custom"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tclap.cli import main
+from conductor.cli import main
 from basekit.errors import UserError
 from conductor.reproduce.pipeline import DONE_FILE, Pipeline, Stage
 

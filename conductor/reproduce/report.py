@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from basekit.atomic import atomic_write_text
+from conductor.reproduce.layout import CLAP_LABELS, SYSTEMS, read_jsonl
 from conductor.reproduce.paper_numbers import PAPER
 
 NA = "–"
@@ -70,7 +71,6 @@ def _probe(out: Path) -> float | None:
 def collect(cfg, paths) -> dict:
     """Read every stage's outputs into the ``results.json`` structure."""
     from conductor.reproduce.pipeline import read_done  # noqa: PLC0415
-    from conductor.reproduce.stages import SYSTEMS  # noqa: PLC0415
 
     seeds = list(cfg.seeds)
     clap: dict = {}
@@ -142,7 +142,6 @@ def _yes(v: bool | None) -> str:
 
 
 def markdown(res: dict, figures: dict[str, list[str]]) -> str:
-    from conductor.reproduce.stages import CLAP_LABELS, SYSTEMS  # noqa: PLC0415
 
     ldm_names = {k: v[1] for k, v in SYSTEMS.items()}
     seeds = ", ".join(map(str, res["seeds"]))
@@ -223,7 +222,6 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
     from basekit.audio import load_audio  # noqa: PLC0415
     from audioldm_cond.mel import AudioLDMMelFrontEnd  # noqa: PLC0415
     from basekit.plotting import plot_bars, plot_histogram, plot_spectrogram  # noqa: PLC0415
-    from conductor.reproduce.stages import CLAP_LABELS, SYSTEMS, read_jsonl  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
 

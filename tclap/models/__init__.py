@@ -16,7 +16,8 @@ from tclap.models.configs import (
     TextTowerConfig,
     get_config,
 )
-from tclap.models.factory import ASSETS_DIR, SHIPPED_MODELS, TCLAP_CONFIG_FILE, from_config, load_clap
+from tclap.models.factory import ASSETS_DIR, SHIPPED_MODELS, from_config, load_clap
+from tclap.models.frontends import TCLAP_CONFIG_FILE
 
 __all__ = [
     "ASSETS_DIR", "AudioTowerConfig", "CONFIG_NAMES", "ClapArchConfig", "ClapBundle", "FrontEndConfig",

@@ -199,8 +199,8 @@ class ClapBundle:
 
     # ------------------------------------------------------------------ export
     def save_pretrained(self, out_dir: str | os.PathLike, provenance: dict | None = None) -> Path:
-        """Write an exported directory (see :func:`tclap.export.export_bundle`); also the checkpoint format."""
-        from tclap.export import export_bundle  # noqa: PLC0415
+        """Write an exported directory (see :func:`tclap.models.export.export_bundle`); also the checkpoint format."""
+        from tclap.models.export import export_bundle  # noqa: PLC0415
 
         return export_bundle(self, out_dir, provenance=provenance)
 

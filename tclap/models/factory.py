@@ -21,49 +21,16 @@ import torch
 
 from basekit.errors import UserError
 from tclap.models.bundle import ClapBundle
-from tclap.models.configs import CONFIG_NAMES, ClapArchConfig, FrontEndConfig, get_config
+from tclap.models.configs import CONFIG_NAMES, ClapArchConfig, get_config
+from tclap.models.frontends import (
+    TCLAP_CONFIG_FILE,
+    frontend_config_from_extractor,
+    make_frontend,
+)
 
 SHIPPED_MODELS = ("tiny-baseline", "tiny-tclap")
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
-TCLAP_CONFIG_FILE = "tclap_config.json"  # resolved ClapArchConfig + provenance, beside config.json
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-
-
-def make_frontend(fe: FrontEndConfig):
-    """The torch mel front end of a :class:`FrontEndConfig`."""
-    from tclap.features import ClapMelFrontEnd  # noqa: PLC0415
-
-    return ClapMelFrontEnd(**dataclasses.asdict(fe))
-
-
-def make_feature_extractor(fe: FrontEndConfig):
-    """The equivalent ``transformers.ClapFeatureExtractor`` (saved in exports for ClapProcessor users)."""
-    from transformers import ClapFeatureExtractor  # noqa: PLC0415
-
-    max_s = int(fe.max_length_s) if float(fe.max_length_s).is_integer() else fe.max_length_s
-    return ClapFeatureExtractor(
-        feature_size=fe.n_mels, sampling_rate=fe.sample_rate, hop_length=fe.hop_length, max_length_s=max_s,
-        fft_window_size=fe.n_fft, frequency_min=fe.f_min, frequency_max=fe.f_max, truncation=fe.truncation,
-        padding=fe.padding,
-    )
-
-
-def frontend_config_from_extractor(fe, enable_fusion: bool = False) -> FrontEndConfig:
-    """Read a ``ClapFeatureExtractor``'s settings as a :class:`FrontEndConfig`."""
-    truncation = str(fe.truncation)
-    if truncation == "fusion":
-        if enable_fusion:
-            raise UserError(
-                "fused CLAP models (enable_fusion=True) need the 4-crop 'fusion' front end, which tclap does not "
-                "implement; use an unfused checkpoint such as laion/clap-htsat-unfused"
-            )
-        truncation = "rand_trunc"  # an unfused model only ever sees the single-crop features
-    return FrontEndConfig(
-        sample_rate=int(fe.sampling_rate), n_fft=int(fe.fft_window_size), hop_length=int(fe.hop_length),
-        n_mels=int(fe.feature_size), f_min=float(fe.frequency_min), f_max=float(fe.frequency_max),
-        max_length_s=float(fe.nb_max_samples) / float(fe.sampling_rate), truncation=truncation,
-        padding=str(fe.padding),
-    )
 
 
 def build_tokenizer(arch: ClapArchConfig, tokenizer=None, source: str = "model"):

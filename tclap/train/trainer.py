@@ -188,7 +188,7 @@ def train(
         resume: continue from the newest complete checkpoint in ``out_dir`` (the step count continues).
         max_steps_this_run: stop (after a checkpoint) once this many optimizer steps ran in this call.
         step_callback: ``f(step, log_record)`` after each optimizer step (tests use it to simulate a kill).
-        export: write the final model to ``out_dir/model`` (:func:`tclap.export.export_bundle`).
+        export: write the final model to ``out_dir/model`` (:func:`tclap.models.export.export_bundle`).
     """
 
     from tclap.losses import TClapLoss  # noqa: PLC0415
