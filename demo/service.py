@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.assign import latin_window, rater_order
+from demo.fmt import short_value
 from basekit.errors import UserError
 from demo.store import Store
 from demo.study import Study, validate_rater_id
@@ -231,10 +232,10 @@ class MosService:
         out = {}
         for s in self.scale_names:
             v = ratings[s]
-            if isinstance(v, float) and v.is_integer():
+            if isinstance(v, float) and v.is_integer() and 1 <= v <= 5:
                 v = int(v)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5:
-                raise UserError(f"rating {v!r} on scale {s} is outside 1-5; send an integer from 1 to 5")
+                raise UserError(f"rating {short_value(v)} on scale {s} is outside 1-5; send an integer from 1 to 5")
             out[s] = v
         return out
 
