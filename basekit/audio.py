@@ -3,11 +3,26 @@
 Every loader returns ``float32`` numpy arrays in ``[-1, 1]`` shaped ``[T]`` (mono) or ``[C, T]``
 (``mono=False``). Resampling uses soxr (the SoX resampler, "HQ" quality). Bad input raises
 :class:`basekit.errors.UserError` with one line naming the file and the fix.
+
+Levels (:func:`set_level`, what ``audioldm-cond generate`` applies before writing):
+
+- default policy: the level is turned **down** only when the peak would pass ``CEILING_DBFS`` (-1 dBFS) and
+  never turned up, so no sample is written at full scale and quiet output stays quiet;
+- ``normalize="peak"`` / ``"loudness"`` (opt-in): scale to the ceiling / to a target loudness (BS.1770, LUFS),
+  the upward gain capped at ``max_gain_db`` and the peak never above the ceiling;
+- silence is judged on the level **before** any gain: a peak below ``SILENCE_DBFS`` (-60 dBFS, i.e. 0.001 of
+  full scale; 16-bit dither sits near -96 dBFS, quiet real recordings peak well above -60) is near-silent,
+  and a near-silent clip is never turned up (its noise would otherwise pass for content).
+
+:func:`save_audio` never clips silently: samples beyond full scale are a warning (or, with
+``on_overload="error"``, a refusal) that names the file and the peak.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +36,16 @@ from basekit.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 PadMode = Literal["repeatpad", "repeat", "pad", "center", "random"]
+Normalize = Literal["none", "peak", "loudness"]
+#: Peak (dBFS) that written audio never passes: the default policy turns louder clips down to it.
+CEILING_DBFS = -1.0
+#: A clip whose peak (before any gain) is below this many dBFS counts as silent / near-silent.
+SILENCE_DBFS = -60.0
+#: Default loudness target of ``normalize="loudness"`` (EBU R128).
+TARGET_LUFS = -23.0
+#: Default cap on the upward gain of ``normalize="peak"`` / ``"loudness"``.
+MAX_GAIN_DB = 20.0
+NORMALIZE_MODES = ("none", "peak", "loudness")
 _PAD_MODES = ("repeatpad", "repeat", "pad", "center", "random")
 
 
@@ -216,10 +241,95 @@ def pad_or_crop(
     raise ValueError(f"unknown pad mode {mode!r}; use repeatpad, repeat, pad, center or random")
 
 
-def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
+def peak_dbfs(wav: np.ndarray) -> float:
+    """Peak level of ``[T]`` or ``[C, T]`` audio in dBFS (``20 log10 max|x|``; 0 dBFS = full scale, ``-inf`` for
+    digital silence)."""
+    x = np.asarray(wav)
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20.0 * math.log10(m) if m > 0 else float("-inf")
+
+
+def _db(v: float) -> float | None:
+    """A level for JSON records: rounded to 0.01 dB, ``None`` for ``-inf`` (JSON has no infinity)."""
+    return round(float(v), 2) if math.isfinite(v) else None
+
+
+def set_level(
+    wav: np.ndarray,
+    sr: int,
+    normalize: Normalize | None = None,
+    ceiling_dbfs: float = CEILING_DBFS,
+    target_lufs: float = TARGET_LUFS,
+    max_gain_db: float = MAX_GAIN_DB,
+    silence_dbfs: float = SILENCE_DBFS,
+) -> tuple[np.ndarray, dict]:
+    """Apply the level policy of the module docstring to ``[T]`` or ``[C, T]`` audio.
+
+    Args:
+        wav: float audio (any level; model output may pass full scale).
+        sr: its sample rate (for the loudness measurement).
+        normalize: ``None`` / ``"none"``: only turn down, to ``ceiling_dbfs``; ``"peak"``: scale the peak to
+            ``ceiling_dbfs``; ``"loudness"``: scale to ``target_lufs``, then down if the peak would pass the
+            ceiling. Upward gain is capped at ``max_gain_db``; a near-silent clip gets no upward gain.
+        ceiling_dbfs: the highest peak written (must be < 0).
+        target_lufs: loudness target of ``"loudness"``.
+        max_gain_db: cap on upward gain (>= 0).
+        silence_dbfs: peaks below this (measured before any gain) count as near-silent.
+
+    Returns:
+        ``(scaled float32 audio of the same shape, record)``; the record (JSON-able; levels rounded to 0.01 dB,
+        ``None`` for ``-inf``) holds ``policy``, ``peak_dbfs_before``, ``lufs_before``, ``gain_db``,
+        ``peak_dbfs_after``, ``lufs_after``, ``would_clip`` (the peak passed full scale before the gain),
+        ``silent`` (peak before < ``silence_dbfs``) and ``silence_dbfs``.
+    """
+    mode = "none" if normalize is None else str(normalize)
+    if mode not in NORMALIZE_MODES:
+        raise UserError(f"normalize={normalize!r} is unknown; use none, peak or loudness")
+    if not ceiling_dbfs < 0 or not math.isfinite(ceiling_dbfs):
+        raise UserError(f"ceiling_dbfs={ceiling_dbfs:g} must be below 0 dBFS (full scale), e.g. -1")
+    if not max_gain_db >= 0 or not math.isfinite(max_gain_db):
+        raise UserError(f"max_gain_db={max_gain_db:g} must be a finite number >= 0, e.g. 20")
+    x = np.asarray(wav, dtype=np.float32)
+    if x.size == 0:
+        raise UserError("cannot set the level of an empty clip (0 samples)")
+    if not np.all(np.isfinite(x)):
+        raise UserError("the audio holds NaN or infinite samples (check the model output)")
+    peak = peak_dbfs(x)
+    lufs = loudness_lufs(x, sr)
+    silent = not peak >= silence_dbfs
+    gain = 0.0
+    if math.isfinite(peak):
+        if mode == "peak":
+            gain = ceiling_dbfs - peak
+        elif mode == "loudness" and math.isfinite(lufs):
+            gain = target_lufs - lufs
+        if silent or gain > max_gain_db:
+            gain = min(gain, 0.0 if silent else max_gain_db)
+        gain = min(gain, ceiling_dbfs - peak)  # every policy: the peak never passes the ceiling
+    y = (x * np.float32(10.0 ** (gain / 20.0))).astype(np.float32) if gain != 0.0 else x.copy()
+    record = {
+        "policy": mode,
+        "peak_dbfs_before": _db(peak),
+        "lufs_before": _db(lufs),
+        "gain_db": round(gain, 2),
+        "peak_dbfs_after": _db(peak_dbfs(y)),
+        "lufs_after": _db(lufs + gain) if math.isfinite(lufs) else None,
+        "would_clip": bool(peak > 0.0),
+        "silent": bool(silent),
+        "silence_dbfs": float(silence_dbfs),
+    }
+    return y, record
+
+
+def save_audio(
+    path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str = "PCM_16",
+    on_overload: Literal["warn", "error"] = "warn",
+) -> Path:
     """Write ``[T]`` or ``[C, T]`` audio atomically (temp file in the same folder, then rename).
 
-    The format follows the extension (``.wav``, ``.flac``, ``.ogg``). Samples are clipped to [-1, 1].
+    The format follows the extension (``.wav``, ``.flac``, ``.ogg``). Audio is written as given: set its level
+    first (:func:`set_level`). Samples beyond full scale (|x| > 1) cannot be stored; they are clipped with a
+    warning naming the file and the peak (``on_overload="warn"``), or refused (``"error"``): never silently.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -228,11 +338,20 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str =
         raise UserError(f"cannot write {p}: audio must be a non-empty [T] or [C, T] array, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise UserError(f"cannot write {p}: the audio holds NaN or infinite samples (check the model output)")
-    x = np.clip(x, -1.0, 1.0)
-    data = x.T if x.ndim == 2 else x
+    if on_overload not in ("warn", "error"):
+        raise ValueError(f"on_overload={on_overload!r}: use 'warn' or 'error'")
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(p.suffix.lower())
     if fmt is None:
         raise UserError(f"cannot write {p}: use a .wav, .flac or .ogg file name")
+    over = int(np.count_nonzero(np.abs(x) > 1.0))
+    if over:
+        msg = (f"{p}: {over} sample(s) beyond full scale (peak {peak_dbfs(x):+.1f} dBFS); turn the level down "
+               "before saving (basekit.audio.set_level)")
+        if on_overload == "error":
+            raise UserError(f"cannot write {msg}")
+        warnings.warn(f"clipped {msg}", stacklevel=2)
+        x = np.clip(x, -1.0, 1.0)
+    data = x.T if x.ndim == 2 else x
     if fmt == "OGG":
         subtype = "VORBIS"
     with atomic_path(p, suffix=p.suffix) as tmp:

@@ -14,7 +14,10 @@ import pytest
 import soundfile as sf
 from scipy import signal as sps
 
-from basekit.audio import _k_weighting, list_audio_files, load_audio, load_audio_with_sr, loudness_lufs, loudness_normalize, pad_or_crop, peak_normalize, resample, save_audio
+from basekit.audio import (
+    _k_weighting, list_audio_files, load_audio, load_audio_with_sr, loudness_lufs, loudness_normalize, pad_or_crop,
+    peak_dbfs, peak_normalize, resample, save_audio, set_level,
+)
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
 
@@ -305,9 +308,12 @@ def test_save_audio_atomic_round_trip_and_overwrite(tmp_path, ext):
     assert sorted(os.listdir(path.parent)) == [path.name]  # no temp files left behind
 
 
-def test_save_audio_clips_and_rejects_bad_arrays(tmp_path):
-    p = save_audio(tmp_path / "loud.wav", np.array([2.0, -3.0, 0.5], np.float32), 8000, subtype="FLOAT")
+def test_save_audio_warns_or_refuses_beyond_full_scale_and_rejects_bad_arrays(tmp_path):
+    with pytest.warns(UserWarning, match=r"2 sample\(s\) beyond full scale \(peak \+9\.5 dBFS\)"):  # 20 log10 3
+        p = save_audio(tmp_path / "loud.wav", np.array([2.0, -3.0, 0.5], np.float32), 8000, subtype="FLOAT")
     np.testing.assert_allclose(load_audio(p), [1.0, -1.0, 0.5])
+    with pytest.raises(UserError, match="beyond full scale"):
+        save_audio(tmp_path / "refused.wav", np.array([1.5, 0.0], np.float32), 8000, on_overload="error")
     with pytest.raises(UserError, match="NaN"):
         save_audio(tmp_path / "bad.wav", np.array([0.0, np.nan]), 8000)
     with pytest.raises(UserError, match="mp3"):
@@ -315,6 +321,62 @@ def test_save_audio_clips_and_rejects_bad_arrays(tmp_path):
     with pytest.raises(UserError, match="shape"):
         save_audio(tmp_path / "x.wav", np.zeros((1, 2, 3)), 8000)
     assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
+
+
+# ---------------------------------------------------------------- level policy
+CEIL = 10 ** (-1 / 20)  # -1 dBFS as a linear amplitude
+
+
+def test_peak_dbfs_hand_values():
+    assert peak_dbfs(np.array([0.5, -1.0])) == pytest.approx(0.0)
+    assert peak_dbfs(np.array([0.0, 0.1])) == pytest.approx(-20.0)
+    assert peak_dbfs(np.zeros(4)) == float("-inf")
+
+
+def test_set_level_default_only_turns_down_past_the_ceiling():
+    loud = _sine(997, 16000, 1.0, amp=2.0)  # +6.02 dBFS: would clip
+    y, rec = set_level(loud, 16000)
+    assert np.max(np.abs(y)) == pytest.approx(CEIL, rel=1e-5)
+    assert rec["gain_db"] == pytest.approx(-1 - 20 * np.log10(2.0), abs=0.01)
+    assert rec["would_clip"] and not rec["silent"] and rec["policy"] == "none"
+    assert rec["peak_dbfs_before"] == pytest.approx(6.02, abs=0.01) and rec["peak_dbfs_after"] == pytest.approx(-1.0)
+    quiet = _sine(997, 16000, 1.0, amp=0.1)
+    y, rec = set_level(quiet, 16000)  # -20 dBFS: left alone, never turned up
+    np.testing.assert_array_equal(y, quiet)
+    assert rec["gain_db"] == 0.0 and not rec["would_clip"]
+
+
+def test_set_level_peak_and_loudness_with_gain_cap():
+    sr = 48000
+    quiet = _sine(997, sr, 1.0, amp=0.1)  # peak -20 dBFS; BS.1770: a full-scale 997 Hz sine reads -3.01 LUFS
+    y, rec = set_level(quiet, sr, normalize="peak")
+    assert np.max(np.abs(y)) == pytest.approx(CEIL, rel=1e-5) and rec["gain_db"] == pytest.approx(19.0, abs=0.01)
+    y, rec = set_level(quiet, sr, normalize="peak", max_gain_db=10.0)  # capped
+    assert np.max(np.abs(y)) == pytest.approx(0.1 * 10 ** 0.5, rel=1e-5)
+    assert rec["lufs_before"] == pytest.approx(-23.01, abs=0.02)
+    y, rec = set_level(_sine(997, sr, 1.0, amp=0.5), sr, normalize="loudness", target_lufs=-30.0)
+    assert rec["gain_db"] == pytest.approx(-30.0 - (-3.01 - 20 * np.log10(2)), abs=0.03)
+    assert loudness_lufs(y, sr) == pytest.approx(-30.0, abs=0.03)
+    assert rec["lufs_after"] == pytest.approx(-30.0, abs=0.03)
+    # -3 LUFS would need a +6 dB gain: the ceiling limits it to a -1 dBFS peak instead
+    y, rec = set_level(_sine(997, sr, 1.0, amp=0.5), sr, normalize="loudness", target_lufs=-3.0)
+    assert np.max(np.abs(y)) == pytest.approx(CEIL, rel=1e-5)
+    assert rec["gain_db"] == pytest.approx(-1 + 20 * np.log10(2), abs=0.01)
+
+
+def test_set_level_near_silence_is_flagged_and_never_turned_up():
+    hiss = (np.random.default_rng(0).uniform(-1, 1, 16000) * 1.8e-4).astype(np.float32)  # ~ -75 dBFS
+    for mode in ("none", "peak", "loudness"):
+        y, rec = set_level(hiss, 16000, normalize=mode)
+        np.testing.assert_array_equal(y, hiss)
+        assert rec["silent"] and rec["gain_db"] == 0.0 and rec["peak_dbfs_before"] < -60
+    y, rec = set_level(np.zeros(100, np.float32), 16000, normalize="peak")
+    assert rec["silent"] and rec["peak_dbfs_before"] is None and rec["lufs_before"] is None
+    assert not set_level(_sine(997, 16000, 0.5, amp=0.002), 16000)[1]["silent"]  # -54 dBFS: quiet, not silent
+    with pytest.raises(UserError, match="normalize"):
+        set_level(hiss, 16000, normalize="rms")
+    with pytest.raises(UserError, match="below 0 dBFS"):
+        set_level(hiss, 16000, ceiling_dbfs=0.5)
 
 
 def test_save_audio_failure_leaves_no_temp_file(tmp_path):
