@@ -4,6 +4,12 @@
 log-mel with the prompt as title) and ``gen/prompts.jsonl`` (``id``, ``prompt``, ``seed``, ``score``, settings),
 the folder layout ``eval-gen score`` reads. Re-running the same command skips the clips already written with the
 same settings (it resumes), and says how many it skipped.
+
+Levels: a clip is written by :func:`basekit.audio.set_level`'s policy: turned down only when its peak would pass
+-1 dBFS, never turned up (``--normalize peak|loudness`` opt in, the upward gain capped by ``--max-gain-db``), so
+no sample reaches full scale. Each record's ``level`` holds the peak (dBFS) and loudness (LUFS) before and after
+and the gain; a clip that would have clipped, or is near-silent (peak below -60 dBFS before any gain), is a
+warning on stderr.
 """
 
 from __future__ import annotations
@@ -127,14 +133,39 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="clips denoised together (default 8)")
     p.add_argument("--no-clip-latents", action="store_true",
                    help="do not clamp predicted latents to the model's training range (on when the model has one)")
+    p.add_argument("--normalize", choices=("none", "peak", "loudness"), default="none",
+                   help="level of the written clips: none (default: turned down only if the peak would pass -1 dBFS, "
+                        "never up), peak (peak at -1 dBFS) or loudness (--target-lufs, peak at most -1 dBFS)")
+    p.add_argument("--target-lufs", type=float, default=-23.0, help="loudness target of --normalize loudness "
+                   "(default -23 LUFS, EBU R128)")
+    p.add_argument("--max-gain-db", type=float, default=20.0,
+                   help="cap on the upward gain of --normalize peak/loudness (default 20 dB)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _warn(msg: str) -> None:
+    print(f"audioldm-cond: warning: {msg}", file=sys.stderr)
+
+
+def _fmt_db(v: float | None, unit: str = "dBFS") -> str:
+    return "-inf " + unit if v is None else f"{v:+.1f} {unit}"
+
+
+def _level_warnings(clip_id: str, level: dict) -> None:
+    """One stderr line for a clip that would have clipped, and one for a near-silent clip."""
+    if level["would_clip"]:
+        _warn(f"{clip_id}: the model's output peaked at {_fmt_db(level['peak_dbfs_before'])}, over full scale; "
+              f"turned down {-level['gain_db']:.1f} dB to {_fmt_db(level['peak_dbfs_after'])} instead of clipping")
+    if level["silent"]:
+        _warn(f"{clip_id}: near-silent output (peak {_fmt_db(level['peak_dbfs_before'])} before any gain, below "
+              f"{level['silence_dbfs']:g} dBFS); it is written as is, not turned up")
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from audioldm_cond.components import load_components
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
-    from basekit.audio import save_audio
+    from basekit.audio import save_audio, set_level
     from basekit.plotting import plot_spectrogram
 
     items = read_prompts(args.prompt, args.prompts)
@@ -143,6 +174,10 @@ def run_generate(args: argparse.Namespace) -> int:
             raise UserError(f"{name} {v} must be at least 1")
     if args.seconds is not None and not args.seconds > 0:  # before the (slow) model load; the limit is checked after
         raise UserError(f"--seconds {args.seconds:g} must be a positive length, e.g. 4")
+    if not args.max_gain_db >= 0 or args.max_gain_db == float("inf"):
+        raise UserError(f"--max-gain-db {args.max_gain_db:g} must be a finite number >= 0, e.g. 20")
+    if not -70.0 <= args.target_lufs < 0.0:
+        raise UserError(f"--target-lufs {args.target_lufs:g} must be in [-70, 0), e.g. -23 (EBU R128) or -14")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
@@ -162,7 +197,12 @@ def run_generate(args: argparse.Namespace) -> int:
         "candidates": args.candidates,
         "scheduler": args.scheduler,
         "clip_latents": comps.config.latent_range is not None and not args.no_clip_latents,
+        "normalize": args.normalize,
     }
+    if args.normalize != "none":
+        settings["max_gain_db"] = args.max_gain_db
+        if args.normalize == "loudness":
+            settings["target_lufs"] = args.target_lufs
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / PROMPTS_FILE
     records = _read_records(rec_path)
@@ -198,7 +238,10 @@ def run_generate(args: argparse.Namespace) -> int:
         )
         for j in res.best():
             it = items[run[res.prompt_index[j]]]
-            wav = save_audio(out / f"{it['id']}.wav", res.audios[j], res.sample_rate)
+            audio, level = set_level(res.audios[j], res.sample_rate, normalize=args.normalize,
+                                     target_lufs=args.target_lufs, max_gain_db=args.max_gain_db)
+            _level_warnings(it["id"], level)
+            wav = save_audio(out / f"{it['id']}.wav", audio, res.sample_rate, on_overload="error")
             plot_spectrogram(
                 res.mels[j], comps.hop_length, res.sample_rate, title=it["prompt"], path=out / f"{it['id']}.png"
             )
@@ -208,6 +251,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 "seed": res.seeds[j],
                 "score": res.scores[j] if res.scores is not None else None,
                 "audio": wav.name,
+                "level": level,
                 "settings": settings,
             }
         _write_records(rec_path, records, order)  # after every chunk: an interrupted job resumes from here

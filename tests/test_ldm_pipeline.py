@@ -288,3 +288,83 @@ def test_position_and_cond_map_models_generate(bundle):
         c.unet.time_cond_map.proj.weight.mul_(50.0)
     b = p(["a beep followed by a knock"], **kw).audios[0]
     assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()  # (a random tiny vocoder's output is ~1e-12 in scale)
+
+
+# ------------------------------------------------------------------ levels of the written clips (issue 21)
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+    """The README's main job, ``audioldm-cond generate "a beep followed by a knock" --out out/``, run once under
+    umask 022 (the shipped tiny-tclap; its raw output passes full scale, so the level policy has work to do)."""
+    import os
+
+    import basekit.atomic as atomic
+
+    out = tmp_path_factory.mktemp("main_job") / "out"
+    old = os.umask(0o022)
+    cached, atomic._UMASK = atomic._UMASK, None  # the umask is read once per process: read it again
+    try:
+        rc = main(["generate", "a beep followed by a knock", "--out", str(out), "--quiet"])
+    finally:
+        os.umask(old)
+        atomic._UMASK = cached
+    assert rc == 0
+    (rec,) = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    return out, rec
+
+
+def test_main_job_wav_has_no_sample_at_full_scale_and_records_the_gain(main_job):
+    out, rec = main_job
+    pcm, sr = sf.read(out / rec["audio"], dtype="int16")
+    assert sr == 16000 and pcm.shape == (64000,)
+    peak = int(np.max(np.abs(pcm.astype(np.int32))))
+    assert peak < 32767, "a sample at full scale"
+    lv = rec["level"]
+    assert lv["policy"] == "none" and lv["would_clip"] and not lv["silent"]
+    # the gain turned the peak down to -1 dBFS: measured on the file, the 16-bit peak sits there (one LSB of slack)
+    assert 20 * np.log10(peak / 32768) == pytest.approx(-1.0, abs=0.01)
+    assert lv["peak_dbfs_after"] == pytest.approx(-1.0, abs=0.01)
+    assert lv["gain_db"] == pytest.approx(lv["peak_dbfs_after"] - lv["peak_dbfs_before"], abs=0.02)
+    assert lv["gain_db"] < 0 and lv["lufs_after"] == pytest.approx(lv["lufs_before"] + lv["gain_db"], abs=0.02)
+    assert rec["settings"]["normalize"] == "none"
+
+
+def test_main_job_files_are_group_and_other_readable_under_umask_022(main_job):
+    import stat
+
+    out, rec = main_job
+    for name in (rec["audio"], "prompts.jsonl", f"{rec['id']}.png"):
+        mode = stat.S_IMODE((out / name).stat().st_mode)
+        assert mode == 0o644, f"{name}: {oct(mode)}"
+
+
+def test_generate_normalize_options_and_the_clipping_warning(model_dir, tmp_path, capsys):
+    base = ["generate", "a beep followed by a knock", "--model", str(model_dir), "--seconds", "0.32", "--steps", "1",
+            "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--normalize", "peak"]) == 0
+    (rec,) = [json.loads(line) for line in (tmp_path / "a" / "prompts.jsonl").read_text().splitlines()]
+    lv = rec["level"]
+    pcm, _ = sf.read(tmp_path / "a" / rec["audio"], dtype="int16")
+    if lv["silent"]:  # a near-silent clip is never turned up
+        assert lv["gain_db"] == 0.0
+    else:
+        want = min(-1.0 - lv["peak_dbfs_before"], 20.0)  # the peak at -1 dBFS, the gain capped at +20 dB
+        assert lv["gain_db"] == pytest.approx(want, abs=0.01)
+        assert 20 * np.log10(np.max(np.abs(pcm.astype(np.int32))) / 32768) == pytest.approx(
+            lv["peak_dbfs_before"] + want, abs=0.05)
+    assert rec["settings"]["normalize"] == "peak" and rec["settings"]["max_gain_db"] == 20.0
+    for argv, pattern in [(["--max-gain-db", "-3"], "--max-gain-db"), (["--target-lufs", "5"], "--target-lufs")]:
+        capsys.readouterr()
+        assert main(base + ["--out", str(tmp_path / "b")] + argv) == 2
+        assert pattern in capsys.readouterr().err
+
+
+def test_level_warnings_name_the_clip_and_the_levels(capsys):
+    from audioldm_cond.cli import _level_warnings
+    from basekit.audio import set_level
+
+    _level_warnings("c1", set_level(np.array([0.0, 2.0, -1.0], np.float32), 16000)[1])
+    _level_warnings("c2", set_level(np.full(1600, 1e-4, np.float32), 16000)[1])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("audioldm-cond: warning: c1: the model's output peaked at +6.0 dBFS, over full scale; "
+                      "turned down 7.0 dB to -1.0 dBFS instead of clipping")
+    assert err[1].startswith("audioldm-cond: warning: c2: near-silent output (peak -80.0 dBFS before any gain")
