@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pooling", default="auto", choices=["auto", "frames", "clip"])
     s.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates for CIs (0: none)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--on-silent", default="warn", choices=["warn", "skip", "error"])
+    s.add_argument("--on-silent", default="warn", choices=["warn", "skip", "error"],
+                   help="what to do with silent or near-silent clips: warn and keep (default), skip, or error")
+    s.add_argument("--silence-dbfs", type=float, default=-60.0,
+                   help="a clip whose peak before any gain is below this is near-silent (default -60 dBFS; the "
+                        "level audioldm-cond generate recorded in prompts.jsonl, else the file's own peak)")
     s.add_argument("--cache-dir", help="embedding cache folder (default ~/.cache/tclap/eval_gen; '' disables)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", required=True, help="output folder for scores.json / scores.md / scores.png")
@@ -73,7 +77,8 @@ def _score(args) -> int:
     cfg = ScoreConfig(
         backend=args.backend, backend_kwargs=bkw, metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         pooling=args.pooling, classifier=args.classifier, classifier_kwargs=ckw, clap_model=args.clap_model,
-        n_boot=args.n_boot, seed=args.seed, on_silent=args.on_silent, cache_dir=args.cache_dir,
+        n_boot=args.n_boot, seed=args.seed, on_silent=args.on_silent, silence_dbfs=args.silence_dbfs,
+        cache_dir=args.cache_dir,
         progress=not args.quiet,
     )
     with warnings.catch_warnings():

@@ -54,8 +54,10 @@ def markdown_table(result: dict) -> str:
                     f"{b['n_gen_rows']}/{b['n_ref_rows']} rows)")
     sil = result.get("silent", {})
     if sil.get("gen") or sil.get("ref"):
-        info.append(f"silent clips: {len(sil.get('gen', []))} generated, {len(sil.get('ref', []))} reference "
-                    f"({result.get('on_silent')})")
+        thr = result.get("silence", {}).get("threshold_dbfs")
+        what = f" (peak below {thr:g} dBFS before any gain)" if thr is not None else ""
+        info.append(f"silent or near-silent clips{what}: {len(sil.get('gen', []))} of {result.get('n_gen')} generated, "
+                    f"{len(sil.get('ref', []))} of {result.get('n_ref')} reference ({result.get('on_silent')})")
     for k, v in result.get("skipped", {}).items():
         info.append(f"skipped: {v} {k}")
     for w in result.get("warnings", []):

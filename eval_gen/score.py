@@ -7,10 +7,18 @@ by file content, so an interrupted run resumes), then compute the requested metr
 ``fad`` (+ bootstrap CI), ``fad_inf`` (fadtk's extrapolation, with R²), ``kad`` (+ CI), ``kl`` (paired by stem,
 softmax KL(ref‖gen) and, for sigmoid classifiers, the Bernoulli KL), ``clap`` (text-audio cosine) and
 ``order`` (temporal-order accuracy by a CLAP model and, for prompts over the built-in bank, by the detector).
+
+Silence: a clip is silent or near-silent when its peak is below ``silence_dbfs`` (-60 dBFS by default,
+:data:`basekit.audio.SILENCE_DBFS`), judged on its level **before any gain**: for a folder written by
+``audioldm-cond generate``, the ``level.peak_dbfs_before`` its ``prompts.jsonl`` records for the file (a clip
+that was normalised up is judged on what the model made), otherwise the file's own peak. Generated and
+reference folders are treated the same way.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -26,7 +34,7 @@ from eval_gen.backends.base import file_sha256
 from eval_gen.cache import EmbeddingCache, default_cache_dir
 from eval_gen.kl import kl_bernoulli, kl_softmax, pair_by_stem
 from eval_gen.stats import bootstrap_ci
-from basekit.audio import list_audio_files, load_audio_with_sr
+from basekit.audio import SILENCE_DBFS, list_audio_files, load_audio_with_sr, peak_dbfs
 from basekit.errors import UserError
 
 ALL_METRICS = ("fad", "fad_inf", "kad", "kl", "clap", "order")
@@ -49,7 +57,7 @@ class ScoreConfig:
     fad_inf_steps: int = 25
     kad_scale: float = 1.0
     on_silent: str = "warn"  # "warn" | "skip" | "error"
-    silence_peak: float = 1e-4
+    silence_dbfs: float = SILENCE_DBFS  # peak (dBFS, before any gain) below which a clip is near-silent
     cache_dir: str | None = None  # None: ~/.cache/tclap/eval_gen; "": no cache
     progress: bool = True
     batch_files: int = 32
@@ -62,24 +70,53 @@ class ScoreConfig:
             raise UserError(f"pooling must be auto, frames or clip, got {self.pooling!r}")
         if self.on_silent not in ("warn", "skip", "error"):
             raise UserError(f"on_silent must be warn, skip or error, got {self.on_silent!r}")
+        if not (math.isfinite(self.silence_dbfs) and self.silence_dbfs < 0):
+            raise UserError(f"silence threshold {self.silence_dbfs:g} dBFS must be below 0 (full scale), e.g. -60")
 
 
 class _Clips:
     """A set of clips: names, and a loader returning ``(wave [T], sr)``; file sets also have content hashes."""
 
     def __init__(self, names: list[str], load: Callable[[int], tuple[np.ndarray, int]],
-                 hashes: list[str | None], label: str):
+                 hashes: list[str | None], label: str, recorded_peaks: list[float | None] | None = None):
         self.names, self.load, self.hashes, self.label = names, load, hashes, label
+        # peak dBFS before any gain, as the writer recorded it (None: not recorded; judge the file itself)
+        self.recorded_peaks = recorded_peaks or [None] * len(names)
         self.silent: list[str] = []
+        self.peaks: dict[str, float | None] = {}  # name -> judged peak dBFS of each silent clip (None: -inf)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def subset(self, keep: list[int]) -> "_Clips":
         c = _Clips([self.names[i] for i in keep], lambda j: self.load(keep[j]), [self.hashes[i] for i in keep],
-                   self.label)
-        c.silent = self.silent
+                   self.label, [self.recorded_peaks[i] for i in keep])
+        c.silent, c.peaks = self.silent, self.peaks
         return c
+
+
+GENERATION_RECORDS = "prompts.jsonl"  # what ``audioldm-cond generate`` writes beside its clips
+
+
+def recorded_levels(folder: Path) -> dict[str, float]:
+    """``file name -> peak dBFS before any gain`` from a generation folder's ``prompts.jsonl`` (``-inf`` for digital
+    silence); empty when the folder has no such records. Lines that are not generation records are ignored: the
+    file is optional metadata, and a clip without a record is judged on its own samples."""
+    f = folder / GENERATION_RECORDS
+    out: dict[str, float] = {}
+    if not f.is_file():
+        return out
+    for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            level = rec["level"]
+            if "peak_dbfs_before" not in level:
+                continue
+            v = level["peak_dbfs_before"]
+            out[str(rec["audio"])] = float("-inf") if v is None else float(v)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _folder_clips(folder: str | os.PathLike, label: str, progress: bool) -> tuple[_Clips, list[Path]]:
@@ -91,7 +128,9 @@ def _folder_clips(folder: str | os.PathLike, label: str, progress: bool) -> tupl
         raise UserError(f"{label} folder {d} holds no audio files (.wav/.flac/.ogg/.mp3)")
     hashes = [file_sha256(f) for f in tqdm(files, desc=f"hashing {label}", disable=None if progress else True,
                                             leave=False)]
-    clips = _Clips([f.stem for f in files], lambda i: load_audio_with_sr(files[i]), hashes, label)
+    levels = recorded_levels(d)
+    clips = _Clips([f.stem for f in files], lambda i: load_audio_with_sr(files[i]), hashes, label,
+                   [levels.get(f.name) for f in files])
     return clips, files
 
 
@@ -102,9 +141,14 @@ def _array_clips(waves: Sequence[np.ndarray], sr: int, label: str, names: Sequen
     return _Clips(names, lambda i: (np.asarray(waves[i], dtype=np.float32), int(sr)), [None] * len(waves), label)
 
 
+def _fmt_peak(v: float | None) -> str:
+    return "-inf" if v is None else f"{v:.1f}"
+
+
 def _scan_silent(clips: _Clips, cfg: ScoreConfig) -> _Clips:
-    """Read every clip once: decoding errors surface now; silent clips are handled by ``cfg.on_silent``."""
-    silent = []
+    """Read every clip once: decoding errors surface now; silent or near-silent clips (peak below
+    ``cfg.silence_dbfs`` before any gain; see the module docstring) are handled by ``cfg.on_silent``."""
+    silent, peaks = [], {}
     for i in tqdm(range(len(clips)), desc=f"reading {clips.label}", disable=None if cfg.progress else True,
                   leave=False):
         w, _ = clips.load(i)
@@ -112,15 +156,19 @@ def _scan_silent(clips: _Clips, cfg: ScoreConfig) -> _Clips:
             raise UserError(f"{clips.label} clip {clips.names[i]} has no samples")
         if not np.all(np.isfinite(w)):
             raise UserError(f"{clips.label} clip {clips.names[i]} holds NaN or infinite samples")
-        if float(np.max(np.abs(w))) < cfg.silence_peak:
+        rec = clips.recorded_peaks[i]
+        level = peak_dbfs(w) if rec is None else rec
+        if not level >= cfg.silence_dbfs:
             silent.append(i)
+            peaks[clips.names[i]] = round(level, 2) if math.isfinite(level) else None
     names = [clips.names[i] for i in silent]
     if silent:
-        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        shown = ", ".join(f"{n} ({_fmt_peak(peaks[n])} dBFS)" for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        what = f"silent or near-silent (peak below {cfg.silence_dbfs:g} dBFS before any gain)"
         if cfg.on_silent == "error":
-            raise UserError(f"{len(silent)} {clips.label} clips are silent (peak < {cfg.silence_peak:g}): {shown} "
+            raise UserError(f"{len(silent)} {clips.label} clips are {what}: {shown} "
                             "(fix them, or pass --on-silent warn/skip)")
-        warnings.warn(f"{len(silent)} of {len(clips)} {clips.label} clips are silent: {shown} "
+        warnings.warn(f"{len(silent)} of {len(clips)} {clips.label} clips are {what}: {shown} "
                       f"({'skipped' if cfg.on_silent == 'skip' else 'kept in the scores'})", stacklevel=2)
     if cfg.on_silent == "skip" and silent:
         keep = [i for i in range(len(clips)) if i not in set(silent)]
@@ -129,7 +177,7 @@ def _scan_silent(clips: _Clips, cfg: ScoreConfig) -> _Clips:
         out = clips.subset(keep)
     else:
         out = clips
-    out.silent = names
+    out.silent, out.peaks = names, peaks
     return out
 
 
@@ -187,6 +235,8 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
     cfg.validate()
     gen, ref = _scan_silent(gen, cfg), _scan_silent(ref, cfg)
     result: dict = {"n_gen": len(gen), "n_ref": len(ref), "silent": {"gen": gen.silent, "ref": ref.silent},
+                    "silence": {"threshold_dbfs": cfg.silence_dbfs, "judged_on": "peak before any gain",
+                                "peaks_dbfs": {"gen": gen.peaks, "ref": ref.peaks}},
                     "on_silent": cfg.on_silent, "metrics": {}, "skipped": {}, "config": asdict(cfg)}
     mset = set(cfg.metrics)
     need_emb = mset & {"fad", "fad_inf", "kad"}

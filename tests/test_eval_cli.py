@@ -119,6 +119,38 @@ def test_silent_clips_are_counted_and_reported_by_default(tmp_path, capsys):
     assert res["n_gen"] == 5 and res["silent"]["gen"] == ["quiet"]
 
 
+def test_near_silence_is_judged_in_dbfs_before_any_gain_for_generated_and_reference(tmp_path, capsys):
+    gen = _folder(tmp_path / "gen", 4, 0)
+    ref = _folder(tmp_path / "ref", 4, 1)
+    hiss = (np.random.default_rng(2).uniform(-1, 1, 16000) * 1.8e-4).astype(np.float32)  # peak ~ -75 dBFS
+    save_audio(gen / "hiss.wav", hiss, 16000)
+    save_audio(ref / "hiss_ref.wav", hiss, 16000)
+    # a clip the generator normalised up from -75 dBFS: loud on disk, near-silent as the model made it
+    save_audio(gen / "boosted.wav", (hiss / np.abs(hiss).max() * 0.89).astype(np.float32), 16000)
+    (gen / "prompts.jsonl").write_text(
+        json.dumps({"id": "boosted", "prompt": "a beep", "audio": "boosted.wav",
+                    "level": {"peak_dbfs_before": -75.3, "gain_db": 74.3}}) + "\n"
+        + json.dumps({"id": "clip00", "prompt": "a knock", "audio": "clip00.wav",
+                      "level": {"peak_dbfs_before": -3.0, "gain_db": 0.0}}) + "\n")
+    rc, out, err = _run(["score", "--gen", str(gen), "--ref", str(ref), "--metrics", "fad", "--n-boot", "0",
+                         "--quiet", "--no-plot", "--cache-dir", "", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 0
+    res = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert sorted(res["silent"]["gen"]) == ["boosted", "hiss"] and res["silent"]["ref"] == ["hiss_ref"]
+    import soundfile as sf
+
+    hiss_db = 20 * np.log10(np.abs(sf.read(gen / "hiss.wav")[0]).max())  # independent: the file's own peak
+    assert res["silence"]["peaks_dbfs"]["gen"]["hiss"] == pytest.approx(hiss_db, abs=0.01)
+    assert res["silence"]["peaks_dbfs"]["gen"]["boosted"] == -75.3 and res["silence"]["threshold_dbfs"] == -60.0
+    assert "2 of 6 generated clips are silent or near-silent (peak below -60 dBFS before any gain)" in err
+    assert "1 of 5 reference clips are silent or near-silent" in err
+    assert "silent or near-silent clips (peak below -60 dBFS before any gain): 2 of 6 generated, 1 of 5 reference" in out
+    # a lower threshold lets -75 dBFS pass
+    rc, _, err = _run(["score", "--gen", str(gen), "--ref", str(ref), "--metrics", "fad", "--n-boot", "0", "--quiet",
+                       "--no-plot", "--cache-dir", "", "--silence-dbfs", "-90", "--out", str(tmp_path / "p")], capsys)
+    assert rc == 0 and json.loads((tmp_path / "p" / "scores.json").read_text())["silent"] == {"gen": [], "ref": []}
+
+
 def test_compare_refuses_a_non_scores_file(tmp_path, capsys):
     (tmp_path / "x.json").write_text("{}")
     rc, _, err = _run(["compare", str(tmp_path / "x.json")], capsys)
