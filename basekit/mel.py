@@ -261,8 +261,8 @@ class StftMel(nn.Module):
         The frames are an ``unfold`` view (no copy); on CPU they are transformed in blocks of about
         ``cpu_block_frames`` frames (spanning the batch) so that the windowed frames, the complex spectrum
         and the power stay small: one [B, frames, n_freqs] complex128 array per batch (66 MB for 8 clips of
-        10 s) costs more in memory traffic and page faults than the FFTs themselves (measured ~3x slower
-        than blocks, single-threaded). The power is squared in place on the spectrum's real view.
+        10 s) costs more in memory traffic and page faults than the FFTs themselves. The power is squared in
+        place on the spectrum's real view.
         """
         if x.shape[1] <= self.n_fft // 2:
             raise UserError(

@@ -68,9 +68,8 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 def native_bf16(device: str = "cpu") -> bool:
     """Whether ``device`` runs bf16 matmuls natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX).
 
-    On a CPU without them torch emulates bf16 autocast, which is far slower than fp32: 8.3x slower for a
-    tiny-CLAP training step on an AVX2-only AMD EPYC (1.18 vs 9.7 s at batch 64, one thread, with two other
-    one-thread jobs sharing its 2 cores), against 1.8x faster on a CPU with AMX.
+    On a CPU without them torch emulates bf16 autocast, which is far slower than fp32 (measured on an AVX2-only
+    CPU: docs/notes/clap-recipe.md), while a CPU with AMX runs it faster than fp32.
     """
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
