@@ -393,3 +393,17 @@ def test_quick_run_with_jobs_side_by_side(tmp_path):
         assert len(list((out / "generate" / "seed0" / system).glob("*.wav"))) == len(prompts)
         assert (out / "score" / "seed0" / system / "scores.json").is_file()
     assert json.loads((out / "score" / DONE_FILE).read_text())["summary"]["scored"] == 3
+
+
+def test_report_flags_silent_generated_clips():
+    """A scored folder with near-silent clips (eval-gen's verdict, judged before any gain) is a warning line in
+    report.md, not a silent table of noise scores."""
+    from conductor.reproduce.report import _silence_notes
+
+    res = {"generation_counts": {
+        "seed0/baseline": {"n_gen": 4, "silent": {"gen": ["a", "b", "c", "d"], "ref": []}, "silence_threshold_dbfs": -60.0},
+        "seed0/tclap": {"n_gen": 4, "silent": {"gen": [], "ref": []}, "silence_threshold_dbfs": -60.0}}}
+    lines = _silence_notes(res)
+    assert len([ln for ln in lines if ln]) == 1
+    assert "4 of 4 generated clips of `seed0/baseline` are silent or near-silent (peak below -60 dBFS" in lines[0]
+    assert _silence_notes({"generation_counts": {"seed0/tclap": res["generation_counts"]["seed0/tclap"]}}) == []

@@ -91,7 +91,8 @@ def collect(cfg, paths) -> dict:
             sc = json.loads((paths.scores(s, system) / "scores.json").read_text())
             counts[f"seed{s}/{system}"] = {"n_gen": sc.get("n_gen"), "n_ref": sc.get("n_ref"),
                                            "order_detector_n": sc["metrics"].get("order_detector", {}).get("n"),
-                                           "skipped": sc.get("skipped", {}), "silent": sc.get("silent", {})}
+                                           "skipped": sc.get("skipped", {}), "silent": sc.get("silent", {}),
+                                           "silence_threshold_dbfs": sc.get("silence", {}).get("threshold_dbfs")}
             for name, (key, scale) in GEN_KEYS.items():
                 per[key][s] = _metric(sc, name, scale)
         per["unet_order_preference"] = {s: _probe(paths.probe(s, system)) for s in seeds}
@@ -141,6 +142,20 @@ def _yes(v: bool | None) -> str:
     return "not measured" if v is None else ("**yes**" if v else "**no**")
 
 
+def _silence_notes(res: dict) -> list[str]:
+    """A warning line per scored folder with silent or near-silent generated clips (judged by ``eval-gen score`` on
+    the peak before any gain): their FAD, KL and order numbers describe noise, not sound events."""
+    lines = []
+    for run, v in res.get("generation_counts", {}).items():
+        n = len(v.get("silent", {}).get("gen", []))
+        if n:
+            thr = v.get("silence_threshold_dbfs")
+            lines.append(f"> **Silent output**: {n} of {v.get('n_gen')} generated clips of `{run}` are silent or "
+                         f"near-silent (peak below {thr if thr is not None else -60:g} dBFS before any gain); the "
+                         "scores of that system describe near-silence, not sound events.")
+    return lines + [""] if lines else []
+
+
 def markdown(res: dict, figures: dict[str, list[str]]) -> str:
 
     ldm_names = {k: v[1] for k, v in SYSTEMS.items()}
@@ -153,6 +168,7 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
     if res["preset"] == "quick":
         L += ["> **Quick preset**: a smoke run with a few optimiser steps; its numbers say nothing about the "
               "method.", ""]
+    L += _silence_notes(res)
     c = res["checks"]
     L += ["## Claims", "",
           f"- T-CLAP above the baseline on T-Classify text-to-audio: {_yes(c['tclap_above_baseline_t_classify_t2a'])}",
