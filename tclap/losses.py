@@ -10,6 +10,10 @@ captions). With ``logit_scale_t=None`` both directions use ``logit_scale_a`` (LA
 L_t compares two captions for one clip, an audio -> text decision, so it uses ``logit_scale_a``.
 Clamping the scale (LAION clamps ``exp`` at 100) is the trainer's job.
 
+The trainer adds one more term when items carry an order-swapped audio (``--negative-audio``):
+:class:`AudioNegativeLoss`, the audio-side hard negative (the caption should prefer its clip over the same
+events in the other order), weighted by the same λ.
+
 Distributed: features are gathered across processes with gradients (:func:`tclap.distributed.gather_with_grad`)
 so every process computes the loss of the *global* batch; see :mod:`tclap.distributed` for why DDP's
 gradient averaging then reproduces single-process gradients exactly.
@@ -120,6 +124,31 @@ class TemporalLoss(nn.Module):
         total = (per_sample * mask.to(per_sample.dtype)).sum()
         loss = total / n.clamp(min=1).to(per_sample.dtype)
         return {"temporal_loss": loss, "n_temporal": n.to(torch.long)}
+
+
+class AudioNegativeLoss(nn.Module):
+    """Audio-side hard negative: the caption should prefer its clip over the order-swapped clip.
+
+    ``ℓ_i = softplus(s·(a_i⁻·t_i - a_i·t_i)) = -log( exp(s·a_i·t_i) / (exp(s·a_i·t_i) + exp(s·a_i⁻·t_i)) )``
+
+    with ``s = exp(logit_scale_a)`` (always scaled: the trainer has used the learned scale for this term
+    since it was added), ``a_i⁻`` the embedding of item i's negative audio (the same event instances in the
+    reversed order). The term is the mean of ℓ_i over the rows given, which are the rows of **this process**
+    that have a negative audio: it is not gathered (each ℓ_i needs only its own row), so with several
+    processes DDP averages per-process means (the global mean when they hold equal numbers of such rows).
+    The paper's T-Classify audio-to-text decision is this comparison (design.md).
+    """
+
+    def forward(self, audio_features: torch.Tensor, text_features: torch.Tensor,
+                negative_audio_features: torch.Tensor, logit_scale_a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``audio_features [N, D]`` (a_i), ``text_features [N, D]`` (t_i), ``negative_audio_features [N, D]``
+        (a_i⁻), ``N >= 1`` -> ``{"audio_negative_loss": scalar}``."""
+        _check_pair(audio_features, text_features, "audio negative loss")
+        _check_pair(negative_audio_features, text_features, "audio negative loss (negative audio)")
+        s = logit_scale_a.exp()
+        pos = (audio_features * text_features).sum(-1)  # [N] a_i·t_i
+        neg = (negative_audio_features * text_features).sum(-1)  # [N] a_i⁻·t_i
+        return {"audio_negative_loss": F.softplus(s * (neg - pos)).mean()}
 
 
 class TClapLoss(nn.Module):

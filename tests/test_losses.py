@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from basekit.errors import UserError
-from tclap.losses import ContrastiveLoss, TClapLoss, TemporalLoss
+from tclap.losses import AudioNegativeLoss, ContrastiveLoss, TClapLoss, TemporalLoss
 
 
 def _lse(xs):
@@ -35,6 +35,25 @@ def test_contrastive_2x2_by_hand():
     # one scale for both directions when logit_scale_t is None (LAION's ClipLoss)
     one = ContrastiveLoss()(a, t, torch.tensor(math.log(s_a)))["contrastive_loss"].item()
     assert one == pytest.approx(math.log(1 + math.exp(0.4)), abs=1e-6)
+
+
+def test_audio_negative_2_samples_by_hand():
+    # caption t_i should prefer its clip a_i over the order-swapped clip a_i⁻
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    a = torch.tensor([[0.6, 0.8], [0.0, 1.0]])  # a·t = 0.6, 1.0
+    a_neg = torch.tensor([[0.8, 0.6], [1.0, 0.0]])  # a⁻·t = 0.8, 0.0
+    s = 4.0
+    l0 = -math.log(math.exp(s * 0.6) / (math.exp(s * 0.6) + math.exp(s * 0.8)))
+    l1 = -math.log(math.exp(s * 1.0) / (math.exp(s * 1.0) + math.exp(s * 0.0)))
+    out = AudioNegativeLoss()(a, t, a_neg, torch.tensor(math.log(s)))
+    assert out["audio_negative_loss"].item() == pytest.approx((l0 + l1) / 2, abs=1e-6)
+    # gradient of the mean w.r.t. a_0: d/da0 softplus(s(a0⁻·t0 - a0·t0)) / 2 = -s·σ(s(0.8 - 0.6))·t0 / 2
+    a.requires_grad_(True)
+    AudioNegativeLoss()(a, t, a_neg, torch.tensor(math.log(s)))["audio_negative_loss"].backward()
+    sig = 1 / (1 + math.exp(-s * 0.2))
+    torch.testing.assert_close(a.grad[0], torch.tensor([-s * sig / 2, 0.0]), rtol=0, atol=1e-6)
+    with pytest.raises(UserError, match="audio negative"):
+        AudioNegativeLoss()(a, t, a_neg[:1], torch.tensor(0.0))
 
 
 def test_temporal_2_samples_by_hand():

@@ -5,6 +5,9 @@ padded), so for those the features are computed once per clip and kept in memory
 the sha256 of the audio file's bytes and the front-end settings, so a changed file or a different front end
 never reuses a stale entry). Clips longer than that need a fresh random crop at every step; then the waves
 are kept and the front end runs per batch with a generator seeded from ``(seed, step, rank)``.
+
+:class:`MemoryData` serves the trainer: ``batches(start)`` yields this process's :class:`Batch` of every
+micro-step from ``start`` on (the streaming sources of :mod:`tclap.data.stream` serve the same interface).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 
 from basekit.audio import load_audio
 from basekit.errors import UserError
+from tclap.train.sampler import POSITIVE, MixedBatchSampler, seed_for
 
 
 @dataclass
@@ -192,3 +196,101 @@ def mel_statistics(data: TrainData) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
     x = torch.cat(feats).double()  # [N, 1, frames, n_mels]
     return x.mean(dim=(0, 1, 2)).float(), x.var(dim=(0, 1, 2), unbiased=False).float()
+
+
+@dataclass
+class Batch:
+    """One process's share of one micro-step, ready for the model.
+
+    ``features`` holds the ``b`` items first, then the negative audio of those that use one.
+    """
+
+    features: torch.Tensor  # [b (+ b_neg_audio), 1, frames, n_mels]
+    texts: list[str]  # b positives, then the negatives of the items that have one, in item order
+    has_neg: torch.Tensor  # [b] bool
+    neg_audio_rows: torch.Tensor  # [b] long: row of the item's negative audio in features, -1 if none
+    ids: list[str] = field(default_factory=list)  # the b items' ids (streaming sources; in memory: pool:index)
+
+    @property
+    def size(self) -> int:
+        return int(self.has_neg.shape[0])
+
+
+class MemoryData:
+    """The in-memory path: pools of cached features, global batches from :class:`MixedBatchSampler`.
+
+    The global batch of micro-step ``m`` is ``sampler.batch(m)``; this process embeds its contiguous share.
+    """
+
+    def __init__(self, data: TrainData, cfg, frontend, rank: int, world: int) -> None:
+        self.data, self.cfg, self.frontend, self.rank, self.world = data, cfg, frontend, rank, world
+        self.sampler = MixedBatchSampler(len(data.positive), len(data.temporal), cfg.data.batch_size,
+                                         cfg.data.temporal_fraction, cfg.seed)
+
+    def batches(self, start: int) -> Iterator[Batch]:
+        """This process's batch of micro-steps ``start, start + 1, ...`` (endless)."""
+        micro = start
+        while True:
+            items = MixedBatchSampler.shard(self.sampler.batch(micro), self.rank, self.world)
+            yield make_batch(self.data, items, self.cfg, micro, self.frontend, self.rank)
+            micro += 1
+
+    def mel_statistics(self):
+        return mel_statistics(self.data)
+
+    def describe(self) -> dict:
+        """What ``train_config.json`` records about the data."""
+        d = self.data
+        return {"skipped": d.skipped, "moved_to_positive": d.moved_to_positive,
+                "pools": {"positive": len(d.positive), "temporal": len(d.temporal)},
+                "batch": {"temporal": self.sampler.k_temporal, "positive": self.sampler.k_positive}}
+
+    def report(self) -> list[str]:
+        """Lines for stdout at the start of a run."""
+        lines = [f"tclap train: skipped {n} item(s): {reason}" for reason, n in self.data.skipped.items()]
+        if self.data.moved_to_positive:
+            lines.append(f"tclap train: {self.data.moved_to_positive} --train item(s) without a negative caption go "
+                         "to the positive-only pool (L_c only; --unpaired positive)")
+        return lines
+
+    def close(self) -> None:
+        pass
+
+
+def make_batch(data: TrainData, items, cfg, micro: int, frontend, rank: int) -> Batch:
+    """Captions, features and negatives of ``items`` (this process's share of micro-step ``micro``)."""
+    rng = np.random.default_rng([cfg.seed, 3, micro])  # caption choice, shared by every process
+    choices = rng.random((len(items), 2))
+    pos_texts, neg_texts, feats, has_neg, wave_rows = [], [], [], [], []
+    neg_feats, neg_rows = [], []
+    for k, it in enumerate(items):
+        pool = data.positive if it.pool == POSITIVE else data.temporal
+        caps, negs = pool.captions[it.index], pool.negatives[it.index]
+        j = int(choices[k, 0] * len(caps))
+        pos_texts.append(caps[j])
+        if negs and cfg.loss.lambda_t > 0:
+            # Captions and negatives written pairwise (same length) keep the pair; else draw one.
+            neg_texts.append(negs[j] if len(negs) == len(caps) else negs[int(choices[k, 1] * len(negs))])
+            has_neg.append(True)
+        else:
+            has_neg.append(False)
+        if pool.features is not None:
+            feats.append(pool.features[it.index])
+        else:
+            wave_rows.append(pool.waves[it.index])
+        if cfg.data.use_negative_audio and pool.negative_features is not None and pool.negative_audio_paths[it.index]:
+            neg_rows.append(len(items) + len(neg_feats))
+            neg_feats.append(pool.negative_features[it.index])
+        else:
+            neg_rows.append(-1)
+    if wave_rows and feats:
+        raise UserError("mixing clips that need random crops with clips that do not is not supported; use clips of one length")
+    if wave_rows:
+        gen = torch.Generator().manual_seed(seed_for(cfg.seed, 4, micro, rank))
+        x = frontend(wave_rows, generator=gen).float().cpu()
+    else:
+        x = torch.stack(feats)
+    if neg_feats:
+        x = torch.cat([x, torch.stack(neg_feats)])
+    ids = [f"{'positive' if it.pool == POSITIVE else 'temporal'}:{it.index}" for it in items]
+    return Batch(x, pos_texts + neg_texts, torch.tensor(has_neg, dtype=torch.bool), torch.tensor(neg_rows), ids)

@@ -18,6 +18,11 @@ from basekit.errors import UserError
 POSITIVE, TEMPORAL = 0, 1
 
 
+def seed_for(*parts: int) -> int:
+    """A 32-bit seed derived from integer parts, e.g. ``(seed, purpose, step, rank)`` (``SeedSequence``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
 @dataclass(frozen=True)
 class BatchItem:
     pool: int  # POSITIVE or TEMPORAL
