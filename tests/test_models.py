@@ -137,6 +137,8 @@ def test_hf_directory_layout_loads_with_same_embeddings(tmp_path):
 
 def test_bad_sources_are_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not found: pass a config name"):
+        load_clap("nothing-here")
+    with pytest.raises(UserError, match="not found: no such folder or file"):
         load_clap(str(tmp_path / "nothing-here"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no config.json"):
@@ -174,3 +176,39 @@ def test_hub_id_offline_is_user_error():
     with pytest.raises(UserError, match="cannot load a ClapModel from someone/clap-not-cached") as exc:
         load_clap("someone/clap-not-cached")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["clap-htsat-unfused/", "./clap-htsat-unfused", "../clap", "~/no-such-clap-dir",
+                                  "runs/model", "ckpt/clap.pt", "a/b/c", "model.safetensors", "C:\\models\\clap"])
+def test_missing_local_paths_say_not_found_not_hub_rules(name, tmp_path, monkeypatch):
+    """A string that looks like a path is never sent to the hub: a missing one is "not found" (issue 21)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()  # an existing parent folder makes runs/model a path
+    with pytest.raises(UserError, match="not found: no such folder or file") as exc:
+        load_clap(name)
+    assert "Repo id" not in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_looks_like_local_path_keeps_hub_ids(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for hub in ("laion/clap-htsat-unfused", "someone/model-v1.5", "owner/name"):
+        assert not factory.looks_like_local_path(hub), hub
+    (tmp_path / "laion").mkdir()  # ... unless a local folder of that first name exists
+    assert factory.looks_like_local_path("laion/clap-htsat-unfused")
+
+
+def test_cli_path_arguments_say_not_found(tmp_path, capsys, monkeypatch):
+    """``tclap evaluate --model DIR/`` and ``eval-gen score --backend clap --weights DIR/``: one "not found" line."""
+    from conductor.cli import main as tclap_main
+    from eval_gen.cli import main as eval_main
+
+    monkeypatch.chdir(tmp_path)
+    assert tclap_main(["evaluate", "--model", "clap-htsat-unfused/", "--data", "builtin-heldout",
+                       "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "tclap: error: model 'clap-htsat-unfused/' not found: no such folder or file" in err
+    (tmp_path / "g").mkdir()
+    save_audio(tmp_path / "g" / "a.wav", np.zeros(1600, np.float32) + 0.1, SR)
+    assert eval_main(["score", "--gen", "g", "--ref", "g", "--backend", "clap", "--weights", "clap-htsat-unfused/",
+                      "--metrics", "fad", "--n-boot", "0", "--quiet", "--no-plot", "--cache-dir", "", "--out", "o"]) == 2
+    assert "not found: no such folder or file" in capsys.readouterr().err

@@ -8,6 +8,10 @@
 3. an existing directory: a transformers ``ClapModel`` export (``config.json`` + weights + processor files);
 4. an existing file: an original LAION-CLAP ``.pt`` checkpoint, converted (:mod:`tclap.models.laion`);
 5. ``owner/name``: a Hugging Face hub id, the only case in which the network may be used.
+
+A string that looks like a local path (:func:`looks_like_local_path`: a trailing ``/``, ``./``, ``../``, ``~``, an
+absolute path, a file suffix, or an existing parent folder) is never sent to the hub: when it does not exist the
+answer is "not found", not the hub's repo-id rules.
 """
 
 from __future__ import annotations
@@ -31,6 +35,29 @@ from tclap.models.frontends import (
 SHIPPED_MODELS = ("tiny-baseline", "tiny-tclap")
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+#: Suffixes that make a name a file path, never a hub id (``owner/model-v1.5`` keeps its dot: not listed here).
+PATH_SUFFIXES = (*CHECKPOINT_SUFFIXES, ".safetensors", ".json", ".onnx", ".zip", ".tar", ".gz")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` is meant as a local file or folder rather than a hub id (``owner/name``).
+
+    Decided by the look of the string: a trailing ``/`` (or ``os.sep``), a leading ``/``, ``./``, ``../``, ``.``
+    or ``~``, a Windows drive or backslash, a file suffix from :data:`PATH_SUFFIXES`, more than one ``/``, or a
+    first component that is an existing local folder (``runs/model`` when ``runs/`` exists).
+    """
+    s = str(name)
+    if not s:
+        return False
+    seps = ("/", os.sep)
+    if s.endswith(seps) or s.startswith(("/", ".", "~", os.sep)) or "\\" in s or (len(s) > 1 and s[1] == ":"):
+        return True
+    if Path(s).suffix.lower() in PATH_SUFFIXES or s.count("/") > 1:
+        return True
+    head = s.split("/", 1)[0]
+    return "/" in s and Path(head).expanduser().is_dir()
 
 
 def build_tokenizer(arch: ClapArchConfig, tokenizer=None, source: str = "model"):
@@ -193,7 +220,12 @@ def load_clap(name_or_path: str | os.PathLike, device: str | torch.device = "cpu
         if p.suffix.lower() not in CHECKPOINT_SUFFIXES:
             raise UserError(f"{p} is not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) or a model directory")
         return from_laion_checkpoint(p, device=device, tokenizer=tokenizer, config=config)
-    looks_like_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~")) and " " not in name
+    if looks_like_local_path(name):
+        raise UserError(
+            f"model {name!r} not found: no such folder or file {p.resolve()} "
+            "(check the path; a ClapModel directory, a LAION-CLAP .pt checkpoint, or a hub id written owner/name)"
+        )
+    looks_like_hub_id = name.count("/") == 1 and " " not in name
     if looks_like_hub_id:
         return from_directory(name, device=device, tokenizer=tokenizer, hub=True)
     raise UserError(
