@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from basekit.device import DEVICE_HELP, resolve_device
 from basekit.errors import UserError, cli_entry
 
 PROMPTS_FILE = "prompts.jsonl"
@@ -140,7 +141,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
                    "(default -23 LUFS, EBU R128)")
     p.add_argument("--max-gain-db", type=float, default=20.0,
                    help="cap on the upward gain of --normalize peak/loudness (default 20 dB)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -181,6 +182,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    args.device = resolve_device(args.device)
     if args.adapter:
         comps = _load_with_adapter(args)
     else:
@@ -295,7 +297,7 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--out", required=True, help="folder for order_probe.json and order_probe.md")
     p.add_argument("--cache-dir", help="where builtin-heldout is built (default: OUT/cache)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -314,6 +316,7 @@ def run_probe(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserError(f"--timesteps {args.timesteps!r}: give comma-separated numbers, e.g. 0.1,0.4,0.7") from None
     models = args.model or ["tiny-tclap", "tiny-baseline"]
+    args.device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, table = {}, [MARKDOWN_HEADER]

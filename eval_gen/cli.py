@@ -13,7 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from basekit.device import DEVICE_HELP, resolve_device
 from basekit.errors import UserError, cli_entry
+
+
+DEVICE_BACKENDS = ("vggish", "panns-cnn14", "clap", "tclap")  # the backends that run a torch model
 
 
 def _kv(items: Sequence[str] | None, flag: str) -> dict:
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a clip whose peak before any gain is below this is near-silent (default -60 dBFS; the "
                         "level audioldm-cond generate recorded in prompts.jsonl, else the file's own peak)")
     s.add_argument("--cache-dir", help="embedding cache folder (default ~/.cache/tclap/eval_gen; '' disables)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="auto", help=DEVICE_HELP)
     s.add_argument("--out", required=True, help="output folder for scores.json / scores.md / scores.png")
     s.add_argument("--no-plot", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -71,14 +75,17 @@ def _score(args) -> int:
     bkw = _kv(args.backend_arg, "--backend-arg")
     if args.weights:
         bkw["model" if args.backend == "clap" else "weights"] = args.weights
-    if args.backend in ("vggish", "panns-cnn14", "clap", "tclap"):
-        bkw.setdefault("device", args.device)
+    device = resolve_device(args.device)
+    if args.backend in DEVICE_BACKENDS:
+        bkw.setdefault("device", device)
     ckw = {"weights": args.classifier_weights} if args.classifier_weights else {}
+    if args.classifier in DEVICE_BACKENDS:
+        ckw["device"] = device
     cfg = ScoreConfig(
         backend=args.backend, backend_kwargs=bkw, metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         pooling=args.pooling, classifier=args.classifier, classifier_kwargs=ckw, clap_model=args.clap_model,
         n_boot=args.n_boot, seed=args.seed, on_silent=args.on_silent, silence_dbfs=args.silence_dbfs,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, device=device,
         progress=not args.quiet,
     )
     with warnings.catch_warnings():

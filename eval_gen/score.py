@@ -51,6 +51,7 @@ class ScoreConfig:
     classifier: str | None = None  # for KL; default: the backend if it classifies
     classifier_kwargs: dict = field(default_factory=dict)
     clap_model: str = "tiny-tclap"  # for clap/order when the backend is not a CLAP model
+    device: str = "cpu"  # where that CLAP runs (``eval-gen score --device auto`` resolves it)
     n_boot: int = 100
     ci_level: float = 0.95
     seed: int = 0
@@ -322,7 +323,7 @@ def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped:
     unused = len(set(prompts) - set(gen.names))
     if unused:
         skipped["prompts without a generated clip"] = unused
-    be = clap_backend or get_backend("clap", model=cfg.clap_model)
+    be = clap_backend or get_backend("clap", model=cfg.clap_model, device=cfg.device)
     texts = [prompts[n][0] for n in gen.names]
     negs = [prompts[n][1] for n in gen.names]
     cache = _cache_for(be, cfg)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from basekit.device import DEVICE_HELP
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model name (tiny-baseline, tiny-tclap, ...), directory or hub id")
@@ -12,14 +14,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-template", default="A sound of {label}", help="zero-shot prompt (default: %(default)r)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cache-dir", help="embedding cache (default: OUT/cache)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from tclap.evaluation.report import markdown_table  # noqa: PLC0415
+    from basekit.device import resolve_device  # noqa: PLC0415
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
 
     cfg = EvalConfig(prompt_template=args.prompt_template, batch_size=args.batch_size)
-    res = evaluate(args.model, args.data, args.out, cfg=cfg, cache_dir=args.cache_dir, quiet=args.quiet)
+    res = evaluate(args.model, args.data, args.out, cfg=cfg, cache_dir=args.cache_dir, quiet=args.quiet,
+                   device=resolve_device(args.device))
     print(markdown_table({k: v for k, v in res.items() if isinstance(v, float)}, res["counts"]), end="")
     return 0

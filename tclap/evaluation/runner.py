@@ -176,6 +176,7 @@ def evaluate(
     cfg: EvalConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     quiet: bool = False,
+    device: str = "cpu",
 ) -> dict:
     """Evaluate ``model`` (a name/dir for :func:`tclap.models.load_clap`, or a loaded bundle) on ``data``.
 
@@ -185,6 +186,7 @@ def evaluate(
         out_dir: where ``metrics.json`` and ``metrics.md`` go.
         cfg: :class:`EvalConfig`.
         cache_dir: embedding (and built-in data) cache; default ``out_dir/cache``.
+        device: where a model given by name is loaded (``tclap evaluate --device auto`` resolves it).
 
     Returns:
         the metrics dict (percent) with ``counts`` and ``info``, as written to ``metrics.json``.
@@ -198,7 +200,7 @@ def evaluate(
     if isinstance(model, (str, os.PathLike)):
         from tclap.models import load_clap  # noqa: PLC0415
 
-        model_name, bundle = str(model), load_clap(model)
+        model_name, bundle = str(model), load_clap(model, device=device)
     else:
         model_name, bundle = getattr(model, "source", "") or "bundle", model
     out = Path(out_dir)
