@@ -365,18 +365,29 @@ def test_rerun_skips_everything(quick_run, capsys):
     assert os.path.getsize(out / "report.md") > 0
 
 
-def test_ldm_settings_mirror_the_audioldm_recipe():
-    """``tclap`` may not import ``audioldm_cond``, so the reproduce LDM defaults are a copy; keep it in step."""
+def test_ldm_stage_configs_come_from_the_audioldm_recipe(tmp_path):
+    """The reproduction's AudioLDM runs are the AudioLDM recipe's TrainConfigs (its own builders), not re-typed
+    flags: a recipe setting reaches the run, and the config written for each run loads back as a TrainConfig."""
     import dataclasses
 
+    from audioldm_cond.train.config import TrainConfig
     from conductor.recipes.audioldm import RecipeConfig
-    from conductor.reproduce.config import LdmSettings
+    from conductor.reproduce.config import make_config
+    from conductor.reproduce.layout import Paths
+    from conductor.reproduce.stages import ldm_train_configs
 
-    mine, recipe = dataclasses.asdict(LdmSettings()), dataclasses.asdict(RecipeConfig())
-    own = {"ckpt_every"}  # reproduce checkpoints less often (its runs are one-shot, not resumed by hand)
-    shared = sorted(set(mine) & set(recipe) - own)
-    assert len(shared) >= 12, shared
-    assert {k: mine[k] for k in shared} == {k: recipe[k] for k in shared}
+    cfg = make_config("tiny", (0, 1))
+    assert isinstance(cfg.ldm, RecipeConfig)
+    cfg.ldm = dataclasses.replace(cfg.ldm, ldm_lr=3e-4, prediction_type="epsilon")
+    runs = ldm_train_configs(cfg, Paths(tmp_path), tmp_path / "ldm")
+    assert sorted(runs) == ["seed0-baseline", "seed0-tclap", "seed1-baseline", "seed1-tclap", "vae"]
+    for name, tc in runs.items():
+        assert TrainConfig.from_dict(tc.to_dict()) == tc
+        if name != "vae":
+            assert tc.optim.lr == 3e-4 and tc.ldm.prediction_type == "epsilon" and tc.ldm.unet == cfg.ldm.ldm_unet
+            assert tc.seed == int(name[4]) and tc.optim.steps == cfg.ldm.ldm_steps == 5000
+            assert tc.clap.endswith(f"tiny-{name.split('-')[1]}")
+    assert runs["vae"].ema_decay == 0.0 and runs["vae"].tiny_kwargs == cfg.ldm.arch
 
 
 @pytest.mark.slow

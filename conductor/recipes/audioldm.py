@@ -146,33 +146,49 @@ def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, 
     return pairs, paths["heldout"]
 
 
+def vae_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, data, seed: int, ema_decay: float,
+                     quiet: bool = False, **extra):
+    """The ``vae`` stage's :class:`~audioldm_cond.train.config.TrainConfig` for this recipe (a tiny model from
+    ``rc.arch``); ``data`` is a :class:`~audioldm_cond.train.config.DataConfig`."""
+    from audioldm_cond.train.config import OptimConfig, TrainConfig, VaeStageConfig
+
+    return TrainConfig(
+        stage="vae", out_dir=str(out_dir), model="tiny", clap=extra.pop("clap", "tiny"), data=data,
+        optim=OptimConfig(steps=rc.vae_steps, batch_size=rc.vae_batch, lr=rc.vae_lr),
+        vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=ema_decay, ckpt_every=rc.ckpt_every,
+        seed=seed, resume=True, quiet=quiet, tiny_kwargs=dict(rc.arch), **extra,
+    )
+
+
+def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: str | os.PathLike, clap: str,
+                     data, seed: int, val, quiet: bool = False):
+    """An ``ldm`` stage's :class:`~audioldm_cond.train.config.TrainConfig`: a UNet on ``clap``'s text embedding,
+    on the VAE in ``vae_final``; ``val`` is a :class:`~audioldm_cond.train.config.ValidationConfig`."""
+    from audioldm_cond.train.config import LdmStageConfig, OptimConfig, TrainConfig
+
+    return TrainConfig(
+        stage="ldm", out_dir=str(out_dir), model=str(vae_final), clap=str(clap), data=data,
+        optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
+        ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
+                           prediction_type=rc.prediction_type, unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
+        val=val, ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=seed, resume=True, quiet=quiet,
+    )
+
+
 def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bool = False) -> dict[str, Any]:
     """The :class:`TrainConfig` of every training stage, by stage name."""
-    from audioldm_cond.train.config import (
-        DataConfig, LdmStageConfig, OptimConfig, TrainConfig, ValidationConfig, VaeStageConfig,
-    )
+    from audioldm_cond.train.config import DataConfig, ValidationConfig
 
     data = DataConfig(train_manifest=str(train), val_manifest=str(val), seconds=rc.seconds,
                       cache_dir=str(out / "cache"))
     vae_final = rc.vae_dir or str(out / "vae" / "final")
-    cfgs = {} if rc.vae_dir else {"vae": TrainConfig(
-        stage="vae", out_dir=str(out / "vae"), model="tiny", clap="tiny", data=data,
-        optim=OptimConfig(steps=rc.vae_steps, batch_size=rc.vae_batch, lr=rc.vae_lr),
-        vae=VaeStageConfig(crop_frames=rc.vae_crop_frames), ema_decay=rc.vae_ema, ckpt_every=rc.ckpt_every,
-        seed=rc.seed, resume=True, quiet=quiet, tiny_kwargs=dict(rc.arch),
-    )}
+    cfgs = {} if rc.vae_dir else {"vae": vae_train_config(rc, out / "vae", data, rc.seed, rc.vae_ema, quiet)}
     for spec in rc.conditioners:
         name, clap = split_conditioner(spec)
-        cfgs[f"ldm-{name}"] = TrainConfig(
-            stage="ldm", out_dir=str(out / f"ldm-{name}"), model=vae_final, clap=clap, data=data,
-            optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
-            ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
-                               prediction_type=rc.prediction_type, unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
-            val=ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts, generate=rc.val_generate,
-                                 guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
-                                 clap_model=rc.judge_clap or clap),
-            ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=rc.seed, resume=True, quiet=quiet,
-        )
+        val_cfg = ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts, generate=rc.val_generate,
+                                   guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
+                                   clap_model=rc.judge_clap or clap)
+        cfgs[f"ldm-{name}"] = ldm_train_config(rc, out / f"ldm-{name}", vae_final, clap, data, rc.seed, val_cfg, quiet)
     return cfgs
 
 
@@ -219,6 +235,7 @@ def _check_same_settings(run: Path, cfg) -> None:
 def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence[str]) -> list[Path]:
     """Copy each trained LDM into ``audioldm_cond/assets/models/<name>`` with its ``recipe.json`` (atomic)."""
     from audioldm_cond.components import assets_dir
+    from conductor.recipes.records import LDM_PATHS_NOTE, portable
 
     done = []
     for name in (split_conditioner(c)[0] for c in rc.conditioners):
@@ -227,8 +244,10 @@ def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence
         tmp = dst.with_name(f".{name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("training.json"))
-        record = {"command": "python -m conductor.recipes.audioldm " + " ".join(argv),
+        args = ["DIR" if i and argv[i - 1] == "--out" else a for i, a in enumerate(argv)]
+        record = {"command": "python -m conductor.recipes.audioldm " + " ".join(args),
                   "recipe": dataclasses.asdict(rc), "stages": {k: results[k] for k in ("vae", f"ldm-{name}")}}
+        record = {**portable(record, out), "paths": LDM_PATHS_NOTE}
         atomic_write_text(tmp / "recipe.json", json.dumps(record, indent=2))
         if dst.exists():
             shutil.rmtree(dst)

@@ -5,9 +5,10 @@ one and that stage and every stage after it re-run; the others are kept.
 
 The sizes of the ``tiny`` preset come from the two embedded recipes (``conductor.recipes.clap`` for the
 CLAPs, ``conductor.recipes.audioldm`` for the AudioLDMs), scaled so that the whole pipeline fits the
-45-minute budget on 2 CPU cores; the CLAP settings are overrides of the CLAP recipe's ``RecipeConfig``
-(reused, not copied), the AudioLDM settings are the train CLI's flags (``tclap`` may not import
-``audioldm_cond``, so the AudioLDM recipe's values are mirrored here and passed on the command line).
+45-minute budget on 2 CPU cores. Both are the recipes' own config classes, never copies: the CLAP settings are
+overrides of :class:`conductor.recipes.clap.RecipeConfig`, the AudioLDM settings an instance of
+:class:`conductor.recipes.audioldm.RecipeConfig`, whose training configs (``audioldm_cond.train.config.TrainConfig``)
+the ldm stage builds with the recipe's own builders.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from basekit.errors import UserError
+from conductor.recipes.audioldm import RecipeConfig as LdmRecipe
 
 PRESETS = ("quick", "tiny", "paper")
 
@@ -35,33 +37,6 @@ class DataSettings:
     n_ldm_train: int = 512
     n_heldout: int = 24  # prompts generated per system and seed
     data_seed: int = 0
-
-
-@dataclass
-class LdmSettings:
-    """AudioLDM training (``audioldm-cond train``), mirroring ``conductor.recipes.audioldm.RecipeConfig``."""
-
-    arch: dict[str, Any] = field(default_factory=lambda: {
-        "vae_channels": [8, 16, 32, 64], "latent_channels": 8, "unet_channels": [16, 32],
-        "layers_per_block": 1, "attention": True, "vocoder": "griffinlim", "max_seconds": 4.0})
-    vae_steps: int = 2000
-    vae_batch: int = 8
-    vae_lr: float = 1e-3
-    vae_crop_frames: int = 48
-    ldm_steps: int = 32000
-    ldm_batch: int = 12
-    ldm_lr: float = 1e-3
-    ldm_warmup: int = 20
-    ema_decay: float = 0.98
-    cfg_dropout: float = 0.1
-    snr_gamma: float | None = None
-    prediction_type: str | None = "v_prediction"
-    # A fresh UNet with time-position channels and a condition map (``audioldm-cond train --unet-channels ...
-    # --unet-position-channels 4 --unet-cond-map 8x8``); see the AudioLDM recipe.
-    ldm_unet: dict | None = field(default_factory=lambda: {
-        "channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
-        "cond_map_channels": 8, "cond_map_segments": 8})
-    ckpt_every: int = 500  # the recipe checkpoints every 20 steps; a one-shot reproduce run needs fewer
 
 
 @dataclass
@@ -100,7 +75,9 @@ class ReproConfig:
     # CLAP recipe (conductor.recipes.clap.RecipeConfig) overrides, all but ``seed``.
     clap: dict[str, Any] = field(default_factory=dict)
     data: DataSettings = field(default_factory=DataSettings)
-    ldm: LdmSettings = field(default_factory=LdmSettings)
+    # The AudioLDM recipe's settings: the reproduction's VAE keeps no EMA (its runs are one-shot) and checkpoints
+    # every 500 steps; validation does not generate (the generate and score stages do that).
+    ldm: LdmRecipe = field(default_factory=lambda: LdmRecipe(vae_ema=0.0, ckpt_every=500, val_generate=False))
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     study: StudySettings = field(default_factory=StudySettings)
@@ -162,7 +139,8 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
             clap={**REPRO_CLAP_METHOD, "n_train": 24, "batch_size": 8, "pretrain_steps": 2, "warm_steps": 2,
                   "finetune_steps": 2, "heldout_mixes": 12},
             data=DataSettings(n_ldm_train=8, n_heldout=4),
-            ldm=LdmSettings(vae_steps=2, vae_batch=4, ldm_steps=2, ldm_batch=4, ldm_warmup=0, ckpt_every=1),
+            ldm=LdmRecipe(vae_steps=2, vae_batch=4, ldm_steps=2, ldm_batch=4, ldm_warmup=0, ckpt_every=1, vae_ema=0.0,
+                          val_generate=False),
             generate=GenerateSettings(steps=3, batch_size=4),
             score=ScoreSettings(n_boot=0),
             study=StudySettings(clips_per_rater=4, min_ratings_per_clip=2),
@@ -199,7 +177,7 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
             clap={**REPRO_CLAP_METHOD, "n_train": 10000, "batch_size": 64, "pretrain_steps": 800,
                   "finetune_steps": 1000, "heldout_mixes": 200},
             data=DataSettings(n_ldm_train=1024, n_heldout=100),
-            ldm=LdmSettings(vae_steps=1000, ldm_steps=5000),
+            ldm=LdmRecipe(vae_steps=1000, ldm_steps=5000, ckpt_every=500, vae_ema=0.0, val_generate=False),
         )
     else:
         raise UserError(f"unknown preset {preset!r}; use quick, tiny or paper")

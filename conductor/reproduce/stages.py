@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -237,50 +237,42 @@ def stage_clap_eval(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> 
     return {"metrics": results}
 
 
-def _ldm_common(cfg: ReproConfig, paths: Paths, sdir: Path) -> list[str]:
-    d = cfg.data
-    return ["--train", paths.ldm_train, "--val", paths.heldout_manifest, "--seconds", d.seconds,
-            "--cache-dir", sdir / "cache", "--resume", "--quiet", "--no-val-generate"]
+def ldm_train_configs(cfg: ReproConfig, paths: Paths, sdir: Path) -> dict[str, Any]:
+    """The ``TrainConfig`` of every AudioLDM training run, by run name (``vae``, ``seed<S>-<system>``), built by the
+    AudioLDM recipe's own builders from ``cfg.ldm`` (a :class:`conductor.recipes.audioldm.RecipeConfig`)."""
+    from audioldm_cond.train.config import DataConfig, ValidationConfig  # noqa: PLC0415 (torch-free, but heavy deps)
+    from conductor.recipes.audioldm import ldm_train_config, vae_train_config  # noqa: PLC0415
+
+    rc = cfg.ldm
+    data = DataConfig(train_manifest=str(paths.ldm_train), val_manifest=str(paths.heldout_manifest),
+                      seconds=cfg.data.seconds, cache_dir=str(sdir / "cache"))
+    val = ValidationConfig(generate=rc.val_generate)
+    out = {"vae": vae_train_config(rc, paths.vae(), data, cfg.data.data_seed, rc.vae_ema, quiet=True, clap=None,
+                                   val=val)}
+    for seed in cfg.seeds:
+        for system in SYSTEMS:
+            out[f"seed{seed}-{system}"] = ldm_train_config(rc, paths.ldm(seed, system), paths.vae() / "final",
+                                                           str(paths.clap(seed, system)), data, seed, val, quiet=True)
+    return out
 
 
 def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int = 1) -> dict:
     """The mel VAE once, then per seed an AudioLDM UNet on each CLAP's text embedding (same seed, data, steps).
 
-    A training step whose ``final/`` exists is done; an unfinished one resumes from its last checkpoint.
-    The UNets (independent once the VAE exists) train ``jobs`` at a time.
+    A training run whose ``final/`` exists is done; an unfinished one resumes from its last checkpoint. Each run's
+    ``TrainConfig`` is written to ``ldm/configs/<run>.json`` and trained in its own process
+    (:mod:`conductor.reproduce.train_job`); the UNets (independent once the VAE exists) train ``jobs`` at a time.
     """
-    L = cfg.ldm
-    runs = [("vae", None, None)] + [("ldm", s, m) for s in cfg.seeds for m in SYSTEMS]
-    bar = _bar(len(runs), "ldm", quiet)
+    configs = ldm_train_configs(cfg, paths, sdir)
+    bar = _bar(len(configs), "ldm", quiet)
     todo: list[list[ModuleJob]] = [[], []]  # the VAE first, then the UNets
-    for kind, seed, system in runs:
-        run = paths.vae() if kind == "vae" else paths.ldm(seed, system)
+    for name, tc in configs.items():
+        run = Path(tc.out_dir)
         if (run / "final" / "model_index.json").exists():
             bar.update(1)
             continue
-        if kind == "vae":
-            args = ["--stage", "vae", "--out", run, "--model", "tiny", "--steps", L.vae_steps,
-                    "--batch-size", L.vae_batch, "--lr", L.vae_lr, "--vae-crop-frames", L.vae_crop_frames,
-                    "--ema-decay", 0, "--ckpt-every", L.ckpt_every, "--seed", cfg.data.data_seed,
-                    "--tiny-config", json.dumps(L.arch)]
-        else:
-            args = ["--stage", "ldm", "--out", run, "--model", paths.vae() / "final",
-                    "--clap", paths.clap(seed, system), "--cond-source", "text", "--cfg-dropout", L.cfg_dropout,
-                    "--steps", L.ldm_steps, "--batch-size", L.ldm_batch, "--lr", L.ldm_lr,
-                    "--warmup-steps", L.ldm_warmup, "--ema-decay", L.ema_decay, "--ckpt-every", L.ckpt_every,
-                    "--seed", seed]
-            if L.snr_gamma is not None:
-                args += ["--snr-gamma", L.snr_gamma]
-            if L.prediction_type:
-                args += ["--prediction-type", L.prediction_type]
-            if L.ldm_unet:
-                u = L.ldm_unet
-                args += ["--unet-channels", ",".join(str(c) for c in u["channels"]),
-                         "--unet-layers", u.get("layers_per_block", 1),
-                         "--unet-position-channels", u.get("position_channels", 0)]
-                if u.get("cond_map_channels"):
-                    args += ["--unet-cond-map", f"{u['cond_map_channels']}x{u.get('cond_map_segments', 8)}"]
-        name = "vae" if kind == "vae" else f"seed{seed}-{system}"
+        cfg_path = sdir / "configs" / f"{name}.json"
+        atomic_write_text(cfg_path, json.dumps(tc.to_dict(), indent=2, sort_keys=True) + "\n")
         log = sdir / "logs" / f"{name}.log"
 
         def finished(run=run, name=name, log=log) -> None:
@@ -288,8 +280,8 @@ def stage_ldm(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: int
                 raise UserError(f"AudioLDM training ({name}) ended without {run / 'final'}; see {log}")
             bar.update(1)
 
-        todo[kind != "vae"].append(ModuleJob("audioldm_cond.train.cli", [*args, *_ldm_common(cfg, paths, sdir)],
-                                             log, f"AudioLDM training ({name})", finished))
+        todo[name != "vae"].append(ModuleJob("conductor.reproduce.train_job", [cfg_path], log,
+                                             f"AudioLDM training ({name})", finished))
     for group in todo:
         run_modules(group, jobs)
     bar.close()
