@@ -18,24 +18,18 @@ Stages (each resumable: a finished stage is skipped, an interrupted one resumes 
 4. ``install``: both models are copied into ``audioldm_cond/assets/models/<name>`` with ``recipe.json``
    (the settings and the first logged losses of every stage, which ``tests/test_ldm_recipe.py`` re-checks).
 
-Cost (one core each, measured on the 2-core development machine): a VAE step (batch 8, 48-frame windows)
-~0.35 s, an LDM step (batch 12) ~0.13 s, so the default 2000 VAE steps take ~12 minutes and each 10 000-step
-LDM ~25 minutes with its validations. ``--vae-steps`` / ``--ldm-steps`` shorten it.
-
-Why 2000 VAE steps: after 200 the VAE's reconstruction (val L1 0.73 on log-mel) lost so much that the
-event detector found the right order in only 31 of 60 real held-out mix-ups passed through VAE + vocoder;
-after 2000 (val L1 0.28) in 59 of 60, so the generation path no longer caps the order accuracy.
+``--vae-steps`` / ``--ldm-steps`` shorten it. Why 2000 VAE steps: with far fewer, the VAE's reconstruction
+loses so much that the event detector no longer finds the order in real mix-ups passed through VAE + vocoder, and
+the generation path caps the order accuracy. What each stage costs and how the settings were chosen:
+docs/notes/ldm-recipe.md.
 
 Architecture: 4 s of 16 kHz audio -> 400 x 64 log-mel -> VAE (8x down) -> latent 8 x 50 x 8 -> UNet with two
 levels (self-attention at the lower one and in the mid block, for a receptive field over the whole clip)
 and FiLM conditioning on the 1 x D CLAP vector.
 
-GPU-sized variant (what one H100 session ran; both conditioners side by side, ~14 steps/s each):
-``--vae tiny-tclap --unet-channels 32,64,128 --ldm-batch 64 --ldm-lr 5e-4 --ldm-warmup 200 --ema-decay 0.999
---ckpt-every 500 --n-train 2048`` reuses the shipped VAE and trains a 4.3M-parameter UNet. After 2750 steps (3.4
-minutes) its order accuracy on 100 held-out prompts was 22% / 23% (tiny-tclap / tiny-baseline; FAD 103 / 94; the
-shipped 0.3M UNet: 10.8% / 17.0%, FAD ~160): its clips hold two clear events, but often not the prompted ones, so
-the CLAP text embedding's event identity (retrieval R@1), not the UNet size alone, is what limits this miniature.
+GPU-sized variant: ``--vae tiny-tclap --unet-channels 32,64,128 --ldm-batch 64 --ldm-lr 5e-4 --ldm-warmup 200
+--ema-decay 0.999 --ckpt-every 500 --n-train 2048`` reuses the shipped VAE and trains a 4.3M-parameter UNet (what one
+H100 session measured with it: docs/notes/ldm-recipe.md).
 """
 
 from __future__ import annotations
@@ -75,8 +69,8 @@ class RecipeConfig:
     vae_lr: float = 1e-3
     vae_ema: float = 0.99
     vae_crop_frames: int = 48
-    # 32 000 steps (about 95 min for both UNets side by side on 2 cores): order accuracy by the detector, 100
-    # held-out prompts x 4 seeds, T-CLAP / baseline conditioning: 64.8% / 43.0% at 16 000, 77.8% / 46.8% at 32 000.
+    # 32 000 steps: the T-CLAP-conditioned UNet's order accuracy was still rising at 16 000 (docs/results.md for
+    # the shipped pair, docs/notes/ldm-recipe.md for the steps on the way).
     ldm_steps: int = 32000
     ldm_batch: int = 12
     ldm_lr: float = 1e-3

@@ -114,15 +114,9 @@ class ReproConfig:
 # CLAP that T-CLAP is fine-tuned from (``baseline="start"``): 800 L_c pre-training steps plus the recipe's
 # 1000-step L_c warm stage; T-CLAP fine-tunes it 1000 steps at λ = 4, skipping the overlapping-event mix-ups,
 # with no single-event positives and no order-swapped audio as an A2T hard negative (L_t on the text side only,
-# as in the paper). The audio tower is nearly all of a step's cost (tiny CLAP, batch 64, fp32, one thread on a
-# busy 2-core AVX2 EPYC: audio forward + backward 1.20 s for 64 clips, 2.53 s for 128; text 0.05 / 0.13 s), so
-# the swapped audio, which doubles it, is what is left out, and λ buys the order back. Fine-tunes of the same
-# warm start (seed 0, 1000 steps unless said; T-Classify T2A / A2T, R@1 T2A, cosine of a held-out prompt's text
-# embedding and its order-swapped twin's, on 200 held-out mix-ups): λ = 2: 72.0 / 77.7, 65.5, 0.90; λ = 2 with
-# the swapped audio, 500 steps (the same audio cost): 70.7 / 72.6, 66.0, 0.92; λ = 2 with the audio tower frozen:
-# 46.5 / 51.6 (the warm audio embedding holds no order to align with); λ = 4: 94.3 / 92.4, 60.0, 0.78 (the shipped
-# tiny-tclap: 0.75; the baseline: 0.998). What the AudioLDM comparison needs is that cosine: the AudioLDM recipe's
-# UNets learned the order from the shipped T-CLAP's text embedding, not from a 0.90 one (README, Table-4 section).
+# as in the paper). The audio tower is nearly all of a step's cost, so the swapped audio, which doubles it, is
+# what is left out, and λ buys the order back: what the AudioLDM comparison needs is order in T-CLAP's text
+# embedding (benchmarks/order_cosine.py measures it). The runs that chose this: docs/notes/reproduce-preset.md.
 REPRO_CLAP_METHOD = {"warm_steps": 1000, "baseline": "start", "lambda_t": 4.0, "unpaired": "skip", "wise_alpha": 1.0,
                      "singles_per_class": 0, "negative_audio": False}
 
@@ -146,32 +140,11 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
             study=StudySettings(clips_per_rater=4, min_ratings_per_clip=2),
         )
     elif preset == "tiny":
-        # Budget: 45 minutes on 2 CPU cores. Measured from a fresh clone (this machine, 2 cores, --jobs 2) with
-        # 3000 CLAP mix-ups, 512 AudioLDM mix-ups, 24 prompts and 3000 LDM steps: 24 min 36 s in all (CLAP
-        # stage 17.0 min: pre-training at 2 threads, then both fine-tunes side by side; VAE + both UNets side
-        # by side 6.9 min; generation and scoring 31 s). That left room, spent here where it buys the most:
-        # 10 000 CLAP mix-ups (from the CLAP recipe's runs: at 3000, T-CLAP's retrieval R@1 fell ~30 points
-        # below the baseline's, at 10 000 ~10-14: the conditioner's event identity is what the AudioLDM
-        # comparison needs), 1024 AudioLDM mix-ups (the AudioLDM recipe's n_train), 6000 LDM steps (at 3000
-        # both UNets were still at the floor: 1-2 of 24 prompts right, FAD ~360) and 100 held-out prompts
-        # (24 cannot tell two systems apart). Batch 64 and 1000 fine-tuning steps at λ = 2 from the CLAP
-        # recipe (a run at batch 32 / 900 steps never left L_t's ln 2 plateau). Measured with these settings
-        # from a fresh clone: 29 min 52 s (CLAP 16.2 min, LDM 12.3 min, generation 51 s, scoring 16 s).
-        # One seed by default; ``--seeds 0,1,2`` gives the three-seed spread at ~3x the time.
-        # That machine had native bf16 (AMX). On an AVX2-only EPYC the same CLAP stage would run bf16 emulated (8x
-        # slower); the CLAP recipe now picks fp32 there ("auto"), and this preset drops the swapped-audio hard
-        # negative (half the T-CLAP fine-tune's cost) and trains the UNets (now the AudioLDM recipe's: position
-        # channels, condition map, v-prediction) 5000 steps: both UNets side by side run 5.8 steps/s each there.
-        # Fresh-clone runs since (T-Classify T2A / A2T of T-CLAP vs the baseline; detected order accuracy of
-        # AudioLDM_T vs AudioLDM_L; UNet order preference T vs L):
-        #   AVX2, λ = 2, no warm stage: 38 min 46 s; 71.3 / 73.9 vs 48.4 / 52.9; 19% vs 21%; 55% vs 40%.
-        #   AVX2, λ = 2, warm stage, baseline = warm start: 42 min 44 s; 72.0 / 77.7 vs 46.5 / 56.7; 19% vs 20%;
-        #   53% vs 42%.
-        #   Intel Xeon with AMX (bf16), λ = 4 (REPRO_CLAP_METHOD above), commit 6f15830: 25 min 9 s after a 55 s
-        #   install (CLAP 12.4 min, LDM 11.0 min, generation 60 s, scoring 32 s); 88.5 / 84.1 vs 43.3 / 54.8;
-        #   24% vs 14% (400 clips of benchmarks/ldm_table4.py: 32.8% vs 27.5%); 70% vs 47%. On the AVX2 machine
-        #   the same commit's CLAP stage took 18.4 min (90.4 / 88.5 vs 46.5 / 56.7), ~39 min in all by the
-        #   other stages' times there.
+        # Budget: 45 minutes on 2 CPU cores, --jobs 2, one seed (``--seeds 0,1,2`` gives the three-seed spread at
+        # ~3x the time). The room left by the smallest sizes went where it buys the most: CLAP mix-ups (the
+        # conditioner's event identity), LDM steps and held-out prompts (enough to tell two systems apart); no
+        # swapped-audio hard negative and fp32 where bf16 is emulated, so an AVX2-only CPU fits too. The
+        # fresh-clone runs that chose these sizes, with their times: docs/notes/reproduce-preset.md.
         cfg = ReproConfig(
             preset="tiny", seeds=(0,),
             clap={**REPRO_CLAP_METHOD, "n_train": 10000, "batch_size": 64, "pretrain_steps": 800,
