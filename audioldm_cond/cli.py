@@ -163,6 +163,68 @@ def _level_warnings(clip_id: str, level: dict) -> None:
               f"{level['silence_dbfs']:g} dBFS); it is written as is, not turned up")
 
 
+def model_max_seconds(model: str) -> float | None:
+    """The longest clip ``model`` generates, read from its config files alone (no weights load), so that a bad
+    ``--seconds`` fails at once. ``None`` when the files do not say (the load then checks it)."""
+    from audioldm_cond.components import CONFIG_FILE, ComponentsConfig, resolve_model_dir  # noqa: PLC0415
+
+    root = resolve_model_dir(model)  # a missing model is one line here too
+    try:
+        if (root / CONFIG_FILE).is_file():
+            return float(ComponentsConfig.from_dict(json.loads((root / CONFIG_FILE).read_text())).max_seconds)
+        # a plain diffusers AudioLDM: latent frames x VAE downsampling x the vocoder's hop, as load_components does
+        unet = json.loads((root / "unet" / "config.json").read_text())
+        vae = json.loads((root / "vae" / "config.json").read_text())
+        voc = json.loads((root / "vocoder" / "config.json").read_text())
+        hop = 1
+        for r in voc["upsample_rates"]:
+            hop *= int(r)
+        frames = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+        return frames * hop / float(voc["sampling_rate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_clap_arg(flag: str, value: str | None) -> None:
+    """A ``--text-encoder`` / ``--scorer`` that names a local path which is not there: one line before any load."""
+    if not value:
+        return
+    from tclap.models.factory import looks_like_local_path  # noqa: PLC0415
+
+    if looks_like_local_path(value) and not Path(value).expanduser().exists():
+        raise UserError(f"{flag} {value}: not found (no such folder or file; a CLAP name, directory, .pt checkpoint "
+                        "or hub id owner/name)")
+
+
+def check_generate_args(args: argparse.Namespace) -> None:
+    """Every check that needs no weights, run before the (slow) model load."""
+    for name, v in (("--steps", args.steps), ("--candidates", args.candidates), ("--batch-size", args.batch_size)):
+        if v < 1:
+            raise UserError(f"{name} {v} must be at least 1")
+    if args.seconds is not None and not (args.seconds > 0 and args.seconds != float("inf")):
+        raise UserError(f"--seconds {args.seconds:g} must be a positive length, e.g. 4")
+    if not (args.guidance >= 0 and args.guidance != float("inf")):
+        raise UserError(f"--guidance {args.guidance:g} must be a number >= 0 (2.5 is AudioLDM's default)")
+    if not args.max_gain_db >= 0 or args.max_gain_db == float("inf"):
+        raise UserError(f"--max-gain-db {args.max_gain_db:g} must be a finite number >= 0, e.g. 20")
+    if not -70.0 <= args.target_lufs < 0.0:
+        raise UserError(f"--target-lufs {args.target_lufs:g} must be in [-70, 0), e.g. -23 (EBU R128) or -14")
+    if args.adapter and not args.text_encoder:
+        raise UserError("--adapter needs --text-encoder (the encoder whose size differs from the UNet's)")
+    if args.negative_prompt is not None and not args.negative_prompt.strip():
+        raise UserError("--negative-prompt is empty; leave it out (the empty prompt is already the default null "
+                        "condition) or describe what to steer away from")
+    _check_clap_arg("--text-encoder", args.text_encoder)
+    _check_clap_arg("--scorer", args.scorer)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    limit = model_max_seconds(args.model)
+    if args.seconds is not None and limit is not None and args.seconds > limit + 1e-9:
+        raise UserError(f"--seconds {args.seconds:g} is beyond model {args.model}'s limit of {limit:g} s (the length "
+                        f"it was trained on); ask for at most {limit:g}")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from audioldm_cond.components import load_components
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
@@ -170,18 +232,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from basekit.plotting import plot_spectrogram
 
     items = read_prompts(args.prompt, args.prompts)
-    for name, v in (("--steps", args.steps), ("--candidates", args.candidates), ("--batch-size", args.batch_size)):
-        if v < 1:
-            raise UserError(f"{name} {v} must be at least 1")
-    if args.seconds is not None and not args.seconds > 0:  # before the (slow) model load; the limit is checked after
-        raise UserError(f"--seconds {args.seconds:g} must be a positive length, e.g. 4")
-    if not args.max_gain_db >= 0 or args.max_gain_db == float("inf"):
-        raise UserError(f"--max-gain-db {args.max_gain_db:g} must be a finite number >= 0, e.g. 20")
-    if not -70.0 <= args.target_lufs < 0.0:
-        raise UserError(f"--target-lufs {args.target_lufs:g} must be in [-70, 0), e.g. -23 (EBU R128) or -14")
+    check_generate_args(args)  # before the (slow) model load
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
     args.device = resolve_device(args.device)
     if args.adapter:
         comps = _load_with_adapter(args)
@@ -270,8 +322,6 @@ def _load_with_adapter(args: argparse.Namespace):
 
     from audioldm_cond.components import load_components, resolve_model_dir
 
-    if not args.text_encoder:
-        raise UserError("--adapter needs --text-encoder (the encoder whose size differs from the UNet's)")
     unet_cfg = UNet2DConditionModel.load_config(resolve_model_dir(args.model) / "unet")
     dim = int(unet_cfg["projection_class_embeddings_input_dim"])
     print(
@@ -316,6 +366,15 @@ def run_probe(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserError(f"--timesteps {args.timesteps!r}: give comma-separated numbers, e.g. 0.1,0.4,0.7") from None
     models = args.model or ["tiny-tclap", "tiny-baseline"]
+    if args.noise_draws < 1:
+        raise UserError(f"--noise-draws {args.noise_draws}: give 1 or more")
+    if args.data != "builtin-heldout" and not Path(args.data).is_file():
+        raise UserError(f"--data {args.data}: no such manifest (pass a manifest path or builtin-heldout)")
+    for name in models:  # every model's length limit, before the first one loads
+        limit = model_max_seconds(name)
+        if args.seconds is not None and (not args.seconds > 0 or (limit is not None and args.seconds > limit + 1e-9)):
+            raise UserError(f"--seconds {args.seconds:g} must be positive and at most model {name}'s limit of "
+                            f"{limit:g} s" if limit is not None else f"--seconds {args.seconds:g} must be positive")
     args.device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

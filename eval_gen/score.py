@@ -375,6 +375,16 @@ def score_folders(gen_dir: str | os.PathLike, ref_dir: str | os.PathLike,
         setattr(cfg, k, v)
     if isinstance(cfg.metrics, str):
         cfg.metrics = tuple(m.strip() for m in cfg.metrics.split(",") if m.strip())
+    cfg.validate()  # before hashing folders or loading any model
+    if prompts is not None and not isinstance(prompts, Mapping) and not Path(prompts).is_file():
+        raise UserError(f"prompts file not found: {prompts} (JSONL id/prompt or CSV file,prompt)")
+    if prompts is None and set(cfg.metrics) & {"clap", "order"}:
+        raise UserError("the clap and order metrics need prompts: pass --prompts FILE (JSONL id/prompt or CSV)")
+    from eval_gen.backends import available_backends  # noqa: PLC0415
+
+    for flag, name in (("--backend", cfg.backend), ("--classifier", cfg.classifier)):
+        if name is not None and name not in available_backends() and (flag == "--classifier" or backend is None):
+            raise UserError(f"{flag} {name!r} is unknown; choose one of {', '.join(available_backends())}")
     gen, _ = _folder_clips(gen_dir, "generated", cfg.progress)
     ref, _ = _folder_clips(ref_dir, "reference", cfg.progress)
     pr = _prompt_map(prompts)

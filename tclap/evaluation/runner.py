@@ -197,6 +197,8 @@ def evaluate(
     M.format_prompt(cfg.prompt_template, "x")  # fail early on a bad template
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if data != BUILTIN_HELDOUT and not Path(data).exists():  # before the model loads
+        raise UserError(f"--data {data!r}: no such manifest (pass a manifest path or 'builtin-heldout')")
     if isinstance(model, (str, os.PathLike)):
         from tclap.models import load_clap  # noqa: PLC0415
 
