@@ -85,8 +85,10 @@ def test_recipe_exports_both_models_with_their_record(tiny_recipe):
         assert "--singles-per-class 2" in rec["command"] and rec["recipe"]["singles_per_class"] == 2
         # the warm stage (L_c) continues the pretrain; both fine-tunes start from it
         warm = rec["stages"]["warm"]["train_config"]
-        assert warm["init"] == str(out / "runs" / "pretrain" / "model") and warm["loss"]["lambda_t"] == 0.0
-        assert rec["stages"][stage]["train_config"]["init"] == str(out / "runs" / "warm" / "model")
+        # paths inside the run folder are recorded relative to it (no folder of the machine that made it)
+        assert warm["init"] == str(Path("runs") / "pretrain" / "model") and warm["loss"]["lambda_t"] == 0.0
+        assert rec["stages"][stage]["train_config"]["init"] == str(Path("runs") / "warm" / "model")
+        assert rec["paths"].startswith("relative to the recipe's --out folder") and str(out) not in json.dumps(rec)
         pre = rec["stages"]["pretrain"]
         # the pretrain stage is L_c only; the fine-tune stages differ only in λ (and the A2T hard negative)
         assert pre["train_config"]["loss"]["lambda_t"] == 0.0 and pre["train_config"]["init"] == "tiny"
@@ -175,7 +177,7 @@ def test_baseline_start_is_the_model_tclap_is_finetuned_from(tiny_recipe, tmp_pa
             == (redo / "runs" / "warm" / "model" / "model.safetensors").read_bytes())
     tcl = json.loads((redo / "tiny-tclap" / "recipe.json").read_text())
     assert list(tcl["stages"]) == ["pretrain", "warm", "tclap"]
-    assert tcl["stages"]["tclap"]["train_config"]["init"] == str(redo / "runs" / "warm" / "model")
+    assert tcl["stages"]["tclap"]["train_config"]["init"] == str(Path("runs") / "warm" / "model")
     cfg = json.loads((out / "runs" / "tclap" / "train_config.json").read_text())["config"]
     _assert_losses_match(first_losses(out / "runs" / "tclap"), first_losses(redo / "runs" / "tclap"), loss_tol(cfg))
     summary = json.loads((redo / "summary.json").read_text())

@@ -7,7 +7,7 @@ Stages (each resumable; a finished stage is skipped on a re-run):
 2. ``pretrain``: a tiny CLAP from random init with L_c only.
 2b. ``warm`` (only when ``warm_steps`` > 0): continue (2) with L_c only, a second schedule (warm-up, cosine);
    the start of both fine-tunes. A longer contrastive start is what lets L_t learn order without losing the
-   events: from 800 steps T-CLAP reached T-Classify 73 ± 6, from 800 + 1000 steps 96 ± 1 (three seeds).
+   events (measurements: docs/notes/clap-recipe.md).
 3. ``tclap``: fine-tune (2b, else 2) with L_c + λ·L_t for ``finetune_steps`` -> **tiny-tclap**; with
    ``singles_per_class`` > 0 every batch mixes in single-event clips of the training instances as a
    positive-only set (1:4, :mod:`tclap.data.singles`; built into ``data/single``).
@@ -25,8 +25,8 @@ Stages (each resumable; a finished stage is skipped on a re-run):
    while the stage ran), and the model's held-out metrics, so that ``tests/test_recipe.py`` can redo those
    steps and check that the shipped weights came from this recipe.
 
-Why pre-train first: L_t stays at ln 2 until L_c has learned what the events are (the calibration run saw
-~800 steps), so order can only be learned on top of event identity.
+Why pre-train first: L_t stays at ln 2 until L_c has learned what the events are, so order can only be learned
+on top of event identity. How each default was chosen, with the runs that measured it: docs/notes/clap-recipe.md.
 """
 
 from __future__ import annotations
@@ -51,52 +51,43 @@ LOSS_KEYS = ("step", "loss", "contrastive_loss", "temporal_loss", "lr")
 @dataclass
 class RecipeConfig:
     seed: int = 0
-    # 10 000 mix-ups, not 3000: at 3000 T-CLAP's retrieval R@1 fell ~30 points below the baseline's (overfitting
-    # the temporal pairs), at 10 000 ~10-14 (same start and steps).
+    # Enough mix-ups that T-CLAP does not overfit the temporal pairs (fewer cost it retrieval R@1).
     n_train: int = 10000
     seconds: float = 4.0
     sample_rate: int = 16000
     batch_size: int = 64
     pretrain_steps: int = 800
-    # An L_c stage after pretrain that both fine-tunes start from (0: none). From 800 steps alone T-CLAP reached
-    # T-Classify T2A 73.0 ± 6.4 (three seeds, 1000 fine-tuning steps); from 800 + 1000, 96.3 ± 0.8 (1500 steps).
+    # An L_c stage after pretrain that both fine-tunes start from (0: none): L_t learns order only once L_c
+    # knows the events.
     warm_steps: int = 1000
     finetune_steps: int = 1500
     pretrain_lr: float = 1e-3
     finetune_lr: float = 1e-3
-    # λ = 1 (not the paper's 0.5). At λ = 0.5 the tiny model's L_t sat on its ln 2 plateau for most of a
-    # 1000-step fine-tune from an 800-step start (T-Classify 60.6 / 64.4); λ = 2 left it by step ~600. From the
-    # warm start with the single-event positives below, λ = 1 (three seeds, from scratch): T2A 87.3 ± 7.5 (one
-    # seed left the plateau late: 78.7), R@1 1.5 / 0.6 points below the baseline's; λ = 2 on seed 0: T2A 96.5,
-    # R@1 0.7 / 4.5 below (it trades event identity for order; see singles_per_class).
+    # λ = 1 (not the paper's 0.5): at 0.5 the tiny model's L_t stays on its ln 2 plateau too long; a larger λ
+    # trades event identity (R@1) for order.
     lambda_t: float = 1.0
     negative_audio: bool = True  # order-swapped audio as an A2T hard negative during fine-tuning
     # The T-CLAP stage's mix-ups of overlapping events (no negative caption): "skip" them, or use them for L_c
-    # only ("positive"). Skipping leaves T-CLAP blind to "A and B at the same time" captions, which are ~20% of
-    # the held-out set: its R@1 on those fell from the baseline's 59 to 35 (seed 0, 1500-step fine-tune); as
-    # positives, to 49.
+    # only ("positive"). Skipping leaves T-CLAP blind to "A and B at the same time" captions (part of the
+    # held-out set), and its R@1 on them falls.
     unpaired: str = "positive"
     # > 0: both fine-tunes mix a positive-only set into every batch (1:4, the paper's ratio): this many
     # single-event clips per class of the bank's training instances, captioned with the event's phrase
     # (:mod:`tclap.data.singles`; the miniature's stand-in for the paper's AudioCaps/Clotho positives). 0: none.
-    # Without them the T-CLAP fine-tune (λ = 2) named the wrong events in 94 of its 400 held-out top-1 captions
-    # against the baseline's 11 (its R@1 fell 6-7 points, zero-shot 82 -> 53; seed 0); with them and λ = 1,
-    # zero-shot 86-88 and R@1 within 2 points over three seeds.
+    # Without them L_t makes the T-CLAP fine-tune name the wrong events (order right, identity lost).
     singles_per_class: int = 100
     # < 1: ship (1 − α)·baseline + α·T-CLAP fine-tune as tiny-tclap (the fine-tunes share their start; WiSE-FT).
-    # Before the single-event positives, the α = 0.8 blend bought back most of the fine-tune's R@1 loss (5.8 / 4.8
-    # points below the baseline -> 0.6 / 1.3, three seeds; from scratch 2.0 / 3.3). With them the fine-tune
-    # itself is within 2 points, and blends are not monotone in R@1 (seed 0: α = 0.9 1.8 / 0.2, 0.8 2.2 / -0.8,
-    # 1.0 1.2 / 0.8 points below), so the default ships the fine-tune.
+    # With the single-event positives the fine-tune itself keeps R@1 and blends are not monotone in it, so the
+    # default ships the fine-tune.
     wise_alpha: float = 1.0
     # "finetune": the baseline is its own L_c-only fine-tune from the same start, for the same steps (the
     # shipped models). "start": the baseline is the start itself (warm, else pretrain), as in the paper, where
     # T-CLAP is fine-tuned from the CLAP it is compared with; one fine-tune instead of two (``tclap reproduce``).
     baseline: str = "finetune"
     heldout_mixes: int = 400
-    # "auto": bf16 autocast where the CPU / GPU runs it natively (1.8x faster steps on a CPU with AMX: 80 vs 45
-    # samples/s, measured), fp32 elsewhere (on an AVX2-only CPU bf16 is emulated, 8.3x slower than fp32). The
-    # shipped models were trained under bf16; each stage records the precision it used (train_config.json).
+    # "auto": bf16 autocast where the CPU / GPU runs it natively (faster steps), fp32 elsewhere (where torch
+    # emulates bf16, which is far slower than fp32). The shipped models were trained under bf16; each stage
+    # records the precision it used (train_config.json).
     mixed_precision: str = "auto"
 
 
@@ -161,6 +152,11 @@ def first_losses(run_dir: Path) -> list[dict]:
 def _stage_record(out: Path, name: str) -> dict:
     run = out / "runs" / name
     cfg = json.loads((run / "train_config.json").read_text())
+    # Paths inside the run folder are recorded relative to it (the command's DIR): the record names no folder of
+    # the machine it was made on, and a stage's start reads "runs/warm/model" as the command creates it.
+    init = cfg["config"].get("init")
+    if init and Path(init).exists():  # a folder, not a config name such as "tiny"
+        cfg["config"]["init"] = _relative(init, out)
     return {"train_config": cfg["config"], "pools": cfg.get("pools"), "skipped": cfg.get("skipped"),
             "positive": [_relative(p, out) for p in cfg.get("positive") or []],
             "first_losses": first_losses(run)}
@@ -176,7 +172,8 @@ def write_recipe_record(rc: RecipeConfig, out: Path, dest: Path, name: str, stag
                         metrics: dict) -> Path:
     """``dest/recipe.json``: how the model in ``dest`` was made (settings, stages, first losses, metrics)."""
     rec = {"model": name, "recipe": asdict(rc), "command": _command(rc),
-           "stages": {s: _stage_record(out, s) for s in stages}, "heldout_metrics": metrics}
+           "stages": {s: _stage_record(out, s) for s in stages}, "heldout_metrics": metrics,
+           "paths": "relative to the recipe's --out folder (DIR in the command)"}
     path = dest / "recipe.json"
     atomic_write_text(path, json.dumps(rec, indent=2))
     return path
