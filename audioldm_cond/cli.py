@@ -143,6 +143,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
                    help="cap on the upward gain of --normalize peak/loudness (default 20 dB)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true",
+                   help="also the progress bars of transformers / diffusers (e.g. 'Loading weights')")
 
 
 def _warn(msg: str) -> None:
@@ -226,15 +228,23 @@ def check_generate_args(args: argparse.Namespace) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from basekit.quiet import quiet_third_party
+
+    items = read_prompts(args.prompt, args.prompts)
+    check_generate_args(args)  # before the (slow) model load
+    args.device = resolve_device(args.device)
+    with quiet_third_party(args.verbose, load=("transformers", "diffusers")):
+        return _generate(args, items)
+
+
+def _generate(args: argparse.Namespace, items: list[dict]) -> int:
+    """The model load and the generation of a checked ``generate`` command."""
     from audioldm_cond.components import load_components
     from audioldm_cond.pipeline import TemporalAudioLDMPipeline
     from basekit.audio import save_audio, set_level
     from basekit.plotting import plot_spectrogram
 
-    items = read_prompts(args.prompt, args.prompts)
-    check_generate_args(args)  # before the (slow) model load
     out = Path(args.out)
-    args.device = resolve_device(args.device)
     if args.adapter:
         comps = _load_with_adapter(args)
     else:
@@ -349,6 +359,8 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="where builtin-heldout is built (default: OUT/cache)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true",
+                   help="also the progress bars of transformers / diffusers (e.g. 'Loading weights')")
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -381,7 +393,10 @@ def run_probe(args: argparse.Namespace) -> int:
     results, table = {}, [MARKDOWN_HEADER]
     data: dict[tuple, tuple] = {}  # (seconds, rate) -> (items, skipped): the same clips for every model
     for name in models:
-        comps = load_components(name, device=args.device)
+        from basekit.quiet import quiet_third_party  # noqa: PLC0415
+
+        with quiet_third_party(args.verbose, load=("transformers", "diffusers")):
+            comps = load_components(name, device=args.device)
         secs = float(args.seconds or comps.config.max_seconds)
         key = (secs, comps.sample_rate) if args.data == "builtin-heldout" else ()
         if key not in data:

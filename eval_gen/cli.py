@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder for scores.json / scores.md / scores.png")
     s.add_argument("--no-plot", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--verbose", action="store_true",
+                   help="also the progress bars of transformers / diffusers (e.g. 'Loading weights')")
     c = sub.add_parser("compare", help="side-by-side Markdown table of several scores.json files")
     c.add_argument("runs", nargs="+", help="scores.json files (or folders holding one)")
     c.add_argument("--names", help="comma list of column names (default: parent folder names)")
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _score(args) -> int:
     from eval_gen.report import markdown_table, write_report
+    from basekit.quiet import quiet_third_party
     from eval_gen.score import ScoreConfig, score_folders
 
     bkw = _kv(args.backend_arg, "--backend-arg")
@@ -92,7 +95,8 @@ def _score(args) -> int:
         # Our warnings are one line each: print them without the source line of the warnings module.
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, *a, **k: print(f"eval-gen: warning: {msg}", file=sys.stderr)
-        result = score_folders(args.gen, args.ref, prompts=args.prompts, config=cfg)
+        with quiet_third_party(args.verbose):
+            result = score_folders(args.gen, args.ref, prompts=args.prompts, config=cfg)
     paths = write_report(result, args.out, plot=not args.no_plot)
     print(markdown_table(result), end="")
     print(f"wrote {paths['json']}", file=sys.stderr)

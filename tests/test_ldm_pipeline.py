@@ -144,6 +144,7 @@ def test_cli_generate_writes_wav_png_jsonl_and_resumes(model_dir, tmp_path, caps
     args = ["generate", "a beep followed by a knock", "a knock followed by a beep", "--out", str(out),
             "--model", str(model_dir), "--seconds", str(SECONDS), "--steps", "2", "--seed", "3", "--quiet"]
     assert main(args) == 0
+    assert "Loading weights" not in capsys.readouterr().err  # third-party bars only with --verbose
     recs = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in recs] == ["a beep followed by a knock", "a knock followed by a beep"]
     assert [r["seed"] for r in recs] == [3, 4]

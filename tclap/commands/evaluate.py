@@ -16,15 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="embedding cache (default: OUT/cache)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="also transformers' progress bars (e.g. 'Loading weights')")
 
 
 def run(args: argparse.Namespace) -> int:
     from tclap.evaluation.report import markdown_table  # noqa: PLC0415
     from basekit.device import resolve_device  # noqa: PLC0415
+    from basekit.quiet import quiet_third_party  # noqa: PLC0415
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
 
     cfg = EvalConfig(prompt_template=args.prompt_template, batch_size=args.batch_size)
-    res = evaluate(args.model, args.data, args.out, cfg=cfg, cache_dir=args.cache_dir, quiet=args.quiet,
-                   device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    with quiet_third_party(args.verbose):
+        res = evaluate(args.model, args.data, args.out, cfg=cfg, cache_dir=args.cache_dir, quiet=args.quiet,
+                       device=device)
     print(markdown_table({k: v for k, v in res.items() if isinstance(v, float)}, res["counts"]), end="")
     return 0

@@ -19,11 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="expected architecture of a .pt checkpoint (checked); default: read from the weights")
     parser.add_argument("--device", default="cpu", help="device to load on (default: cpu)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also transformers' progress bars (e.g. 'Loading weights')")
 
 
 def run(args: argparse.Namespace) -> int:
+    from basekit.quiet import quiet_third_party  # noqa: PLC0415
     from tclap.export import export_model  # noqa: PLC0415
 
-    out = export_model(args.model, args.out, tokenizer=args.tokenizer, config=args.config, device=args.device)
+    with quiet_third_party(args.verbose):
+        out = export_model(args.model, args.out, tokenizer=args.tokenizer, config=args.config, device=args.device)
     print(f"exported {args.model} -> {out}")
     return 0
