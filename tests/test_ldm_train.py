@@ -204,6 +204,19 @@ def test_existing_run_without_resume_is_refused(clips, tiny, tmp_path):
         _fit(_cfg(clips, out, "vae", steps=2), tiny)
 
 
+def test_resume_with_another_model_is_one_clear_line(clips, tiny, tmp_path):
+    """A checkpoint of one UNet, resumed with a UNet of another width: a UserError naming the checkpoint."""
+    from audioldm_cond.components import replace_unet
+    from basekit.errors import UserError
+
+    (tmp_path / "cache").mkdir()
+    _fit(_cfg(clips, tmp_path / "r", "ldm", steps=2), tiny)
+    other = replace_unet(copy.deepcopy(tiny), [16, 48], seed=1)
+    with pytest.raises(UserError, match=r"step-00000002 does not fit this model/optimizer") as err:
+        _fit(_cfg(clips, tmp_path / "r", "ldm", steps=4, resume=True), other)
+    assert "\n" not in str(err.value)
+
+
 def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
     from audioldm_cond.train.cli import main
 

@@ -112,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioldm_cond.train.trainer import Trainer
+    from audioldm_cond.train.trainer import Trainer  # noqa: PLC0415 (heavy: diffusers, accelerate; parsing stays light)
 
     cfg = config_from_args(args)
     summary = Trainer(cfg).fit()

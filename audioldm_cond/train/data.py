@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from basekit.audio import load_audio, pad_or_crop
 from basekit.errors import UserError
+from tclap.data.manifest import read_manifest
 
 CHUNK = 128
 
@@ -55,8 +56,6 @@ def read_clip_set(path: str | os.PathLike, need_captions: bool = False) -> ClipS
         UserError: the manifest is missing, empty or malformed (``read_manifest``'s messages), audio
             files are missing (all are counted; the first is named), or captions are needed and absent.
     """
-    from tclap.data.manifest import read_manifest
-
     p = Path(path)
     items = read_manifest(p)
     missing = [(it["id"], Path(it["audio"])) for it in items if not Path(it["audio"]).is_file()]

@@ -28,7 +28,7 @@ class RunLog:
         self._tb = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (optional extra)
             except ImportError:  # tensorboard is an optional extra
                 SummaryWriter = None
             if SummaryWriter is not None:

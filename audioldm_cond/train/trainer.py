@@ -13,31 +13,45 @@ Two stages, the diffusers ``train_text_to_image.py`` pattern (``Accelerator``, `
 
 All randomness of a micro step (batch, posterior sample, noise, timesteps, CFG dropout) comes from
 generators seeded by ``(seed, micro_step)``, so a run resumed from a checkpoint repeats exactly the steps an
-uninterrupted run takes. Checkpoints are written into a temporary directory and renamed into place, so an
-interruption never leaves a half-written checkpoint behind.
+uninterrupted run takes. Checkpoints (``checkpoints/step-XXXXXXXX``, :mod:`basekit.checkpoint`) are written into a
+hidden temporary directory and renamed into place, so an interruption never leaves a half-written checkpoint behind.
+
+Reading order: :meth:`Trainer.fit` (set-up, the loop, the end), :meth:`Trainer.run_step` (one micro step), the
+losses (:meth:`Trainer.vae_loss`, :meth:`Trainer.ldm_loss`), then the data caches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
+from audioldm_cond.components import (
+    build_tiny_components,
+    estimate_latent_range,
+    load_components,
+    replace_unet,
+    save_components,
+)
 from audioldm_cond.train import data as D
 from audioldm_cond.train.config import TrainConfig
 from audioldm_cond.train.runlog import RunLog
-from basekit.atomic import atomic_write_text
+from audioldm_cond.train.validation import validate_ldm, validate_vae
+from basekit.atomic import atomic_write_text, replace_dir
+from basekit.checkpoint import latest_checkpoint, list_checkpoints, read_state, save_checkpoint
 from basekit.errors import UserError
-
-CKPT_PREFIX = "step-"
-
+from tclap.distributed import make_accelerator
 
 class Trainer:
     """Train one stage of an AudioLDM model; see the module docstring.
@@ -52,8 +66,6 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self.ckpt_root = self.run_dir / "checkpoints"
-        from tclap.distributed import make_accelerator
-
         self.accelerator = make_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum
         )
@@ -61,6 +73,7 @@ class Trainer:
         self.components = components if components is not None else load_components_for(cfg)
         self.scaling_factor: float | None = None
         self.adapter = None
+        self.output_bias: float | None = None
 
     # ------------------------------------------------------------------------------------------- data
     def _prepare_data(self) -> None:
@@ -227,8 +240,6 @@ class Trainer:
         per = ((pred.float() - target.to(dev)) ** 2).mean(dim=(1, 2, 3))
         if cfg.ldm.snr_gamma:
             # Min-SNR weighting (Hang et al. 2023): caps the weight of low-noise steps, converges faster.
-            from diffusers.training_utils import compute_snr
-
             snr = compute_snr(self.noise_scheduler, t)
             w = torch.clamp(snr, max=cfg.ldm.snr_gamma) / snr
             if self.noise_scheduler.config.prediction_type == "v_prediction":
@@ -238,23 +249,92 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
-        """Run the stage to ``cfg.optim.steps`` optimiser steps; returns the final summary dict."""
-        cfg, acc, c = self.cfg, self.accelerator, self.components
+        """Run the stage to ``cfg.optim.steps`` optimiser steps; returns the final summary dict.
+
+        Set-up (run folder, data, models, optimiser, resume), then the loop: :meth:`run_step` per micro step and,
+        after each optimiser step, :meth:`_end_of_step` (EMA, log, checkpoint, validation); then a last validation
+        and the final save.
+        """
+        cfg = self.cfg
+        latest = self._open_run_dir()
+        self._prepare_data()
+        self._setup_models(fresh=latest is None)
+        log = RunLog(self.run_dir, tensorboard=True)
+        step = self._resume(latest, log)
+        self._record_latent_range()
+        if step == 0 and self.output_bias is not None:
+            log.event({"event": "init_output_bias", "step": 0, "value": self.output_bias})
+
+        micro = step * cfg.optim.grad_accum
+        meter = _Meter()
+        pbar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {cfg.stage}", disable=cfg.quiet)
+        last_val = None
+        while step < cfg.optim.steps:
+            meter.add(*self.run_step(micro))
+            micro += 1
+            if not self.accelerator.sync_gradients:
+                continue  # inside a gradient-accumulation window
+            step += 1
+            last_val = self._end_of_step(step, meter, log, pbar) or last_val
+        pbar.close()
+        if last_val is None or last_val.get("step") != step:
+            last_val = self.validate(step, log)
+        final = self.save_final()
+        log.close()
+        return {"step": step, "final": str(final), "validation": last_val, "scaling_factor": self.scaling_factor}
+
+    def run_step(self, micro: int) -> tuple[float, dict[str, float]]:
+        """One micro step: the stage's loss on micro batch ``micro``, backward, and (when the accumulation window
+        closes) gradient clipping and the optimiser and learning-rate steps. Returns the loss and extra terms."""
+        acc, cfg = self.accelerator, self.cfg
+        with acc.accumulate(self.model):
+            loss, extra = self.loss_fn(self.model, micro)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
+            self.optimizer.step()  # accelerate's wrapper steps only when the window closes
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.item(), extra
+
+    def _end_of_step(self, step: int, meter: "_Meter", log: RunLog, pbar) -> dict[str, Any] | None:
+        """After optimiser step ``step``: EMA update, the step's log line, then a checkpoint and a validation when
+        they are due. Returns the validation result when one ran."""
+        cfg = self.cfg
+        if self.ema is not None:
+            self.ema.step(self.accelerator.unwrap_model(self.model).parameters())
+        rec = meter.record(step, lr=self.lr_scheduler.get_last_lr()[0])
+        log.scalars(rec)
+        pbar.update(1)
+        pbar.set_postfix(loss=f"{rec['loss']:.4f}")
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+            self.save_checkpoint(step)
+        if cfg.val.every and step % cfg.val.every == 0:
+            return self.validate(step, log)
+        return None
+
+    # ---------------------------------------------------------------------------------------- set-up
+    def _open_run_dir(self) -> Path | None:
+        """Make the run folder and write its config; returns the checkpoint to resume from (None: start fresh).
+
+        A folder that already holds checkpoints is refused unless ``--resume`` was given.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         latest = latest_checkpoint(self.ckpt_root)
-        if latest is not None and not cfg.resume:
+        if latest is not None and not self.cfg.resume:
             raise UserError(f"{self.run_dir} already holds checkpoints (last: {latest.name}); pass --resume to "
                             "continue that run, or choose a new --out")
-        atomic_write_text(self.run_dir / "config.json", cfg.to_json())
-        self._prepare_data()
-        from diffusers import DDPMScheduler
-        from diffusers.optimization import get_scheduler
-        from diffusers.training_utils import EMAModel
+        atomic_write_text(self.run_dir / "config.json", self.cfg.to_json())
+        return latest
 
+    def _setup_models(self, fresh: bool) -> None:
+        """Freeze all but the stage's model, build the optimiser, the learning-rate schedule and EMA, and hand
+        them to accelerate. ``fresh``: no checkpoint will be loaded (a from-scratch VAE then gets its output bias).
+        """
+        cfg, acc, c = self.cfg, self.accelerator, self.components
         if cfg.stage == "vae":
             model = c.vae
-            self.output_bias = None
-            if cfg.vae.init_output_bias and cfg.model == "tiny" and not (cfg.resume and latest is not None):
+            if cfg.vae.init_output_bias and cfg.model == "tiny" and fresh:
                 self.output_bias = float(self.train_mel.mean())
                 with torch.no_grad():
                     model.decoder.conv_out.bias.fill_(self.output_bias)
@@ -283,7 +363,6 @@ class Trainer:
             model, adapter, opt, sched = acc.prepare(model, adapter, opt, sched)
         else:
             model, opt, sched = acc.prepare(model, opt, sched)
-        self.adapter = adapter
         if cfg.stage == "ldm" and hasattr(c.conditioner, "check_fits"):
             c.conditioner.check_fits(acc.unwrap_model(model))
         ema = None
@@ -292,69 +371,37 @@ class Trainer:
             ema = EMAModel(inner.parameters(), decay=cfg.ema_decay, model_cls=type(inner), model_config=inner.config)
             ema.to(self.device)
             acc.register_for_checkpointing(ema)
-        self.model, self.ema = model, ema
+        self.model, self.adapter, self.ema, self.params = model, adapter, ema, params
+        self.optimizer, self.lr_scheduler = opt, sched
+        self.loss_fn = self.vae_loss if cfg.stage == "vae" else self.ldm_loss
 
-        step = 0
-        log = RunLog(self.run_dir, tensorboard=True)
-        if cfg.resume and latest is not None:
-            acc.load_state(str(latest))
-            state = json.loads((latest / "trainer_state.json").read_text())
-            step = int(state["step"])
-            if state.get("scaling_factor") is not None:
-                self.scaling_factor = float(state["scaling_factor"])
-            log.truncate_after(step)
-            log.event({"event": "resume", "step": step, "checkpoint": latest.name})
-        elif cfg.resume:
-            log.event({"event": "resume", "step": 0, "checkpoint": None, "note": "no checkpoint yet; starting fresh"})
-        if cfg.stage == "ldm":
-            # The clean-latent range generation clamps to (validation samples included); from the posterior
-            # means of the training latents at the (possibly resumed) scale.
-            from audioldm_cond.components import estimate_latent_range
+    def _resume(self, latest: Path | None, log: RunLog) -> int:
+        """Load ``latest`` (model, optimiser, EMA and RNG states; the latent scale) and drop log lines written
+        after it; returns the step to continue from (0 without a checkpoint)."""
+        if latest is None:
+            if self.cfg.resume:
+                log.event({"event": "resume", "step": 0, "checkpoint": None,
+                           "note": "no checkpoint yet; starting fresh"})
+            return 0
+        state = read_state(latest)
+        try:
+            self.accelerator.load_state(str(latest))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise UserError(f"checkpoint {latest} does not fit this model/optimizer "
+                            f"({str(exc).splitlines()[0][:120]}); resume with the settings that wrote it, or "
+                            "choose a new --out") from None
+        step = int(state["step"])
+        if state.get("scaling_factor") is not None:
+            self.scaling_factor = float(state["scaling_factor"])
+        log.truncate_after(step)
+        log.event({"event": "resume", "step": step, "checkpoint": latest.name})
+        return step
 
-            c.config.latent_range = estimate_latent_range(self.train_lat["mean"] * self.scaling_factor)
-        if step == 0 and getattr(self, "output_bias", None) is not None:
-            log.event({"event": "init_output_bias", "step": 0, "value": self.output_bias})
-
-        loss_fn = self.vae_loss if cfg.stage == "vae" else self.ldm_loss
-        micro = step * cfg.optim.grad_accum
-        pbar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {cfg.stage}", disable=cfg.quiet)
-        run_loss, run_n, run_extra, t0 = 0.0, 0, {}, time.time()
-        last_val = None
-        while step < cfg.optim.steps:
-            with acc.accumulate(model):
-                loss, extra = loss_fn(model, micro)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    acc.clip_grad_norm_(params, cfg.optim.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-            micro += 1
-            run_loss += loss.item()
-            run_n += 1
-            for k, v in extra.items():
-                run_extra[k] = run_extra.get(k, 0.0) + v
-            if not acc.sync_gradients:
-                continue
-            step += 1
-            if ema is not None:
-                ema.step(acc.unwrap_model(model).parameters())
-            rec = {"step": step, "loss": run_loss / run_n, "lr": sched.get_last_lr()[0],
-                   "sec": round(time.time() - t0, 3), **{k: v / run_n for k, v in run_extra.items()}}
-            log.scalars(rec)
-            pbar.update(1)
-            pbar.set_postfix(loss=f"{rec['loss']:.4f}")
-            run_loss, run_n, run_extra, t0 = 0.0, 0, {}, time.time()
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0:
-                self.save_checkpoint(step)
-            if cfg.val.every and step % cfg.val.every == 0:
-                last_val = self.validate(step, log)
-        pbar.close()
-        if last_val is None or last_val.get("step") != step:
-            last_val = self.validate(step, log)
-        final = self.save_final()
-        log.close()
-        return {"step": step, "final": str(final), "validation": last_val, "scaling_factor": self.scaling_factor}
+    def _record_latent_range(self) -> None:
+        """ldm: the clean-latent range generation clamps to (validation samples included), from the posterior
+        means of the training latents at the (possibly resumed) scale."""
+        if self.cfg.stage == "ldm":
+            self.components.config.latent_range = estimate_latent_range(self.train_lat["mean"] * self.scaling_factor)
 
     def _scaling_factor(self) -> float:
         """Latent scale: 1/std of the training latents (``estimate``), the VAE's own (``keep``) or a number."""
@@ -370,79 +417,85 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step: int) -> Path:
-        """Write ``checkpoints/step-XXXXXXXX`` atomically (temp dir + rename); keep the last ``ckpt_keep``."""
+        """Write ``checkpoints/step-XXXXXXXX`` (accelerate state + ``trainer_state.json``) atomically and keep the
+        last ``ckpt_keep``; see :mod:`basekit.checkpoint`."""
         acc = self.accelerator
-        self.ckpt_root.mkdir(parents=True, exist_ok=True)
-        final = self.ckpt_root / f"{CKPT_PREFIX}{step:08d}"
-        tmp = self.ckpt_root / f".tmp-{final.name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        acc.save_state(str(tmp))
-        state = {"step": step, "scaling_factor": self.scaling_factor, "config": self.cfg.to_dict()}
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in list_checkpoints(self.ckpt_root)[: -max(1, self.cfg.ckpt_keep)]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        state = {"scaling_factor": self.scaling_factor, "config": self.cfg.to_dict()}
+        return save_checkpoint(self.ckpt_root, step, lambda d: acc.save_state(str(d)), state,
+                               keep=self.cfg.ckpt_keep, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
 
     def save_final(self) -> Path:
-        """Save the trained components (EMA weights) with ``save_components`` under ``<out>/final``."""
-        from audioldm_cond.components import save_components
-
-        acc, c = self.accelerator, self.components
-        inner = acc.unwrap_model(self.model)
-        if self.ema is not None:
-            self.ema.store(inner.parameters())
-            self.ema.copy_to(inner.parameters())
-        if self.cfg.stage == "ldm":
+        """Save the trained components (EMA weights) with ``save_components`` under ``<out>/final`` (atomic)."""
+        cfg, c = self.cfg, self.components
+        if cfg.stage == "ldm":
             c.vae.register_to_config(scaling_factor=self.scaling_factor)
-            c.config.source = self.cfg.ldm.cond_source
-            c.config.cfg_dropout = self.cfg.ldm.cfg_dropout
-        c.config.extra = {**c.config.extra, f"trained_{self.cfg.stage}": {
-            "steps": self.cfg.optim.steps, "batch_size": self.cfg.optim.batch_size, "lr": self.cfg.optim.lr,
-            "seed": self.cfg.seed, "train": str(self.cfg.data.train_manifest)}}
+            c.config.source = cfg.ldm.cond_source
+            c.config.cfg_dropout = cfg.ldm.cfg_dropout
+        c.config.extra = {**c.config.extra, f"trained_{cfg.stage}": {
+            "steps": cfg.optim.steps, "batch_size": cfg.optim.batch_size, "lr": cfg.optim.lr,
+            "seed": cfg.seed, "train": str(cfg.data.train_manifest)}}
         final = self.run_dir / "final"
         tmp = self.run_dir / f".tmp-final-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_components(c, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        with self._ema_weights():
+            save_components(c, tmp)
         atomic_write_text(tmp / "training.json", json.dumps(
-            {"stage": self.cfg.stage, "steps": self.cfg.optim.steps, "scaling_factor": self.scaling_factor,
-             "config": self.cfg.to_dict()}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        if self.ema is not None:
-            self.ema.restore(inner.parameters())
+            {"stage": cfg.stage, "steps": cfg.optim.steps, "scaling_factor": self.scaling_factor,
+             "config": cfg.to_dict()}, indent=2))
+        replace_dir(tmp, final)
         return final
 
-    # ------------------------------------------------------------------------------------- validation
-    def validate(self, step: int, log: "RunLog") -> dict[str, Any]:
-        """Validation losses (fixed batches and noise) and, for ``ldm``, generation scored by eval_gen.
-
-        Runs with the EMA weights when EMA is on; training weights are restored afterwards.
-        """
-        from audioldm_cond.train.validation import validate_ldm, validate_vae
-
+    @contextlib.contextmanager
+    def _ema_weights(self) -> Iterator[torch.nn.Module]:
+        """The trained model (unwrapped) holding its EMA weights when EMA is on; training weights come back after."""
         inner = self.accelerator.unwrap_model(self.model)
         if self.ema is not None:
             self.ema.store(inner.parameters())
             self.ema.copy_to(inner.parameters())
-        inner.eval()
         try:
-            if self.cfg.stage == "vae":
-                res = validate_vae(self, inner)
-            else:
-                res = validate_ldm(self, inner)
+            yield inner
         finally:
-            inner.train()
             if self.ema is not None:
                 self.ema.restore(inner.parameters())
+
+    # ------------------------------------------------------------------------------------- validation
+    def validate(self, step: int, log: RunLog) -> dict[str, Any]:
+        """Validation losses (fixed batches and noise) and, for ``ldm``, generation scored by eval_gen.
+
+        Runs with the EMA weights when EMA is on; training weights are restored afterwards.
+        """
+        with self._ema_weights() as inner:
+            inner.eval()
+            try:
+                res = validate_vae(self, inner) if self.cfg.stage == "vae" else validate_ldm(self, inner)
+            finally:
+                inner.train()
         res = {"step": step, **res}
         log.validation(res)
         return res
+
+
+class _Meter:
+    """Sums of the loss and extra terms over the micro steps of one optimiser step, and the step's wall time."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss, self.n, self.extra, self.t0 = 0.0, 0, {}, time.time()
+
+    def add(self, loss: float, extra: dict[str, float]) -> None:
+        self.loss += loss
+        self.n += 1
+        for k, v in extra.items():
+            self.extra[k] = self.extra.get(k, 0.0) + v
+
+    def record(self, step: int, lr: float) -> dict[str, Any]:
+        """The log line of optimiser step ``step`` (means over its micro steps); starts the next step's sums."""
+        rec = {"step": step, "loss": self.loss / self.n, "lr": lr, "sec": round(time.time() - self.t0, 3),
+               **{k: v / self.n for k, v in self.extra.items()}}
+        self._reset()
+        return rec
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -452,16 +505,14 @@ def load_components_for(cfg: TrainConfig):
     ``--clap`` swaps the conditioning encoder (``text_encoder`` of ``load_components``); for stage ``ldm``,
     ``--unet-channels`` (``cfg.ldm.unet``) swaps in a fresh UNet of that size.
     """
-    from audioldm_cond import components as comp
-
     if cfg.model == "tiny":
         kwargs = {"source": cfg.ldm.cond_source, "cfg_dropout": cfg.ldm.cfg_dropout, **cfg.tiny_kwargs}
-        comps = comp.build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
+        comps = build_tiny_components(clap=cfg.clap or "tiny", seed=cfg.seed, **kwargs)
     else:
-        comps = comp.load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
+        comps = load_components(cfg.model, text_encoder=cfg.clap, source=cfg.ldm.cond_source)
     if cfg.stage == "ldm" and cfg.ldm.unet:
         u = cfg.ldm.unet
-        comp.replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
+        replace_unet(comps, u["channels"], layers_per_block=int(u.get("layers_per_block", 1)),
                           attention=bool(u.get("attention", True)), seed=cfg.seed + 1,
                           position_channels=int(u.get("position_channels", 0)),
                           cond_map_channels=int(u.get("cond_map_channels", 0)),
@@ -483,19 +534,6 @@ def _frame_multiple(components) -> int:
     vae_f = 2 ** (len(components.vae.config.block_out_channels) - 1)
     unet_f = 2 ** (len(components.unet.config.block_out_channels) - 1)
     return vae_f * unet_f
-
-
-def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under ``root`` in step order (temp dirs of interrupted saves are ignored)."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir()
-                  if p.is_dir() and p.name.startswith(CKPT_PREFIX) and (p / "trainer_state.json").is_file())
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    ck = list_checkpoints(root)
-    return ck[-1] if ck else None
 
 
 __all__ = ["Trainer", "latest_checkpoint", "list_checkpoints", "load_components_for"]

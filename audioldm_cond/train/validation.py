@@ -6,22 +6,44 @@ timesteps, no dropout, so curves from different runs and resumes are comparable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from audioldm_cond.pipeline import TemporalAudioLDMPipeline
 from audioldm_cond.train import data as D
+from audioldm_cond.train.config import TrainConfig
 from basekit.errors import UserError
-
-if TYPE_CHECKING:
-    from audioldm_cond.train.trainer import Trainer
+from eval_gen.score import score_arrays
+from eval_gen.temporal import order_accuracy_detector
 
 VAL_SEED = 1234
 
 
+class TrainingRun(Protocol):
+    """What validation reads from a run; the trainer (``audioldm_cond.train.trainer.Trainer``) is one.
+
+    Declared here so that this module needs nothing from the trainer module, which imports this one.
+    """
+
+    cfg: TrainConfig
+    components: Any  # AudioLDMComponents
+    device: torch.device
+    sr: int
+    n_samples: int  # samples per clip
+    train_mel: torch.Tensor  # [N, 1, frames, n_mels]
+    val_mel: torch.Tensor | None
+    val_clips: D.ClipSet | None
+    val_lat: dict[str, torch.Tensor] | None  # posterior "mean" and "std", [N, C, h, w] each
+    uncond: torch.Tensor  # [1, clap_dim], the null condition
+
+    def ldm_loss(self, unet, micro: int, lat: dict | None = None, emb: dict | None = None,
+                 idx: list[int] | None = None, g: torch.Generator | None = None) -> tuple[torch.Tensor, dict]: ...
+
+
 @torch.no_grad()
-def validate_vae(tr: "Trainer", vae) -> dict[str, Any]:
+def validate_vae(tr: "TrainingRun", vae) -> dict[str, Any]:
     """Mean L1 / L2 reconstruction of the validation mels through the posterior mode."""
     mel = tr.val_mel if tr.val_mel is not None else tr.train_mel[: tr.cfg.data.max_val_items]
     l1 = l2 = 0.0
@@ -35,7 +57,7 @@ def validate_vae(tr: "Trainer", vae) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def validate_ldm(tr: "Trainer", unet) -> dict[str, Any]:
+def validate_ldm(tr: "TrainingRun", unet) -> dict[str, Any]:
     """Noise-prediction loss on held-out latents, then generation of the validation prompts, scored.
 
     The loss uses the text embedding of each validation clip's first caption (its audio embedding when it
@@ -76,7 +98,7 @@ def validate_ldm(tr: "Trainer", unet) -> dict[str, Any]:
     return out
 
 
-def generate_and_score(tr: "Trainer", prompts: list[str]) -> dict[str, Any]:
+def generate_and_score(tr: "TrainingRun", prompts: list[str]) -> dict[str, Any]:
     """Generate ``prompts`` at each validation guidance scale and score them against the validation clips.
 
     Returns ``{"cfg=<scale>": {fad, kad, clap_score, order_clap, order_detector, order_n}}`` from
@@ -84,10 +106,6 @@ def generate_and_score(tr: "Trainer", prompts: list[str]) -> dict[str, Any]:
     with eval_gen's default CLAP; order accuracy by event-onset detection), plus ``best_guidance`` (the scale
     with the highest detector order accuracy: the guidance sweep).
     """
-    from audioldm_cond.pipeline import TemporalAudioLDMPipeline
-    from eval_gen.score import score_arrays
-    from eval_gen.temporal import order_accuracy_detector
-
     cfg = tr.cfg
     pipe = TemporalAudioLDMPipeline(tr.components, progress=False)
     seconds = tr.n_samples / tr.sr
