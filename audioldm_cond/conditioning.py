@@ -30,6 +30,7 @@ Contract (other modules code against it):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -104,7 +105,12 @@ class TransformersClap:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None):
         """Load a ``ClapModel`` (or, failing that, a ``ClapTextModelWithProjection``) directory."""
-        from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel, ClapTextModelWithProjection
+        from transformers import (  # noqa: PLC0415 (heavy: keeps the import light)
+            AutoTokenizer,
+            ClapFeatureExtractor,
+            ClapModel,
+            ClapTextModelWithProjection,
+        )
 
         d = Path(directory)
         cfg = _read_json(d / "config.json")
@@ -121,8 +127,6 @@ class TransformersClap:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -297,7 +301,7 @@ class ClapConditioner(nn.Module):
         if not self.has_audio:
             raise UserError(f"CLAP encoder '{self.clap_name}' has no audio branch; it cannot embed audio")
         if sr is not None and int(sr) != self.sample_rate:
-            from basekit.audio import resample
+            from basekit.audio import resample  # noqa: PLC0415 (scipy, soundfile: only when resampling)
 
             waves = [resample(_to_numpy(w), int(sr), self.sample_rate) for w in waves]
         elif isinstance(waves, torch.Tensor):
@@ -379,7 +383,7 @@ class ClapConditioner(nn.Module):
 
     def text_encoder_with_projection(self):
         """A ``ClapTextModelWithProjection`` with this CLAP's text tower, for diffusers' ``AudioLDMPipeline``."""
-        from transformers import ClapTextModelWithProjection
+        from transformers import ClapTextModelWithProjection  # noqa: PLC0415 (heavy: keeps the import light)
 
         m = self.clap.model
         if isinstance(m, ClapTextModelWithProjection):

@@ -136,7 +136,7 @@ def build_tiny_hifigan(mel: AudioLDMMelConfig | None = None, seed: int = 0, chan
     Upsampling factors multiply to the hop length (160 = 4 * 4 * 5 * 2) so one mel frame gives ``hop``
     samples, as the real AudioLDM vocoder does.
     """
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig  # noqa: PLC0415 (heavy: keeps the import light)
 
     mel = mel or AudioLDMMelConfig()
     rates = _factor_hop(mel.hop_length)
