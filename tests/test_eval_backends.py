@@ -139,3 +139,24 @@ def test_cache_is_keyed_by_content_and_backend_settings(tmp_path):
     assert not list(c1.dir.glob(".tmp-*"))  # atomic write left no temp file
     (c1.dir / "abc.npy").write_bytes(b"damaged")
     assert c1.get("abc") is None  # a damaged entry is recomputed, never trusted
+
+
+def test_backend_reports_the_name_it_was_asked_for(tmp_path, capsys):
+    """``--backend tclap`` says ``backend: tclap`` in scores.md / scores.json (it used to say ``clap``)."""
+    import json
+
+    from basekit.audio import save_audio
+    from eval_gen.backends import get_backend
+    from eval_gen.cli import main
+
+    assert get_backend("tclap").name == "tclap" and get_backend("clap").name == "clap"
+    assert get_backend("tclap").cache_key() != get_backend("clap").cache_key()
+    rng = np.random.default_rng(0)
+    for folder in ("g", "r"):
+        for i in range(3):
+            save_audio(tmp_path / folder / f"c{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    assert main(["score", "--gen", str(tmp_path / "g"), "--ref", str(tmp_path / "r"), "--backend", "tclap",
+                 "--metrics", "fad", "--n-boot", "0", "--quiet", "--no-plot", "--cache-dir", "",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "- backend: tclap (dim 128" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o" / "scores.json").read_text())["backend"]["name"] == "tclap"

@@ -34,11 +34,15 @@ def get_backend(name: str, **kwargs) -> EmbeddingBackend:
     mod, cls, defaults = _REGISTRY[name]
     kw = {**defaults, **{k: v for k, v in kwargs.items() if v is not None}}
     try:
-        return getattr(importlib.import_module(mod), cls)(**kw)
+        backend = getattr(importlib.import_module(mod), cls)(**kw)
     except TypeError as exc:
         if "unexpected keyword" in str(exc):
             raise UserError(f"backend {name!r}: {exc}") from None
         raise
+    # Reports and cache keys carry the name the user asked for: ``tclap`` is the CLAP backend with T-CLAP weights,
+    # and its output says ``backend: tclap``, not the class's ``clap``.
+    backend.name = name
+    return backend
 
 
 __all__ = ["EmbeddingBackend", "available_backends", "get_backend"]
