@@ -249,6 +249,7 @@ def _generate(args: argparse.Namespace, items: list[dict]) -> int:
         comps = _load_with_adapter(args)
     else:
         comps = load_components(args.model, text_encoder=args.text_encoder, device=args.device, scheduler=args.scheduler)
+    conditioner_note = _conditioner_note(args, comps)
     pipe = TemporalAudioLDMPipeline(comps, scorer=args.scorer, progress=False if args.quiet else None)
     seconds = pipe.check_seconds(comps.config.max_seconds if args.seconds is None else args.seconds)
     settings = {
@@ -318,6 +319,8 @@ def _generate(args: argparse.Namespace, items: list[dict]) -> int:
                 "level": level,
                 "settings": settings,
             }
+            if conditioner_note is not None:
+                records[it["id"]]["conditioner"] = conditioner_note
         _write_records(rec_path, records, order)  # after every chunk: an interrupted job resumes from here
     done = len(pending)
     msg = f"generated {done} clip(s) in {out}"
@@ -325,6 +328,28 @@ def _generate(args: argparse.Namespace, items: list[dict]) -> int:
         msg += f"; skipped {skipped} already generated with the same settings"
     print(msg)
     return 0
+
+
+def _conditioner_note(args: argparse.Namespace, comps) -> dict | None:
+    """With ``--text-encoder``: is it the encoder the UNet was trained with? A note on stderr when not (the UNet
+    learned one encoder's embedding space; another's moves what comes out), and the record for prompts.jsonl."""
+    if not args.text_encoder:
+        return None
+    from audioldm_cond.components import resolve_model_dir  # noqa: PLC0415
+    from audioldm_cond.conditioning import trained_text_tower_matches  # noqa: PLC0415
+
+    same = False if args.adapter else trained_text_tower_matches(resolve_model_dir(args.model),
+                                                                 comps.conditioner.clap.model)
+    note = {"text_encoder": str(args.text_encoder), "trained_with": str(comps.config.clap),
+            "same_as_trained": same, "adapter": bool(args.adapter)}
+    if same is False:
+        note["note"] = "the UNet was trained with another text encoder"
+        print(f"audioldm-cond: note: --text-encoder {args.text_encoder} is not the encoder model {args.model}'s UNet "
+              f"was trained with ({comps.config.clap}); the UNet reads another encoder's embeddings, so the clips may "
+              "not follow the prompt (train the UNet on this encoder: audioldm-cond train)", file=sys.stderr)
+    elif same is None:
+        note["note"] = "the model folder holds no safetensors text encoder to compare with"
+    return note
 
 
 def _load_with_adapter(args: argparse.Namespace):

@@ -179,6 +179,39 @@ def clap_projection_dim(model: nn.Module) -> int:
     return int(dim)
 
 
+TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
+
+
+def trained_text_tower_matches(model_dir: str | os.PathLike, clap_model: nn.Module) -> bool | None:
+    """Whether ``clap_model``'s text tower holds the weights of the encoder an AudioLDM was trained with.
+
+    The trained encoder is the one saved in ``model_dir`` (``clap/model.safetensors``, the full CLAP, or diffusers'
+    ``text_encoder/model.safetensors``); the text tower is every ``text_model.*`` / ``text_projection.*`` tensor,
+    named alike in ``ClapModel`` and ``ClapTextModelWithProjection``. Compared exactly (same names, shapes and
+    values), read tensor by tensor from the file.
+
+    Returns:
+        True / False, or None when the model folder holds no safetensors encoder to compare with.
+    """
+    root = Path(model_dir)
+    f = next((root / sub / "model.safetensors" for sub in ("clap", "text_encoder")
+              if (root / sub / "model.safetensors").is_file()), None)
+    if f is None:
+        return None
+    from safetensors import safe_open  # noqa: PLC0415
+
+    mine = {k: v for k, v in clap_model.state_dict().items() if k.startswith(TEXT_TOWER_PREFIXES)}
+    with safe_open(str(f), "pt") as h:
+        keys = [k for k in h.keys() if k.startswith(TEXT_TOWER_PREFIXES)]
+        if set(keys) != set(mine):
+            return False
+        for k in keys:
+            saved, used = h.get_tensor(k), mine[k].detach().cpu()
+            if saved.shape != used.shape or not torch.equal(saved.to(used.dtype), used):
+                return False
+    return True
+
+
 def load_clap_encoder(name_or_path: str, device: str | torch.device = "cpu"):
     """Any encoder ``tclap.models.load_clap`` loads; directories also load without ``tclap.models``.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,3 +370,34 @@ def test_level_warnings_name_the_clip_and_the_levels(capsys):
     assert err[0] == ("audioldm-cond: warning: c1: the model's output peaked at +6.0 dBFS, over full scale; "
                       "turned down 7.0 dB to -1.0 dBFS instead of clipping")
     assert err[1].startswith("audioldm-cond: warning: c2: near-silent output (peak -80.0 dBFS before any gain")
+
+
+def test_text_encoder_other_than_the_trained_one_is_noted(model_dir, tmp_path, capsys):
+    """--text-encoder with the UNet's own encoder: no note; with another: a note on stderr and in prompts.jsonl."""
+    base = ["generate", "a beep", "--model", str(model_dir), "--seconds", "0.32", "--steps", "1", "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "same"), "--text-encoder", "tiny"]) == 0  # the seeded "tiny" it was built on
+    assert "note:" not in capsys.readouterr().err
+    (rec,) = [json.loads(ln) for ln in (tmp_path / "same" / "prompts.jsonl").read_text().splitlines()]
+    assert rec["conditioner"]["same_as_trained"] is True
+    assert main(base + ["--out", str(tmp_path / "other"), "--text-encoder", "tiny-baseline"]) == 0
+    err = capsys.readouterr().err
+    assert "audioldm-cond: note: --text-encoder tiny-baseline is not the encoder model" in err
+    (rec,) = [json.loads(ln) for ln in (tmp_path / "other" / "prompts.jsonl").read_text().splitlines()]
+    assert rec["conditioner"]["same_as_trained"] is False
+    assert rec["conditioner"]["note"] == "the UNet was trained with another text encoder"
+    assert main(base + ["--out", str(tmp_path / "none")]) == 0  # no --text-encoder: no record either
+    assert "conditioner" not in json.loads((tmp_path / "none" / "prompts.jsonl").read_text())
+
+
+def test_trained_text_tower_matches_compares_the_saved_weights(tmp_path):
+    from audioldm_cond.conditioning import trained_text_tower_matches
+    from tclap.models import load_clap
+
+    shipped = Path(__file__).resolve().parents[1] / "audioldm_cond" / "assets" / "models" / "tiny-tclap"
+    own = load_clap("tiny-tclap").model
+    assert trained_text_tower_matches(shipped, own) is True
+    assert trained_text_tower_matches(shipped, load_clap("tiny-baseline").model) is False
+    with torch.no_grad():  # one changed value in the text projection is enough
+        own.text_projection.linear1.bias[0] += 1e-3
+    assert trained_text_tower_matches(shipped, own) is False
+    assert trained_text_tower_matches(tmp_path, own) is None  # nothing saved to compare with
