@@ -119,7 +119,9 @@ def _runs(indices: list[int], size: int) -> list[list[int]]:
 def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="*", help="text prompt(s), e.g. 'a beep followed by a knock'")
     p.add_argument("--prompts", help="file of prompts: one per line, or JSON Lines with 'prompt' (and 'id')")
-    p.add_argument("--out", required=True, help="output folder for <id>.wav, <id>.png and prompts.jsonl")
+    p.add_argument("--out", help="output folder for <id>.wav, <id>.png and prompts.jsonl (required to generate)")
+    p.add_argument("--list-events", action="store_true",
+                   help="print the sound events --model was trained on, one phrase per line, and exit (no --out)")
     p.add_argument("--model", default="tiny-tclap", help="tiny-tclap (default), tiny-baseline, or an AudioLDM directory")
     p.add_argument("--text-encoder", help="swap the conditioning CLAP: a name or directory tclap loads")
     p.add_argument("--adapter", action="store_true", help="with --text-encoder of another size: a linear adapter")
@@ -227,11 +229,51 @@ def check_generate_args(args: argparse.Namespace) -> None:
                         f"it was trained on); ask for at most {limit:g}")
 
 
+def list_events(model: str) -> int:
+    """``generate --list-events``: the phrases of the model's ``events.json``, one per line (no weights load)."""
+    from audioldm_cond.components import resolve_model_dir  # noqa: PLC0415
+    from audioldm_cond.events import EVENTS_FILE, read_events  # noqa: PLC0415
+
+    root = resolve_model_dir(model)
+    events = read_events(root)
+    if events is None:
+        raise UserError(f"model {model} has no list of the events it was trained on ({root / EVENTS_FILE}); write one "
+                        "with audioldm_cond.events.write_events")
+    for e in events:
+        print(e["phrase"])
+    return 0
+
+
+def warn_unknown_events(model: str, items: list[dict]) -> None:
+    """Before the model loads: a warning for each prompt that names an event the model was not trained on (from the
+    model's ``events.json``; nothing when it has none)."""
+    from audioldm_cond.components import resolve_model_dir  # noqa: PLC0415
+    from audioldm_cond.events import check_prompt, read_events  # noqa: PLC0415
+
+    events = read_events(resolve_model_dir(model))
+    if not events:
+        return
+    see = f"`audioldm-cond generate --list-events --model {model}` lists the ones it knows"
+    for it in items:
+        known, unknown = check_prompt(it["prompt"], events)
+        if not known:
+            _warn(f"{it['where']} ({it['prompt']!r}) names no sound event model {model} was trained on; expect noise "
+                  f"whatever its CLAP score ({see})")
+        elif unknown:
+            _warn(f"{it['where']}: {', '.join(repr(u) for u in unknown)} names no sound event model {model} was "
+                  f"trained on ({see})")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from basekit.quiet import quiet_third_party
 
+    if args.list_events:
+        return list_events(args.model)
+    if not args.out:
+        raise UserError("--out is required: the folder for the clips (or --list-events to see what the model knows)")
     items = read_prompts(args.prompt, args.prompts)
     check_generate_args(args)  # before the (slow) model load
+    warn_unknown_events(args.model, items)
     args.device = resolve_device(args.device)
     with quiet_third_party(args.verbose, load=("transformers", "diffusers")):
         return _generate(args, items)
