@@ -87,7 +87,8 @@ def _write_layout(c: AudioLDMComponents, root: Path) -> None:
         "tokenizer": ["transformers", type(tok).__name__],
         "unet": ["diffusers", type(c.unet).__name__],
         "vae": ["diffusers", type(c.vae).__name__],
-        "vocoder": ["audioldm_cond", "GriffinLimVocoder"] if griffin_lim else ["transformers", type(c.vocoder).__name__],
+        "vocoder": (["audioldm_cond", "GriffinLimVocoder"] if griffin_lim
+                    else ["transformers", type(c.vocoder).__name__]),
     }
     (root / "model_index.json").write_text(json.dumps(index, indent=2))
 
