@@ -1,5 +1,11 @@
 """PNG plots for reports: log-mel spectrograms with sound-event spans, score bars, overlaid histograms.
 
+Spectrograms are drawn in dB on a **fixed** colour range, so that a near-silent clip looks near-silent instead of
+being stretched to fill the colour map: ``20 log10`` of the mel magnitude, from AudioLDM's floor (its front end
+clamps magnitudes at 1e-5: -100 dB) to ``+30 dB`` (a full-scale tone reads about +20 dB through AudioLDM's
+Slaney mel), the colour bar labelled in dB. Bars draw an error bar only where there is a spread (no zero-width
+bars); histogram counts have integer ticks.
+
 Every figure is a bare ``matplotlib.figure.Figure`` rendered by the Agg canvas (never ``pyplot``: no global
 figure registry, no GUI backend, safe in threads and servers) and written atomically (temp file + rename).
 The ``*_figure`` functions return the ``Figure`` (e.g. for TensorBoard's ``add_figure``); the ``plot_*``
@@ -18,11 +24,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from basekit.atomic import atomic_write_bytes
 from basekit.errors import UserError
 
 _EVENT_COLOURS = ("tab:red", "tab:cyan", "tab:orange", "tab:green", "tab:pink", "tab:olive", "tab:purple")
+#: The fixed colour range of spectrograms, in dB of mel magnitude (AudioLDM's floor 1e-5 = -100 dB).
+SPEC_DB_RANGE = (-100.0, 30.0)
+_LN_TO_DB = 20.0 / math.log(10.0)  # natural-log magnitude -> dB
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -69,17 +79,24 @@ def spectrogram_figure(
     sample_rate: int,
     title: str = "",
     events: Sequence[Mapping[str, Any]] | None = None,
+    values: str = "ln",
+    db_range: tuple[float, float] | None = SPEC_DB_RANGE,
 ) -> Figure:
-    """A log-mel spectrogram figure with optional labelled event spans.
+    """A log-mel spectrogram figure in dB, on a fixed colour range, with optional labelled event spans.
 
     Args:
-        mel: ``[frames, n_mels]`` or ``[1, frames, n_mels]`` (numpy or torch) log-mel values (dB or log).
+        mel: ``[frames, n_mels]`` or ``[1, frames, n_mels]`` (numpy or torch) log-mel values.
         hop_length: samples per frame, to put seconds on the time axis.
         sample_rate: sample rate of the audio the mel came from.
         title: figure title.
         events: ``[{"label", "onset", "offset"}]`` in seconds, drawn as shaded spans with labels, onset and
             offset lines.
+        values: ``"ln"``: natural-log magnitudes (AudioLDM's front end and VAE), converted to dB (``20 log10``);
+            ``"db"``: already dB.
+        db_range: the colour range in dB (default :data:`SPEC_DB_RANGE`, -100..+30); None scales to the data.
     """
+    if values not in ("ln", "db"):
+        raise UserError(f"values={values!r}: use 'ln' (natural-log magnitudes) or 'db'")
     m = _to_numpy(mel, "mel")
     if m.ndim == 3 and m.shape[0] == 1:
         m = m[0]
@@ -92,14 +109,16 @@ def spectrogram_figure(
     frames, n_mels = m.shape
     duration = frames * hop_length / sample_rate
     spans = _check_events(events, duration)
+    db = m * _LN_TO_DB if values == "ln" else m
+    vmin, vmax = db_range if db_range is not None else (None, None)
 
     fig = Figure(figsize=(max(6.0, min(16.0, 2.0 + duration)), 3.6), layout="constrained")
     ax = fig.add_subplot()
     img = ax.imshow(
-        m.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-        extent=(0.0, duration, 0, n_mels),
+        db.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+        extent=(0.0, duration, 0, n_mels), vmin=vmin, vmax=vmax,
     )
-    fig.colorbar(img, ax=ax, pad=0.01)
+    fig.colorbar(img, ax=ax, pad=0.01).set_label("mel magnitude (dB)")
     colours: dict[str, str] = {}
     for label, on, off in spans:
         c = colours.setdefault(label, _EVENT_COLOURS[len(colours) % len(_EVENT_COLOURS)])
@@ -123,11 +142,13 @@ def plot_spectrogram(
     title: str = "",
     events: Sequence[Mapping[str, Any]] | None = None,
     path: str | os.PathLike | None = None,
+    values: str = "ln",
+    db_range: tuple[float, float] | None = SPEC_DB_RANGE,
 ) -> Path:
     """Write :func:`spectrogram_figure` as a PNG at ``path`` (atomically); returns the path."""
     if path is None:
         raise UserError("plot_spectrogram needs path= (a .png file to write)")
-    return save_figure(spectrogram_figure(mel, hop_length, sample_rate, title, events), path)
+    return save_figure(spectrogram_figure(mel, hop_length, sample_rate, title, events, values, db_range), path)
 
 
 def bars_figure(
@@ -171,7 +192,13 @@ def bars_figure(
     fig = Figure(figsize=(max(4.0, 1.0 + max(0.9, 0.09 * widest) * len(v)), 3.6), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(v))
-    ax.bar(x, v, yerr=yerr, capsize=4, color="tab:blue", alpha=0.85, ecolor="black")
+    ax.bar(x, v, color="tab:blue", alpha=0.85)
+    if yerr is not None:
+        spread = np.atleast_2d(yerr).reshape(-1, len(v)).sum(axis=0) > 0  # no zero-width error bars
+        if np.any(spread):
+            e = np.atleast_2d(yerr).reshape(-1, len(v))[:, spread]
+            ax.errorbar(x[spread], v[spread], yerr=e if e.shape[0] == 2 else e[0], fmt="none", capsize=4,
+                        ecolor="black")
     ax.set_xticks(x, names)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -233,6 +260,7 @@ def histogram_figure(
                 color=_EVENT_COLOURS[i % len(_EVENT_COLOURS)])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts are whole numbers
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
@@ -253,6 +281,7 @@ def plot_histogram(
 
 
 __all__ = [
+    "SPEC_DB_RANGE",
     "bars_figure",
     "histogram_figure",
     "plot_bars",

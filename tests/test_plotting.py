@@ -141,5 +141,37 @@ def test_plot_histogram_bad_input(tmp_path, series, match):
 
 
 def test_plotting_never_touches_pyplot():
-    code = "import sys, tclap.plotting; assert 'matplotlib.pyplot' not in sys.modules"
+    code = "import sys, basekit.plotting; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- issue 21: units, fixed ranges, honest bars
+def test_spectrogram_in_db_on_a_fixed_range_with_a_labelled_colorbar():
+    quiet = np.full((50, 64), np.log(1e-5))  # AudioLDM's floor, natural log: -100 dB
+    quiet[10:20, 5:9] = np.log(1e-4)  # -80 dB: near-silence must stay dark, not fill the colour map
+    fig = spectrogram_figure(quiet, 160, 16000)
+    ax, cax = fig.axes
+    img = ax.get_images()[0]
+    assert img.get_clim() == (-100.0, 30.0)
+    assert float(img.get_array().min()) == pytest.approx(-100.0) and float(img.get_array().max()) == pytest.approx(-80.0)
+    assert cax.get_ylabel() == "mel magnitude (dB)"
+    ramp = np.linspace(-40.0, -10.0, 80).reshape(10, 8)
+    img = spectrogram_figure(ramp, 160, 16000, values="db", db_range=None).axes[0].get_images()[0]
+    assert img.get_clim() == (-40.0, -10.0)  # already dB, scaled to the data on request
+    with pytest.raises(UserError, match="values="):
+        spectrogram_figure(quiet, 160, 16000, values="power")
+
+
+def test_bars_draw_no_zero_width_error_bars():
+    fig = bars_figure(["a", "b", "c"], [50.0, 60.0, 93.0], [4.0, 0.0, 0.0])
+    err = [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(err) == 1 and len(err[0].lines[2][0].get_segments()) == 1  # only the bar with a spread
+    fig = bars_figure(["a", "b"], [1.0, 2.0], [0.0, 0.0])
+    assert not [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+
+
+def test_histogram_count_ticks_are_integers():
+    ax = histogram_figure({"a": [0.1, 0.2, 0.2, 0.3]}, bins=3).axes[0]
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
