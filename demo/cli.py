@@ -2,7 +2,7 @@
 
     mos validate STUDY                      # every problem, one line each; exit 2 if any
     mos serve STUDY [--port P] [--db FILE] [--host 127.0.0.1]
-    mos report --db FILE --out DIR [--rules rules.yaml] [--test mannwhitney|welch|wilcoxon-prompt]
+    mos report --db FILE --out DIR [--rules rules.yaml] [--test paired-t|wilcoxon-prompt|mannwhitney|welch]
     mos export --db FILE --out DIR
 """
 
@@ -31,10 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="screen raters, per-system MOS with CIs, pairwise tests, CSV and plots")
     r.add_argument("--db", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--rules", default=None, help="YAML/JSON screening rules (default: the study's `screening`)")
-    r.add_argument("--test", default="mannwhitney", help="mannwhitney (default), welch or wilcoxon-prompt")
-    r.add_argument("--n-boot", type=int, default=2000)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--rules", default=None,
+                   help="YAML/JSON screening rules (default: the study's `screening`); keys: attention, gold, "
+                        "max_gold_failures, zero_variance, zero_variance_min_clips, min_consensus_corr, "
+                        "consensus_alpha, min_ratings (docs/mos-statistics.md)")
+    r.add_argument("--test", default="paired-t",
+                   help="pairwise test, paired by prompt: paired-t (default) or wilcoxon-prompt; mannwhitney or welch "
+                        "treat every rating as independent")
     e = sub.add_parser("export", help="dump the raw tables as CSV")
     e.add_argument("--db", required=True)
     e.add_argument("--out", required=True)
@@ -81,27 +84,12 @@ def _serve(args) -> int:
 
 
 def _report(args) -> int:
-    from demo.report import write_report
-    from demo.study import parse_screening
+    from demo.report import load_rules_file, summary_lines, write_report
 
-    rules = None
-    if args.rules:
-        import yaml
-
-        p = Path(args.rules)
-        if not p.is_file():
-            raise UserError(f"--rules file {p} does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"--rules file {p} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-        rules = parse_screening((raw or {}).get("screening", raw) if isinstance(raw, dict) else raw)
-    if args.n_boot < 100:
-        raise UserError(f"--n-boot {args.n_boot} is too small for a 95% interval; use at least 100")
-    res = write_report(args.db, args.out, rules=rules, test=args.test, n_boot=args.n_boot, seed=args.seed)
-    for r in res["summary"]:
-        print(f"{r['scale']:8s} {r['system']:24s} n={r['n']:4d} mean={r['mean']:.2f} "
-              f"CI_t=[{r['ci_t_low']:.2f}, {r['ci_t_high']:.2f}] CI_boot=[{r['ci_boot_low']:.2f}, {r['ci_boot_high']:.2f}]")
+    rules = load_rules_file(args.rules) if args.rules else None
+    res = write_report(args.db, args.out, rules=rules, test=args.test)
+    for line in summary_lines(res["summary"]):
+        print(line)
     print(f"excluded raters: {len({e.rater_id for e in res['exclusions']})} (see exclusions.csv); wrote {args.out}")
     return 0
 

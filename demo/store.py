@@ -155,3 +155,68 @@ class Store:
     @staticmethod
     def now() -> float:
         return time.time()
+
+    # ---- reading a study for `mos report` / `mos export` ----------------------------------------------------
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> Store:
+        """An existing study database opened for reading only: nothing is created, migrated or written.
+
+        :class:`basekit.errors.UserError` when ``path`` is missing, is not SQLite, or lacks the study tables. Use it
+        from one thread, with :meth:`get_meta`, :meth:`query` and the reading methods below; :meth:`close` it.
+        """
+        import urllib.request
+
+        from basekit.errors import UserError
+
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"database {p} does not exist; pass the --db file that `mos serve` wrote")
+        try:
+            con = sqlite3.connect(f"file:{urllib.request.pathname2url(str(p.resolve()))}?mode=ro", uri=True,
+                                  check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error as exc:
+            raise UserError(f"database {p} cannot be read as SQLite ({exc}); pass the --db file of a study") from None
+        missing = [t for t in ("meta", "clips", "ratings", "page_times") if t not in names]
+        if missing:
+            con.close()
+            raise UserError(f"database {p} is not a MOS study database (missing tables {missing})")
+        store = cls.__new__(cls)
+        store.path, store.busy_timeout_ms = p, 0
+        store._local, store._lock, store._all = threading.local(), threading.Lock(), [con]
+        store._local.con = con  # connection() and query() of this thread read through it
+        return store
+
+    def _columns(self, table: str) -> list[str]:
+        return [r["name"] for r in self.query(f"PRAGMA table_info({table})")]
+
+    def rating_records(self) -> list[dict]:
+        """Every ACR rating joined with its clip and page time, in the order given: dicts with ``rater_id, item_id,
+        kind, system, prompt_id, scale, value, created_at, seconds_on_page`` and, where the database stores them,
+        ``listen_s`` and ``plays``."""
+        extra = "".join(f", r.{c}" for c in ("listen_s", "plays") if c in self._columns("ratings"))
+        rows = self.query(
+            "SELECT r.rater_id, r.item_id, c.kind, c.system, c.prompt_id, r.scale, r.value, r.created_at,"
+            f" p.submitted_at - p.first_shown_at AS seconds_on_page{extra}"
+            " FROM ratings r JOIN clips c ON c.clip_id = r.item_id"
+            " LEFT JOIN page_times p ON p.rater_id = r.rater_id AND p.item_id = r.item_id"
+            " ORDER BY r.id")
+        return [dict(r) for r in rows]
+
+    def check_expectations(self) -> dict[str, dict[str, list[int]]]:
+        """Gold / attention clip id → ``{scale: accepted values}`` as stored from the study file."""
+        import json  # noqa: PLC0415 - kept local so this reading section stands on its own
+
+        rows = self.query("SELECT clip_id, expect FROM clips WHERE expect IS NOT NULL")
+        return {r["clip_id"]: json.loads(r["expect"]) for r in rows}
+
+    def table_rows(self, table: str) -> tuple[list[str], list[dict]] | None:
+        """``(columns, rows)`` of one of :data:`TABLES`, or None when this database (an older schema) lacks it."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; one of {TABLES}")
+        cols = self._columns(table)
+        if not cols:
+            return None
+        rows = self.query(f"SELECT * FROM {table}")  # noqa: S608 - the name is one of our own TABLES
+        return cols, [dict(r) for r in rows]

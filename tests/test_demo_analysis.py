@@ -1,6 +1,8 @@
-"""Analysis: Holm (hand-worked), t CI (scipy reference), screening rules, recovery of known true means."""
+"""Analysis and `mos report`: Holm (hand-worked), t CI (scipy reference), screening rules, recovery of known true
+means from a study database, unusable inputs and outputs as one line and exit 2."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -8,9 +10,8 @@ from scipy import stats
 
 from demo.analysis import holm, pairwise_tests, screen_raters, t_interval
 from demo.cli import main
-from demo.service import MosService
-from demo.study import ScreeningRules, load_study
-from demo.synthetic import write_synthetic_study
+from demo.store import Store
+from demo.study import ScreeningRules
 
 
 def test_holm_hand_worked():
@@ -40,11 +41,14 @@ def test_screening_rules_each_listed():
     recs += [_rec("contrarian", c, "mos_r", 6 - v) for c, v in truth.items()]  # r = -1 vs consensus
     recs += [_rec(r, "att", "mos_r", v, kind="attention") for r, v in
              (("good1", 2), ("good2", 2), ("good3", 4), ("flat", 2), ("contrarian", 2))]
-    ex = screen_raters(recs, {"att": {"mos_r": [2]}}, ScreeningRules(min_consensus_corr=0.2))
+    ex = screen_raters(recs, {"att": {"mos_r": [2]}}, ScreeningRules(min_consensus_corr=0.2, zero_variance_min_clips=5))
     got = {(e.rater_id, e.rule) for e in ex}
     assert got == {("good3", "attention"), ("flat", "zero_variance"), ("contrarian", "consensus")}
     reason = next(e.reason for e in ex if e.rule == "consensus")
-    assert "r=-" in reason
+    assert "r=-1.00 over 5 clips" in reason
+    # by default a constant rater is excluded only from 8 clips on: 5 equal ratings are not evidence enough
+    assert ("flat", "zero_variance") not in {(e.rater_id, e.rule) for e in
+                                             screen_raters(recs, {"att": {"mos_r": [2]}}, ScreeningRules())}
     # switching the rules off excludes nobody
     off = ScreeningRules(attention=False, gold=False, zero_variance=False, min_consensus_corr=None)
     assert screen_raters(recs, {"att": {"mos_r": [2]}}, off) == []
@@ -69,53 +73,84 @@ def test_pairwise_welch_matches_scipy():
     assert [r["p_holm"] for r in rows] == pytest.approx(expected)
 
 
+def write_study_db(path, clips: dict, ratings: list, meta: dict | None = None):
+    """A study database as `mos serve` leaves it, written directly (the report only reads these columns).
+
+    ``clips``: ``{clip_id: (kind, system, prompt_id, expect or None)}``; ``ratings``: ``(rater, clip_id, scale, value)``.
+    """
+    store = Store(path)
+    try:
+        with store.transaction() as con:
+            for k, v in (meta or {}).items():
+                con.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (k, v))
+            for cid, (kind, system, prompt, expect) in clips.items():
+                con.execute("INSERT INTO clips (clip_id, kind, system, prompt_id, text, path, expect)"
+                            " VALUES (?, ?, ?, ?, 'text', 'x.wav', ?)",
+                            (cid, kind, system, prompt, json.dumps(expect) if expect else None))
+            for i, rater in enumerate(dict.fromkeys(r[0] for r in ratings)):
+                con.execute("INSERT INTO raters (rater_id, idx, created_at) VALUES (?, ?, 0)", (rater, i))
+            con.executemany("INSERT INTO ratings (rater_id, item_id, scale, value, created_at) VALUES (?, ?, ?, ?, 0)",
+                            ratings)
+    finally:
+        store.close()
+
+
 # Rating distributions over 1..5 with exactly known means.
 TRUE = {"system-alpha": ([0.05, 0.10, 0.20, 0.35, 0.30], 3.75), "system-beta": ([0.20, 0.30, 0.30, 0.15, 0.05], 2.55)}
 
 
 def test_report_recovers_known_means(tmp_path, capsys):
-    p = write_synthetic_study(tmp_path, n_prompts=5, clips_per_rater=10, n_training=0)
-    svc = MosService(load_study(p), tmp_path / "db.sqlite")
+    clips = {f"{s}-p{j}": ("main", s, f"p{j}", None) for s in TRUE for j in range(5)}
+    clips["attn"] = ("attention", None, None, {"mos_r": [2], "mos_t": [2]})
     rng = np.random.default_rng(7)
-    given = {}
+    given, ratings = {}, []
     for k in range(24):
-        s = svc.start(f"r{k:02d}", consent=True)
-        while s["phase"] == "rating":
-            item = s["item"]["item_id"]
-            clip = svc.clips[item]
-            svc.played(s["token"], item)
-            if clip.kind == "main":
-                v = {sc: int(rng.choice(5, p=TRUE[clip.system][0])) + 1 for sc in ("mos_r", "mos_t")}
-                for sc, x in v.items():
-                    given.setdefault((clip.system, sc), []).append(x)
-            else:
-                v = {"mos_r": 2, "mos_t": 2}
-            s = svc.rate(s["token"], item, v)["state"]
+        for cid, (kind, system, prompt, _) in clips.items():
+            for sc in ("mos_r", "mos_t"):
+                v = int(rng.choice(5, p=TRUE[system][0])) + 1 if kind == "main" else 2
+                ratings.append((f"r{k:02d}", cid, sc, v))
+                if kind == "main":
+                    given.setdefault((system, sc), {}).setdefault(prompt, []).append(v)
+    db = tmp_path / "db.sqlite"
+    write_study_db(db, clips, ratings, meta={"secret": "s3cr3t"})
     rules = tmp_path / "rules.yaml"
     rules.write_text("min_consensus_corr: null\n")  # random raters do not agree with each other by design
     out = tmp_path / "rep"
-    assert main(["report", "--db", str(tmp_path / "db.sqlite"), "--out", str(out), "--rules", str(rules)]) == 0
+    assert main(["report", "--db", str(db), "--out", str(out), "--rules", str(rules)]) == 0
+    printed = capsys.readouterr().out
+    assert "mos_r    system-alpha" in printed and "(raters x clips)" in printed
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert len(rows) == 4
     for r in rows:
         true_mean = TRUE[r["system"]][1]
-        vals = given[(r["system"], r["scale"])]
-        assert int(r["n"]) == len(vals) == 120
+        vals = [v for vs in given[(r["system"], r["scale"])].values() for v in vs]
+        assert int(r["n"]) == len(vals) == 120 and int(r["n_raters"]) == 24 and int(r["n_clips"]) == 5
         assert float(r["mean"]) == pytest.approx(np.mean(vals))
         assert float(r["std"]) == pytest.approx(np.std(vals, ddof=1))
         assert float(r["ci_t_low"]) < true_mean < float(r["ci_t_high"])
-        assert float(r["ci_boot_low"]) < true_mean < float(r["ci_boot_high"])
+        assert float(r["ci_low"]) < true_mean < float(r["ci_high"])
+        # with only 5 clips the crossed interval is wider than the one that counts 120 independent ratings
+        assert float(r["ci_high"]) - float(r["ci_low"]) > float(r["ci_t_high"]) - float(r["ci_t_low"])
     pw = list(csv.DictReader(open(out / "pairwise.csv")))
-    assert all(float(x["p_holm"]) < 1e-6 for x in pw)  # 3.75 vs 2.55 with 120 ratings each
+    assert [(x["scale"], x["system_a"], x["system_b"], x["test"]) for x in pw] == [
+        ("mos_r", "system-alpha", "system-beta", "paired-t"), ("mos_t", "system-alpha", "system-beta", "paired-t")]
+    for x in pw:
+        a, b = given[("system-alpha", x["scale"])], given[("system-beta", x["scale"])]
+        ma, mb = [np.mean(a[f"p{j}"]) for j in range(5)], [np.mean(b[f"p{j}"]) for j in range(5)]
+        ref = stats.ttest_rel(ma, mb)
+        assert float(x["p"]) == pytest.approx(ref.pvalue) and float(x["statistic"]) == pytest.approx(ref.statistic)
+        assert float(x["p_holm"]) == pytest.approx(ref.pvalue)  # one pair per scale: Holm changes nothing
+        assert float(x["mean_diff"]) == pytest.approx(np.mean(ma) - np.mean(mb))
+        assert int(x["n_pairs"]) == 5 and float(x["diff_low"]) > 0  # 3.75 vs 2.55
     long = list(csv.DictReader(open(out / "ratings_long.csv")))
-    assert len(long) == 24 * 12 * 2
+    assert len(long) == 24 * 11 * 2
     assert (out / "mos_r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| mos_t | system-beta | 120 |" in (out / "report.md").read_text()
+    assert "| mos_t | system-beta | 120 | 24 | 5 |" in (out / "report.md").read_text()
     # export dumps every raw table, without the secret
-    assert main(["export", "--db", str(tmp_path / "db.sqlite"), "--out", str(tmp_path / "exp")]) == 0
-    ratings = list(csv.DictReader(open(tmp_path / "exp" / "ratings.csv")))
-    assert len(ratings) == 24 * 12 * 2
-    assert "secret" not in (tmp_path / "exp" / "meta.csv").read_text()
+    assert main(["export", "--db", str(db), "--out", str(tmp_path / "exp")]) == 0
+    ratings_csv = list(csv.DictReader(open(tmp_path / "exp" / "ratings.csv")))
+    assert len(ratings_csv) == 24 * 11 * 2
+    assert "s3cr3t" not in (tmp_path / "exp" / "meta.csv").read_text()
 
 
 def test_report_bad_inputs(tmp_path, capsys):
