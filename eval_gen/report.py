@@ -66,31 +66,39 @@ def markdown_table(result: dict) -> str:
 
 
 def bar_chart(result: dict, path: str | os.PathLike) -> Path:
-    """One bar per metric (CI as error bars), written atomically as PNG."""
-    import matplotlib
+    """``scores.png``: one small panel per metric, each on its own y-axis (FAD, KAD, KL, CLAP score and accuracies
+    have different scales and must not share one), titled with the metric and its direction (↓ lower is better,
+    ↑ higher is better); the bootstrap CI as an error bar where there is one (no zero-width bars). Written
+    atomically with the Agg canvas (no pyplot)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from basekit.plotting import save_figure
 
-    keys = [(k, lab) for k, lab, _ in METRIC_ROWS if result.get("metrics", {}).get(k, {}).get("value") is not None]
-    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(keys)), 3.2))
-    vals = [result["metrics"][k]["value"] for k, _ in keys]
-    err = [[0] * len(keys), [0] * len(keys)]
-    for i, (k, _) in enumerate(keys):
-        ci = result["metrics"][k].get("ci")
-        if ci:
-            err[0][i] = max(vals[i] - ci["low"], 0)
-            err[1][i] = max(ci["high"] - vals[i], 0)
-    ax.bar(range(len(keys)), vals, yerr=err, capsize=4, color="#4c72b0")
-    ax.set_xticks(range(len(keys)), [lab for _, lab in keys], rotation=20, ha="right", fontsize=8)
-    ax.set_title("eval-gen scores")
-    fig.tight_layout()
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, p)
-    return p
+    rows = [(k, lab, arrow) for k, lab, arrow in METRIC_ROWS
+            if result.get("metrics", {}).get(k, {}).get("value") is not None]
+    if not rows:
+        raise UserError("no metric with a value to plot; run with --no-plot, or ask for a metric that can be computed")
+    fig = Figure(figsize=(max(2.2, 2.0 * len(rows)), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for ax, (k, lab, arrow) in zip(axes, rows):
+        m = result["metrics"][k]
+        v = float(m["value"])
+        ax.bar([0], [v], width=0.6, color="#4c72b0")
+        ci = m.get("ci")
+        if ci and ci.get("high") is not None and ci["high"] > ci["low"]:
+            ax.errorbar([0], [v], yerr=[[max(v - ci["low"], 0.0)], [max(ci["high"] - v, 0.0)]], fmt="none",
+                        capsize=4, ecolor="black")
+        if k.startswith("order_") or k == "clap_score":
+            ax.set_ylim(0 if k.startswith("order_") else min(0.0, v * 1.2), 1.0)  # shares / cosines: fixed ends
+        else:
+            ax.margins(y=0.12)
+        ax.set_xticks([])
+        ax.set_title(f"{lab} {arrow}", fontsize=9)
+        ci_txt = f" [{ci['low']:.4g}, {ci['high']:.4g}]" if ci and ci.get("high") is not None and ci["high"] > ci["low"] else ""
+        ax.set_xlabel(f"{v:.4g}{ci_txt}", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("eval-gen scores (↓ lower is better, ↑ higher is better)", fontsize=9)
+    return save_figure(fig, path)
 
 
 def write_report(result: dict, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:

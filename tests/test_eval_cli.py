@@ -171,3 +171,36 @@ def test_score_arrays_in_memory_matches_independent_fad():
     y = np.concatenate(b.embed(ref, 16000)).astype(np.float64)
     expected = frechet_distance_from_stats(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
     assert res["metrics"]["fad"]["value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_scores_png_has_one_axis_per_metric_with_its_direction(tmp_path):
+    """FAD, KAD, CLAP score and order accuracy have different scales: one panel each, ↑/↓ in the title, a CI bar
+    only where the interval has a width (issue 21)."""
+    from matplotlib.figure import Figure
+
+    import basekit.plotting as plotting
+    from eval_gen.report import bar_chart
+
+    result = {"metrics": {
+        "fad": {"value": 2.35, "ci": {"low": 2.0, "high": 2.9}},
+        "kad": {"value": 0.5, "ci": {"low": 0.5, "high": 0.5}},  # zero-width: no error bar
+        "clap_score": {"value": 0.81, "ci": None},
+        "order_detector": {"value": 0.25, "n": 4, "correct": 1}}}
+    seen = {}
+    real = plotting.save_figure
+
+    def keep(fig: Figure, path):
+        seen["fig"] = fig
+        return real(fig, path)
+
+    plotting.save_figure = keep
+    try:
+        p = bar_chart(result, tmp_path / "scores.png")
+    finally:
+        plotting.save_figure = real
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    axes = seen["fig"].axes
+    assert [a.get_title() for a in axes] == ["FAD ↓", "KAD ↓", "CLAP score ↑", "Order acc. (detector) ↑"]
+    bars = [[c for c in a.containers if type(c).__name__ == "ErrorbarContainer"] for a in axes]
+    assert [len(b) for b in bars] == [1, 0, 0, 0]
+    assert axes[3].get_ylim() == (0.0, 1.0)
