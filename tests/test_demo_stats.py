@@ -1,8 +1,11 @@
 """Design-respecting MOS statistics (crossed rater x clip intervals, paired comparisons, scaled screening) and the
 report's small fixes (sane numbers in messages, unusable --out paths, attention failures counted per clip)."""
 
+import importlib.util
 import math
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,8 @@ from demo.fmt import short_value
 from demo.service import MosService
 from demo.study import ScreeningRules, load_study
 from demo.synthetic import write_synthetic_study
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_short_value_keeps_messages_short():
@@ -245,3 +250,37 @@ def test_consensus_rule_spares_honest_raters_with_few_clips_and_still_catches_a_
         recs = _simulated_study(rng, per_rater=30, n_prompts=15, contrarian=3)
         ex = screen_raters(recs, {}, ScreeningRules())
         assert {(e.rater_id, e.rule) for e in ex} == {("r03", "consensus")}
+
+
+# ---- coverage on simulated studies (a reduced benchmarks/mos_coverage.py) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cov_bench():
+    spec = importlib.util.spec_from_file_location("mos_coverage", ROOT / "benchmarks" / "mos_coverage.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mos_coverage"] = mod  # dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules["mos_coverage"]
+    return mod
+
+
+def test_simulated_truth_and_design(cov_bench):
+    sc = cov_bench.SCENARIOS[0]
+    rng = np.random.default_rng(0)
+    z = sc.mu + rng.normal(0, math.sqrt(sc.sd_rater ** 2 + sc.sd_clip ** 2 + sc.sd_resid ** 2), 2_000_000)
+    assert cov_bench.true_mean(sc) == pytest.approx(np.clip(np.rint(z), 1, 5).mean(), abs=0.003)  # brute force
+    assert cov_bench.true_mean(cov_bench.SCENARIOS[1]) == sc.mu
+    mask = cov_bench.design(cov_bench.SCENARIOS[2])
+    assert (mask.sum(1) == 10).all() and set(mask.sum(0)) == {5}
+
+
+def test_crossed_interval_covers_the_true_mos_and_the_t_interval_does_not(cov_bench):
+    n = 400
+    res = cov_bench.coverage(cov_bench.SCENARIOS[0], n_sims=n, seed=12)  # 20 raters x 40 clips, rounded 1..5
+    lo, hi = cov_bench.binomial_band(n, 0.95, q=0.001)  # where a true 95% lands 999 times in 1000
+    assert lo <= res["crossed"]["coverage"] <= hi
+    assert res["t"]["coverage"] < lo  # the independent t interval under-covers in the same studies
+    assert res["t"]["width"] < res["crossed"]["width"]
