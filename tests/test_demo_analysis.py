@@ -3,6 +3,7 @@ means from a study database, unusable inputs and outputs as one line and exit 2.
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -159,3 +160,77 @@ def test_report_bad_inputs(tmp_path, capsys):
     assert main(["report", "--db", str(tmp_path / "junk.sqlite"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("mos: error: database") for e in err)
+
+
+def _small_db(tmp_path):
+    clips = {f"{s}{j}": ("main", s, f"p{j}", None) for s in "AB" for j in range(3)}
+    ratings = [(f"r{k}", c, sc, 1 + (k + j) % 5) for k in range(4) for j, c in enumerate(clips) for sc in ("mos_r",)]
+    db = tmp_path / "small.sqlite"
+    write_study_db(db, clips, ratings)
+    return db
+
+
+@pytest.mark.parametrize("cmd", ["report", "export"])
+def test_unusable_out_path_is_one_line_and_exit_2(tmp_path, capsys, cmd):
+    db = _small_db(tmp_path)
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "sub", "/proc/version/report"):
+        assert main([cmd, "--db", str(db), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"mos: error: --out {out} "), err
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    db = _small_db(tmp_path)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert main(["report", "--db", str(db), "--out", str(out)]) == 2
+    finally:
+        out.chmod(0o700)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mos: error: cannot write {out}")
+
+
+def test_rules_file_problems_are_one_line_and_exit_2(tmp_path, capsys):
+    db = _small_db(tmp_path)
+    cases = {
+        "latin1.yaml": "min_consensus_corr: 0.3  # café\n".encode("latin-1"),  # not UTF-8
+        "bad.yaml": b"min_consensus_corr: [0.3\n",  # not YAML
+        "unknown.yaml": b"min_corr: 0.3\n",  # unknown key
+        "alpha.yaml": b"consensus_alpha: 1.5\n",  # out of range
+        "clips.yaml": b"zero_variance_min_clips: -1\n",
+    }
+    errors = {}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert main(["report", "--db", str(db), "--out", str(tmp_path / "o"), "--rules", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"mos: error: --rules file {tmp_path / name}"), err
+        errors[name] = err[0]
+    assert "not UTF-8" in errors["latin1.yaml"] and "min_corr" in errors["unknown.yaml"]
+    assert not (tmp_path / "o").exists()  # nothing written before the rules were read
+    # a study-like file with a `screening:` section works too, and the report records the rules it used
+    (tmp_path / "ok.yaml").write_bytes(b"screening: {consensus_alpha: null, min_consensus_corr: null}\n")
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "o"), "--rules", str(tmp_path / "ok.yaml")]) == 0
+    assert '"min_consensus_corr": null, "consensus_alpha": null' in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_a_failed_write_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import demo.report
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo.report, "atomic_write_bytes", full_disk)
+    db = _small_db(tmp_path)
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mos: error: cannot write {tmp_path / 'o' / 'ratings_long.csv'} (No space left on device); "
+                   "pass an --out folder you can write to"]
