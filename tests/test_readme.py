@@ -10,7 +10,12 @@ How the README is read:
 - every other command runs for real in a subprocess (``bash -c``; the console scripts come from the virtual
   environment's ``bin/`` next to ``sys.executable``, put first on ``PATH``), in README order, in one temporary
   working directory per README section (later commands read what earlier ones wrote, e.g. ``runs/tour/...``),
-  and must exit 0.
+  and must exit 0;
+- an *output block* is a fenced block preceded by ``<!-- readme-output: PREFIX -->``: it shows what the one
+  README command starting with ``PREFIX`` prints (stdout and stderr as they interleave, progress bars left out).
+  The test fails when the command prints something else now; ``python scripts/readme_outputs.py`` runs those
+  commands the same way and rewrites the blocks (``--check`` lists the blocks that differ). A section that shows
+  an output runs with no substitution, so what the README shows is what its command prints.
 
 Real-scale inputs named by the README (``clap-htsat-unfused/``, ``630k-audioset-best.pt``, ``ESC-50-master/``, ...)
 are replaced by tiny stand-ins written at those paths in the real formats, and real-scale sizes are shrunk by
@@ -55,6 +60,7 @@ SERVE_TIMEOUT_S = 120  # until `mos serve` answers HTTP
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 _HEADING = re.compile(r"^(#{2,3})\s+(.*?)\s*$")
 # A placeholder line the lead fills from a real run, e.g. GENERATE_OUTPUT or REPRODUCE_TABLES.
+_OUTPUT_MARKER = re.compile(r"^<!--\s*readme-output:\s*(.*?)\s*-->\s*$")
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
 
 
@@ -68,6 +74,7 @@ class Block:
     subsection: str  # the enclosing "### " heading ("" when none)
     lines: list[str] = field(default_factory=list)
     caption: str = ""  # the last prose line before the block (tells what an output block shows)
+    shows: str = ""  # output blocks: the prefix of the README command whose output the block is
 
     @property
     def where(self) -> str:
@@ -111,7 +118,7 @@ def split_and(line: str) -> list[str]:
 def parse_blocks(text: str) -> list[Block]:
     """All fenced blocks of a Markdown text, with their headings and captions (fence indentation removed)."""
     blocks: list[Block] = []
-    section = subsection = caption = ""
+    section = subsection = caption = shows = ""
     cur: Block | None = None
     indent = ""
     for n, line in enumerate(text.splitlines(), 1):
@@ -125,7 +132,13 @@ def parse_blocks(text: str) -> list[Block]:
             continue
         if m:
             indent = m.group(1)
-            cur = Block(lang=m.group(2), line=n, section=section, subsection=subsection, caption=caption)
+            cur = Block(lang=m.group(2), line=n, section=section, subsection=subsection, caption=caption,
+                        shows=shows)
+            shows = ""
+            continue
+        om = _OUTPUT_MARKER.match(line.strip())
+        if om:
+            shows = om.group(1)
             continue
         h = _HEADING.match(line)
         if h:
@@ -135,7 +148,7 @@ def parse_blocks(text: str) -> list[Block]:
                 subsection = h.group(2)
             continue
         if line.strip():
-            caption = line.strip()
+            caption, shows = line.strip(), ""  # a marker names the block right after it, not a later one
     if cur is not None:
         raise AssertionError(f"README.md:{cur.line}: code fence never closed")
     return blocks
@@ -229,10 +242,6 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         "AudioLDM fine-tuning: 1000 steps of batch 16 -> 2 steps of 2"),
     Sub(r"^(audioldm-cond generate .*--model audioldm-s-full-v2/ .*)$", r"\1 --steps 3",
         "the stand-in AudioLDM is random-weight: 3 denoising steps show the path works"),
-    Sub(r"^(audioldm-cond generate .*) --steps 20\b", r"\1 --steps 4",
-        "tour generation: 20 DPM-Solver++ steps -> 4 (the same code path, a fifth of the UNet calls)"),
-    Sub(r"^(audioldm-cond generate .*--model tiny-baseline\b.*)$", r"\1 --steps 4",
-        "tour generation with the default 20 steps -> 4"),
     Sub(r"^tclap reproduce --preset tiny\b", "tclap reproduce --preset quick",
         "the 45-minute miniature -> its smoke-run preset (the same stages, a few steps each)"),
 )
@@ -586,16 +595,19 @@ def serve(cmd: str, workdir: Path, env: dict[str, str], port: int) -> str:
     return log.read_text()
 
 
-def run_blocks(blocks: list[Block], workdir: Path, values: dict[str, str]) -> tuple[list[str], list[str]]:
+def run_blocks(blocks: list[Block], workdir: Path, values: dict[str, str],
+               outputs: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Run every non-set-up command of ``blocks`` in order in ``workdir``.
 
     A failing command does not stop the run (the later ones may not depend on it, and one run should show every
     broken command); returns (failures with their output tails, commands skipped for want of the shipped models).
+    ``outputs``, when given, receives each command's output (stdout and stderr interleaved) by its README text.
     """
     env = command_env(workdir)
     absent = missing_assets()
     failures: list[str] = []
     skipped: list[str] = []
+    outputs = {} if outputs is None else outputs
     for block in blocks:
         for original in block.commands():
             if is_setup(original):
@@ -613,21 +625,74 @@ def run_blocks(blocks: list[Block], workdir: Path, values: dict[str, str]) -> tu
                 continue
             t0 = time.monotonic()
             try:
-                res = subprocess.run(["bash", "-c", cmd], cwd=workdir, env=env, capture_output=True, text=True,
-                                     timeout=COMMAND_TIMEOUT_S)
+                # stderr into stdout: warnings stay where the user sees them, between the lines they belong to
+                res = subprocess.run(["bash", "-c", cmd], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, timeout=COMMAND_TIMEOUT_S)
             except subprocess.TimeoutExpired as exc:
-                failures.append(f"{block.where}: `{original}`{ran_as} ran over {COMMAND_TIMEOUT_S} s\n--- stdout ---\n"
-                                f"{_tail(str(exc.stdout or ''))}\n--- stderr ---\n{_tail(str(exc.stderr or ''))}")
+                failures.append(f"{block.where}: `{original}`{ran_as} ran over {COMMAND_TIMEOUT_S} s\n--- output ---\n"
+                                f"{_tail(str(exc.stdout or ''))}")
                 continue
+            outputs[original] = res.stdout
             if res.returncode != 0:
                 failures.append(f"{block.where}: `{original}`{ran_as} exited {res.returncode} after "
-                                f"{time.monotonic() - t0:.1f} s\n--- stdout ---\n{_tail(res.stdout, 1500)}\n"
-                                f"--- stderr ---\n{_tail(res.stderr, 1500)}")
+                                f"{time.monotonic() - t0:.1f} s\n--- output ---\n{_tail(res.stdout, 3000)}")
                 continue
             missing = missing_outputs(cmd, workdir)
             if missing:
                 failures.append(f"{block.where}: `{original}`{ran_as} exited 0 but did not write {', '.join(missing)}")
     return failures, skipped
+
+
+# --------------------------------------------------------------------------------------------- output blocks
+_NOISE = (re.compile(r"^Loading weights\b"),)  # third-party load bars a terminal overwrites in place
+
+
+def shown_output(text: str) -> list[str]:
+    """What a terminal leaves of a command's output: lines as printed, progress bars (carriage-return redraws,
+    tqdm lines) left out, trailing spaces dropped, and the blank lines a bar leaves behind when its output is not a
+    terminal dropped too (no blank line at the start or end, none twice in a row)."""
+    lines: list[str] = []
+    for raw in text.split("\n"):
+        line = raw.split("\r")[-1].rstrip()  # a bar redrawn with \r shows only its last state
+        if _PROGRESS.search(line) or any(p.search(line) for p in _NOISE):
+            continue
+        if not line and (not lines or not lines[-1]):
+            continue
+        lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def output_blocks(blocks: list[Block]) -> list[tuple[Block, str]]:
+    """``[(output block, the README command it shows)]``; a marker that names no command, or several, fails."""
+    cmds = [c for b in blocks if b.lang == "bash" for c in b.commands() if not is_setup(c)]
+    out = []
+    for b in blocks:
+        if not b.shows:
+            continue
+        hits = [c for c in cmds if c.startswith(b.shows)]
+        assert len(hits) == 1, (f"{b.where}: readme-output marker {b.shows!r} names {len(hits)} README commands "
+                                f"({hits}); make it the start of exactly one")
+        out.append((b, hits[0]))
+    return out
+
+
+def output_differences(blocks: list[Block], outputs: dict[str, str]) -> list[str]:
+    """The output blocks among ``blocks`` that differ from what their command printed (commands that did not run
+    are left out), each with the first differing line."""
+    diffs = []
+    for block, cmd in output_blocks(blocks):
+        if cmd not in outputs:
+            continue
+        now = shown_output(outputs[cmd])
+        if now != block.lines:
+            k = next((i for i, (a, b) in enumerate(zip(block.lines, now)) if a != b), min(len(now), len(block.lines)))
+            shown = block.lines[k] if k < len(block.lines) else "(nothing)"
+            printed = now[k] if k < len(now) else "(nothing)"
+            diffs.append(f"{block.where}: the output of `{cmd}` differs from line {k + 1}:\n  README:  {shown}\n"
+                         f"  printed: {printed}")
+    return diffs
 
 
 def _sections() -> list[str]:
@@ -658,6 +723,61 @@ def test_parser_on_a_hand_written_readme():
     assert blocks[2].commands() == ["tool b 'x && y'", "tool c"]  # && inside quotes is not a command break
     assert split_and('a "b && \\"c" && d \\&& e && f') == ['a "b && \\"c"', "d \\&& e", "f"]
     assert [is_setup(c) for c in blocks[0].commands()] == [True, True, False]
+
+
+def test_output_markers_on_a_hand_written_readme():
+    text = ("## Tour\n\n```bash\ntool a --x 1\ntool b\n```\n\n<!-- readme-output: tool a -->\n```text\nA\n```\n\n"
+            "<!-- readme-output: tool b -->\nprose in between\n\n```text\nnot an output\n```\n")
+    blocks = parse_blocks(text)
+    assert [b.shows for b in blocks] == ["", "tool a", ""]
+    assert [(b.line, c) for b, c in output_blocks(blocks)] == [(9, "tool a --x 1")]
+    assert output_differences(blocks, {"tool a --x 1": "A\n"}) == []
+    assert output_differences(blocks, {}) == []  # a command that did not run is not judged
+    [diff] = output_differences(blocks, {"tool a --x 1": "B\n"})
+    assert "line 1" in diff and "README:  A" in diff and "printed: B" in diff
+    with pytest.raises(AssertionError, match="names 2 README commands"):
+        output_blocks(parse_blocks(text.replace("tool b\n", "tool a --y\n")))
+    # what a terminal leaves: a bar redrawn with \r, tqdm lines and trailing blank lines go
+    printed = ("\nLoading weights: 100%|###| 137/137\n\nstep 1\rstep 2  \n| a | b |\n 50%|#####     | 1/2\n\n\n"
+               "| c |\n\n")
+    assert shown_output(printed) == ["step 2", "| a | b |", "", "| c |"]
+
+
+def test_readme_outputs_script_rewrites_only_the_blocks_that_changed():
+    """scripts/readme_outputs.py on a hand-written README: the shown commands' blocks are replaced (a longer or
+    shorter output moves nothing else), the rest of the text stays byte for byte, and only commands up to the last
+    one shown would run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_outputs_script", ROOT / "scripts" / "readme_outputs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    me = sys.modules[__name__]
+    text = ("## Tour\n\n```bash\ntool a\ntool b && tool c\ntool d\n```\n\n<!-- readme-output: tool a -->\n"
+            "```text\nold 1\nold 2\n```\n\ntext between\n\n<!-- readme-output: tool c -->\n```text\nsame\n```\n"
+            "\n```bash\ntool e\n```\n")
+    blocks = parse_blocks(text)
+    ran = [c for b in script.up_to_last_shown(me, [b for b in blocks if b.section == "Tour"]) for c in b.commands()]
+    assert ran == ["tool a", "tool b", "tool c"]
+    new, changed = script.rewrite(text, blocks, {b.line: lines for b, lines in
+                                                 zip([b for b in blocks if b.shows], (["new"], ["same"]))})
+    assert new == text.replace("old 1\nold 2\n", "new\n") and changed == ["README.md:10 (Tour)"]
+    new, changed = script.rewrite(text, blocks, {10: ["n1", "n2", "n3"], 18: ["s2"]})
+    assert new == text.replace("old 1\nold 2\n", "n1\nn2\nn3\n").replace("same\n", "s2\n") and len(changed) == 2
+
+
+def test_readme_output_blocks_name_commands_that_run_unchanged():
+    """Every output block names one command of its section, and no command of that section up to the last one
+    shown runs substituted, so each block is what the README's own command prints (with its inputs)."""
+    blocks = readme_blocks()
+    shown = [(b, c) for sec in dict.fromkeys(b.section for b in blocks)
+             for b, c in output_blocks([x for x in blocks if x.section == sec])]
+    assert len(shown) >= 4, "README.md lost its example outputs?"
+    for section in {b.section for b, _ in shown}:
+        cmds = [c for b in bash_blocks() if b.section == section for c in b.commands() if not is_setup(c)]
+        last = max(cmds.index(c) for b, c in shown if b.section == section)
+        changed = [c for c in cmds[: last + 1] if substitute(c, {}) != c]
+        assert not changed, f"section {section!r} shows outputs but runs substituted commands: {changed}"
 
 
 def test_substitutions_on_hand_written_commands():
@@ -749,13 +869,19 @@ def test_readme_section_runs(section, request, tmp_path):
     values = {"port": str(free_port())}
     with FakeLLM(AUDIOCAPS_CAPTIONS) as llm:
         values["llm"] = llm.url
-        failures, skipped = run_blocks(blocks, tmp_path, values)
+        outputs: dict[str, str] = {}
+        failures, skipped = run_blocks(blocks, tmp_path, values, outputs)
         llm_cmds = [c for b in blocks for c in b.commands() if re.search(r"--backend llm\b", c)]
         if llm_cmds and not any("--backend llm" in f for f in failures):
             assert llm.requests >= len(AUDIOCAPS_CAPTIONS), f"`{llm_cmds[0]}` never asked the fake endpoint"
     if failures:
         pytest.fail(f"{len(failures)} README command(s) failed in {tmp_path}:\n\n" + "\n\n".join(failures),
                     pytrace=False)
+    section_blocks = [b for b in readme_blocks() if b.section == section]
+    diffs = output_differences(section_blocks, outputs)
+    if diffs:
+        pytest.fail(f"{len(diffs)} README output block(s) are not what their command prints now (refresh them with "
+                    "`python scripts/readme_outputs.py`):\n\n" + "\n\n".join(diffs), pytrace=False)
     if skipped:
         pytest.skip(f"the shipped models are not in the checkout yet (missing {', '.join(missing_assets())}); "
                     f"skipped {len(skipped)} command(s) that need them (the others ran):\n" + "\n".join(skipped))
