@@ -35,7 +35,9 @@ def in_process(svc: MosService, n: int, seed: int) -> LoadResult:
         s = svc.finish_training(s["token"]) if s["phase"] == "training" else s
         while s["phase"] == "rating":
             item = s["item"]["item_id"]
-            svc.played(s["token"], item)
+            svc.played(s["token"], item, "play")
+            time.sleep(svc.levels[item]["duration_s"])  # the server refuses an `ended` before the clip's time
+            svc.played(s["token"], item, "ended")
             v = {"mos_r": rng.randint(1, 5), "mos_t": rng.randint(1, 5)}
             t0 = time.perf_counter()
             res = svc.rate(s["token"], item, v)

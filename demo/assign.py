@@ -17,6 +17,12 @@ never repeated). Choosing a prompt count coprime to the number of systems avoids
 The window is then shuffled with a seed derived from the study seed and the rater id (``random.Random`` seeded
 with a string is stable across Python runs and processes), and the gold clips and attention checks are placed
 at seeded positions, never first (a rater needs a clip or two to calibrate).
+
+Comparison pages reuse the same window: CMOS / A-B pages are the cells ``(pair, prompt)`` of
+``latin_window(n_pairs, n_prompts, ...)`` (each rater's pages spread over the pairs, every page answered
+before any is answered twice), MUSHRA pages the prompts of ``latin_window(1, n_prompts, ...)``. The side of
+each system on an A/B page and the order of the sounds on a MUSHRA page are drawn per rater and page
+(:func:`page_layout`), so neither a position nor a label stands for a system.
 """
 
 from __future__ import annotations
@@ -58,3 +64,18 @@ def rater_order(main_items: list[str], check_items: list[str], rater_id: str, se
         pos = rng.randint(1, len(order)) if order else 0
         order.insert(pos, item)
     return order
+
+
+def page_layout(clips: list[str], rater_id: str, page_id: str, seed: int) -> list[str]:
+    """The order in which ``rater_id`` sees the clips of a page: a seeded permutation (for two clips, a random
+    side) drawn from the study seed, the rater and the page."""
+    out = list(clips)
+    random.Random(f"layout:{seed}:{rater_id}:{page_id}").shuffle(out)
+    return out
+
+
+def page_order(pages: list, rater_id: str, seed: int, test: str) -> list:
+    """``pages`` of one test in a seeded order for ``rater_id``."""
+    out = list(pages)
+    random.Random(f"pages:{test}:{seed}:{rater_id}").shuffle(out)
+    return out

@@ -1,6 +1,7 @@
 """Simulated raters hammering a running study through ``gradio_client`` (the public API, loopback only).
 
-Each simulated rater starts a session, does the training page, then for every clip sends ``play`` and
+Each simulated rater starts a session, does the training page, then for every clip downloads it (as the page's
+player does), sends ``play``, waits the clip's duration (the server refuses an earlier ``ended``), sends
 ``ended``, rates it, and at random sends the same rating again with other values (a double click / second tab)
 or drops its client and reconnects (a reload), sometimes between ``ended`` and the rating. Afterwards the
 database is compared with what the raters were told was saved: every first submission must be stored with its
@@ -10,10 +11,12 @@ been answered ``already_rated``.
 
 from __future__ import annotations
 
+import io
 import random
 import sqlite3
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,17 @@ class LoadResult:
         return xs[k]
 
 
+def _listen(client, url: str, token: str, item: dict) -> None:
+    """Play the clip as a browser would: fetch it, ``play``, wait its duration, ``ended``."""
+    import soundfile as sf
+
+    with urllib.request.urlopen(url.rstrip("/") + item["audio_url"], timeout=120) as r:
+        info = sf.info(io.BytesIO(r.read()))
+    client.predict(token, item["item_id"], "play", api_name="/played")
+    time.sleep(info.frames / info.samplerate)
+    client.predict(token, item["item_id"], "ended", api_name="/played")
+
+
 def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.Lock) -> None:
     from gradio_client import Client
 
@@ -65,8 +79,7 @@ def _rater(url: str, rater_id: str, cfg: LoadConfig, out: dict, lock: threading.
     while s["phase"] == "rating":
         item = s["item"]["item_id"]
         if not s["played"]:
-            client.predict(token, item, "play", api_name="/played")
-            client.predict(token, item, "ended", api_name="/played")
+            _listen(client, url, token, s["item"])
         if rng.random() < cfg.reconnect_prob / 2:  # reload between the end of playback and the rating
             client = Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
             reconnects += 1

@@ -22,8 +22,12 @@ def _tone(freq: float, seconds: float, sr: int, seed: int) -> np.ndarray:
 def write_synthetic_study(out_dir: str | Path, systems: tuple[str, ...] = ("system-alpha", "system-beta"),
                           n_prompts: int = 4, clips_per_rater: int = 4, seconds: float = 0.25, sr: int = 16000,
                           n_gold: int = 1, n_attention: int = 1, n_training: int = 1, min_ratings_per_clip: int = 3,
-                          extra: dict | None = None) -> Path:
-    """Write the study and its clips under ``out_dir``; returns the study file path."""
+                          extra: dict | None = None, reference: bool = False) -> Path:
+    """Write the study and its clips under ``out_dir``; returns the study file path.
+
+    ``reference=True`` also writes ``clips/reference/<prompt_id>.wav`` (a tone with broadband noise, so a low-pass
+    anchor differs audibly) for MUSHRA pages; ``extra`` updates the study mapping (e.g. ``{"mushra": {...}}``).
+    """
     import soundfile as sf
     import yaml
 
@@ -36,6 +40,13 @@ def write_synthetic_study(out_dir: str | Path, systems: tuple[str, ...] = ("syst
         for j, p in enumerate(prompts):
             sf.write(d / f"{p['id']}.wav", _tone(220.0 * (1 + i) + 20 * j, seconds, sr, 100 * i + j), sr)
         sys_entries.append({"name": name, "dir": f"clips/{name}"})
+    if reference:
+        d = out / "clips" / "reference"
+        d.mkdir(parents=True, exist_ok=True)
+        for j, p in enumerate(prompts):
+            x = _tone(200.0 + 20 * j, seconds, sr, 900 + j)
+            x += 0.05 * np.random.default_rng(950 + j).standard_normal(x.size).astype(np.float32)
+            sf.write(d / f"{p['id']}.wav", x, sr)
     extra_dir = out / "clips" / "checks"
     extra_dir.mkdir(parents=True, exist_ok=True)
 

@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+import time
 import urllib.request
 
 import pytest
@@ -12,6 +13,7 @@ from demo.service import MosService
 from demo.study import load_study
 from demo.synthetic import write_synthetic_study
 
+CLIP_S = 2.0
 SECRET_NAMES = ("system-alpha", "system-beta", "p000", "p001", "p002", ".wav", "clips/", "gold", "attention-0",
                 "training-0")
 
@@ -19,7 +21,8 @@ SECRET_NAMES = ("system-alpha", "system-beta", "p000", "p001", "p002", ".wav", "
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     d = tmp_path_factory.mktemp("api")
-    p = write_synthetic_study(d, n_prompts=3, clips_per_rater=2)
+    # 2 s clips: long enough that an `ended` sent right after `play` is early even on a loaded machine
+    p = write_synthetic_study(d, n_prompts=3, clips_per_rater=2, seconds=CLIP_S)
     svc = MosService(load_study(p), d / "db.sqlite")
     with Server(svc, AppConfig(port=0)) as srv:
         yield srv, svc, d / "db.sqlite"
@@ -34,30 +37,61 @@ def _count(db, table="ratings"):
         con.close()
 
 
+def _snapshot(db):
+    return {t: _count(db, t) for t in ("ratings", "raters", "play_events", "listens", "assignments")}
+
+
 def test_api_refusals_write_nothing(served):
+    """Every route around listening and every impersonation through the public API: refused with one line,
+    nothing written, and the same answer for a known and an unknown rater id."""
     from gradio_client import Client
 
     srv, svc, db = served
     c = Client(srv.url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
     s = c.predict("api-r1", "", True, api_name="/start")
-    s = c.predict(s["token"], api_name="/finish_training")
+    tok = s["token"]
+    s = c.predict(tok, api_name="/finish_training")
     item = s["item"]["item_id"]
-    c.predict(s["token"], item, "ended", api_name="/played")
-    before = (_count(db), _count(db, "raters"), _count(db, "play_events"))
+    mac = tok.rsplit(".", 1)[1]
+    before = _snapshot(db)
     cases = [
-        ((s["token"], item, {"mos_r": 7, "mos_t": 3}), "/rate", "outside 1-5"),
-        ((s["token"], item, {"mos_r": 3}), "/rate", "no rating for scale"),
-        ((svc.token("nobody"), item, {"mos_r": 3, "mos_t": 3}), "/rate", "unknown rater"),
+        ((tok, item, "ended"), "/played", "without its start"),  # ended without play
+        ((tok, item, {"mos_r": 3, "mos_t": 3}), "/rate", "has not been played to the end"),
+        (("", item, {"mos_r": 3, "mos_t": 3}), "/rate", "token is missing or not valid"),  # no token
+        (("nobody." + mac, item, {"mos_r": 3, "mos_t": 3}), "/rate", "token is missing or not valid"),
+        (("api-r1." + "0" * 32, item, {"mos_r": 3, "mos_t": 3}), "/rate", "token is missing or not valid"),
         (("a/../b", "", True), "/start", "not allowed"),
-        ((s["token"], "c0000000000", "ended"), "/played", "not one of rater"),
+        ((tok, "c0000000000", "ended"), "/played", "not one of rater"),
     ]
     for args, api, msg in cases:
         with pytest.raises(Exception) as ei:
             c.predict(*args, api_name=api)
         assert msg in str(ei.value), (api, str(ei.value))
-    assert (_count(db), _count(db, "raters"), _count(db, "play_events")) == before
-    res = c.predict(s["token"], item, {"mos_r": 4, "mos_t": 4}, api_name="/rate")
-    assert res["status"] == "saved" and _count(db) == before[0] + 2
+        assert "system-" not in str(ei.value) and "p00" not in str(ei.value)
+    assert _snapshot(db) == before
+    # ended too soon (a seek to the end): the play is written, the early end is not
+    c.predict(tok, item, "play", api_name="/played")
+    after_play = _snapshot(db)
+    with pytest.raises(Exception, match="listen to the whole clip"):
+        c.predict(tok, item, "ended", api_name="/played")
+    with pytest.raises(Exception, match="has not been played to the end"):
+        c.predict(tok, item, {"mos_r": 3, "mos_t": 3}, api_name="/rate")
+    assert _snapshot(db) == after_play
+    for args, msg in (((tok, item, {"mos_r": 7, "mos_t": 3}), "outside 1-5"),
+                      ((tok, item, {"mos_r": 3}), "no rating for scale")):
+        with pytest.raises(Exception, match=msg):
+            c.predict(*args, api_name="/rate")
+    time.sleep(CLIP_S)  # now its end counts
+    assert c.predict(tok, item, "ended", api_name="/played")["played"] is True
+    res = c.predict(tok, item, {"mos_r": 4, "mos_t": 4}, api_name="/rate")
+    assert res["status"] == "saved" and _count(db) == before["ratings"] + 2
+
+
+def test_page_has_no_api_link(served):
+    srv, _, _ = served
+    config = json.loads(urllib.request.urlopen(srv.url + "config", timeout=30).read())
+    assert config.get("footer_links") == []
+    assert "Use via API" not in urllib.request.urlopen(srv.url, timeout=30).read().decode("utf-8", "replace")
 
 
 def test_blinding_every_response(served):
@@ -76,6 +110,8 @@ def test_blinding_every_response(served):
         bodies.append(json.dumps(s))
         item = s["item"]["item_id"]
         urls.append(s["item"]["audio_url"])
+        bodies.append(json.dumps(c.predict(s["token"], item, "play", api_name="/played")))
+        time.sleep(CLIP_S)
         bodies.append(json.dumps(c.predict(s["token"], item, "ended", api_name="/played")))
         s = c.predict(s["token"], item, {"mos_r": 2, "mos_t": 2}, api_name="/rate")["state"]
         bodies.append(json.dumps(s))
