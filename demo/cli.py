@@ -2,6 +2,7 @@
 
     mos validate STUDY                      # every problem, one line each; exit 2 if any
     mos serve STUDY [--port P] [--db FILE] [--host 127.0.0.1]
+    mos links STUDY --raters N|FILE --base-url URL   # one signed link per rater (access: signed)
     mos report --db FILE --out DIR [--rules rules.yaml] [--test paired-t|wilcoxon-prompt|mannwhitney|welch]
     mos export --db FILE --out DIR
 """
@@ -38,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--test", default="paired-t",
                    help="pairwise test, paired by prompt: paired-t (default) or wilcoxon-prompt; mannwhitney or welch "
                         "treat every rating as independent")
-    e = sub.add_parser("export", help="dump the raw tables as CSV")
+    lk = sub.add_parser("links", help="print one signed link per rater (a study with `access: signed`)")
+    lk.add_argument("study")
+    lk.add_argument("--raters", required=True, help="a count N (rater ids r001, r002, ...) or a file of rater ids, "
+                                                    "one per line")
+    lk.add_argument("--base-url", required=True, help="the address raters open, e.g. https://mos.example.org/")
+    e = sub.add_parser("export", help="dump the raw tables as CSV (and comparison answers with system names)")
     e.add_argument("--db", required=True)
     e.add_argument("--out", required=True)
     return p
@@ -50,15 +56,20 @@ def _validate(args) -> int:
     study, problems = check_study(args.study)
     for line in problems:
         print(line)
+    for line in study.warnings if study else ():
+        print(f"mos: warning: {line}", file=sys.stderr)
     if problems:
         print(f"{args.study}: {len(problems)} problem(s)", file=sys.stderr)
         return 2
     assert study is not None
     n = len(study.systems) * len(study.prompts)
-    print(f"{args.study}: ok ({len(study.systems)} systems x {len(study.prompts)} prompts = {n} clips, "
-          f"{study.clips_per_rater} per rater, {len(study.gold)} gold, {len(study.attention_checks)} attention, "
-          f"{len(study.training)} training; at least {-(-n * study.min_ratings_per_clip // study.clips_per_rater)} "
-          f"raters for {study.min_ratings_per_clip} ratings per clip)")
+    acr = (f"{study.clips_per_rater} per rater, {len(study.gold)} gold, {len(study.attention_checks)} attention, "
+           f"{len(study.training)} training; at least {-(-n * study.min_ratings_per_clip // study.clips_per_rater)} "
+           f"raters for {study.min_ratings_per_clip} ratings per clip" if "acr" in study.tests else "no ACR pages")
+    more = "".join(f"; {t} {getattr(study, 'cmos' if t == 'cmos' else 'mushra').pages_per_rater} pages per rater"
+                   for t in study.tests if t != "acr")
+    print(f"{args.study}: ok ({len(study.systems)} systems x {len(study.prompts)} prompts = {n} clips, {acr}{more}; "
+          f"access {study.access})")
     return 0
 
 
@@ -70,12 +81,18 @@ def _serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a port number; use 1-65535 (0 picks a free one)")
     study = load_study(args.study)
+    for line in study.warnings:
+        print(f"mos: warning: {line}", file=sys.stderr)
     db = Path(args.db) if args.db else study.path.with_suffix(".sqlite")
     service = MosService(study, db)
     server = Server(service, AppConfig(host=args.host, port=args.port, concurrency=args.concurrency,
                                        title=study.name))
     server.start()
-    print(f"mos: serving {study.name} at {server.url}?rater=ID (database {db}); Ctrl-C to stop", flush=True)
+    links = {"open": f"{server.url}?rater=ID",
+             "signed": f"{server.url} (send each rater a link from `mos links {args.study} --base-url ...`)",
+             "crowd": f"{server.url}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}"
+                      f"&SESSION_ID={{{{%SESSION_ID%}}}} (Prolific; MTurk adds workerId, assignmentId, hitId)"}
+    print(f"mos: serving {study.name} at {links[study.access]} (database {db}); Ctrl-C to stop", flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -94,10 +111,24 @@ def _report(args) -> int:
     return 0
 
 
+def _links(args) -> int:
+    from demo.access import rater_ids_from, signed_links, study_secret
+    from demo.study import load_study
+
+    study = load_study(args.study)
+    if study.access != "signed":
+        raise UserError(f"`mos links` makes signed links, but {args.study} has `access: {study.access}`; set "
+                        "`access: signed` in the study file (open studies use plain ?rater=ID links)")
+    urls = signed_links(study_secret(study.secret_path), rater_ids_from(args.raters), args.base_url)
+    print("\n".join(urls))
+    return 0
+
+
 def _export(args) -> int:
+    from demo.comparative import export_comparative
     from demo.report import export_tables
 
-    for f in export_tables(args.db, args.out):
+    for f in export_tables(args.db, args.out) + export_comparative(args.db, args.out):
         print(f)
     return 0
 
@@ -105,7 +136,8 @@ def _export(args) -> int:
 @cli_entry(prog="mos", interrupted="interrupted; every rating given so far is already in the database")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"validate": _validate, "serve": _serve, "report": _report, "export": _export}[args.cmd](args)
+    return {"validate": _validate, "serve": _serve, "report": _report, "export": _export,
+            "links": _links}[args.cmd](args)
 
 
 if __name__ == "__main__":
