@@ -524,6 +524,30 @@ class Store:
             "per_clip": [r["n"] for r in per_clip],
         }
 
+    # ---- comparison answers for `mos export` --------------------------------------------------------------
+    def comparison_records(self) -> list[dict]:
+        """Every CMOS / A-B answer with its page (test, prompt, the clips in study order as JSON ``page_clips``)
+        and the systems shown as A and B; [] for a database without comparison pages."""
+        if not self._columns("comparisons"):
+            return []
+        rows = self.query(
+            "SELECT c.rater_id, c.page_id, p.test, p.prompt_id, c.clip_a, c.clip_b, ca.system AS system_a,"
+            " cb.system AS system_b, p.clips AS page_clips, c.value, c.listen_s_a, c.listen_s_b, c.plays_a,"
+            " c.plays_b, c.created_at FROM comparisons c JOIN pages p ON p.page_id = c.page_id"
+            " JOIN clips ca ON ca.clip_id = c.clip_a JOIN clips cb ON cb.clip_id = c.clip_b ORDER BY c.id")
+        return [dict(r) for r in rows]
+
+    def mushra_records(self) -> list[dict]:
+        """Every MUSHRA score with its page's prompt, the sound's condition (system, ``reference`` for the hidden
+        reference, the anchor's name) and kind; [] for a database without MUSHRA pages."""
+        if not self._columns("mushra_ratings"):
+            return []
+        rows = self.query(
+            "SELECT m.rater_id, m.page_id, p.prompt_id, m.clip_id, c.system AS condition, c.kind, m.value,"
+            " m.listen_s, m.plays, m.created_at FROM mushra_ratings m JOIN pages p ON p.page_id = m.page_id"
+            " JOIN clips c ON c.clip_id = m.clip_id ORDER BY m.id")
+        return [dict(r) for r in rows]
+
     @staticmethod
     def now() -> float:
         return time.time()
