@@ -205,11 +205,17 @@ def test_workers_give_the_same_set(tmp_path):
 
 
 def test_webdataset_shards(tmp_path):
+    """A manifest's items as tar shards (write_webdataset_shards), read back by webdataset itself, with an index.
+    (`tclap mixup --format webdataset` writes tars without a manifest: tests/test_stream.py.)"""
     import webdataset as wds
 
-    assert tclap_main(["mixup", "--n", "4", "--seconds", "3", "--out", str(tmp_path), "--shards-webdataset", "--quiet"]) == 0
+    from tclap.data.shards import read_indexes, write_webdataset_shards
+
+    assert tclap_main(["mixup", "--n", "4", "--seconds", "3", "--out", str(tmp_path), "--quiet"]) == 0
     items = read_manifest(tmp_path / "manifest.jsonl")
+    paths = write_webdataset_shards(tmp_path / "manifest.jsonl", tmp_path / "shards", items_per_shard=3)
     shards = sorted(str(p) for p in (tmp_path / "shards").glob("*.tar"))
+    assert shards == [str(p) for p in paths] and len(shards) == 2
     samples = list(wds.WebDataset(shards, shardshuffle=False))
     assert [s["__key__"] for s in samples] == [it["id"] for it in items]
     for s, it in zip(samples, items):
@@ -217,6 +223,11 @@ def test_webdataset_shards(tmp_path):
         assert json.loads(s["json"])["captions"] == it["captions"]
         if it.get("negative_audio"):
             assert s["neg.wav"] == Path(it["negative_audio"]).read_bytes()
+    index = read_indexes(tmp_path / "shards")
+    assert [index[Path(p).name].items for p in shards] == [3, 1]
+    assert sum(i.with_negative for i in index.values()) == sum(1 for it in items if it["negative_captions"])
+    assert write_webdataset_shards(tmp_path / "manifest.jsonl", tmp_path / "again", items_per_shard=3)[0].read_bytes() == \
+        Path(shards[0]).read_bytes()  # the same manifest gives byte-identical shards
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""``tclap mixup``: build temporal mix-ups (clips, captions, negatives, negative audio) from a clip bank."""
+"""``tclap mixup``: build temporal mix-ups (clips, captions, negatives, negative audio) from a clip bank.
+
+``--format manifest`` (the default) writes audio files and ``OUT/manifest.jsonl``; ``--format webdataset`` (alias
+``--shards-webdataset``) writes WebDataset tars straight into ``OUT``, named per ``--shard i/n`` so that machines
+building one set never collide, which ``tclap train --train 'OUT/*.tar'`` streams.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
     p.add_argument("--n", type=int, required=True, help="number of clips in the set")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default 10)")
-    p.add_argument("--out", required=True, help="output folder (audio/, negative_audio/, manifest.jsonl)")
+    p.add_argument("--out", required=True, help="output folder (audio/, negative_audio/, manifest.jsonl; or the tars)")
     p.add_argument("--sr", type=int, default=16000, help="sample rate of the written audio (default 16000)")
     p.add_argument("--split", choices=["train", "heldout"], default="train",
                    help="which bank instances/folds to use; held-out ones never reach train mixes")
@@ -40,7 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-folds", type=_folds, default=(5,), help="ESC-50 folds held out of training (default 5)")
     p.add_argument("--phrases", default=None, help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
     p.add_argument("--shard", default=None, help="i/n: build only items k with k %% n == i (many machines, one set)")
-    p.add_argument("--shards-webdataset", action="store_true", help="also write WebDataset tar shards under OUT/shards/")
+    p.add_argument("--format", choices=("manifest", "webdataset"), default="manifest",
+                   help="manifest: audio files + OUT/manifest.jsonl (default); webdataset: tar shards directly in OUT "
+                        "(OUT/mixup-<i>of<n>-<j>.tar and an index per --shard i/n)")
+    p.add_argument("--shards-webdataset", dest="format", action="store_const", const="webdataset",
+                   help="alias of --format webdataset")
+    p.add_argument("--shard-items", type=int, default=500, help="items per tar with --format webdataset (default 500)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad bank clip instead of skipping it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report = build_mixups(
         cfg, args.out, args.n, shard=parse_shard(args.shard), workers=args.workers, quiet=args.quiet,
-        strict=args.strict, webdataset=args.shards_webdataset,
+        strict=args.strict, webdataset=args.format == "webdataset", items_per_shard=args.shard_items,
     )
     print(report.summary())
     if report.failed:

@@ -1,6 +1,9 @@
 """``tclap train``: train or fine-tune a CLAP model with L_c + λ·L_t (Hugging Face accelerate).
 
 Runs as one process, or as several with ``accelerate launch --num_processes N -m tclap.cli train ...``.
+A SOURCE is a manifest (held in memory), WebDataset shards (a path, glob, brace pattern, folder or ``pipe:``
+command) or ``bank:builtin|FOLDER|ESC50_CSV`` (mix-ups made on the fly); any non-manifest source makes the run
+stream (docs/streaming.md). ``--dry-run`` prints the data plan and exits without building the model.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from basekit.errors import UserError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("tiny", "paper"), default="tiny", help="starting configuration (default: tiny)")
-    p.add_argument("--train", action="append", default=[], metavar="MANIFEST",
-                   help="temporal set (items with negative captions); repeat for several")
-    p.add_argument("--positive", action="append", default=[], metavar="MANIFEST",
-                   help="positive-only set (L_c only), mixed into every batch; repeat for several")
+    p.add_argument("--train", action="append", default=[], metavar="SOURCE",
+                   help="temporal set (items with negative captions): a manifest .jsonl, shards (data/{000000..000099}.tar, "
+                        "a glob, a folder, pipe:CMD) or bank:builtin|FOLDER|ESC50_CSV (mix-ups made on the fly); repeat "
+                        "for several")
+    p.add_argument("--positive", action="append", default=[], metavar="SOURCE",
+                   help="positive-only set (L_c only), mixed into every batch; the same kinds of SOURCE; repeat for several")
     mix = p.add_mutually_exclusive_group()
     mix.add_argument("--temporal-fraction", type=float, help="share of temporal samples per batch (paper: 0.2)")
     mix.add_argument("--mix-ratio", help="temporal:positive parts per batch, e.g. 1:4 (the paper's) = fraction 0.2")
@@ -47,6 +52,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps-this-run", type=int, help="stop after this many steps (checkpointed); --resume continues")
     p.add_argument("--no-export", action="store_true", help="skip writing OUT/model at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the data plan (sources and shares, shards per rank and worker, samples per epoch, steps) "
+                        "and exit without building the model")
+    st = p.add_argument_group("streamed sources (shards, pipe:, bank:)")
+    st.add_argument("--workers", type=int, help="DataLoader workers (readers) per process (default 2; 0: read in the process)")
+    st.add_argument("--resampled", action="store_true", help="draw shards with replacement, endlessly (no epochs)")
+    st.add_argument("--shuffle-buffer", type=int, help="items shuffled within a shard per reader (default 128; 0: none)")
+    st.add_argument("--data-timeout", type=float, help="seconds without data from a worker before stopping (default 600)")
+    st.add_argument("--log-sample-ids", action="store_true", help="write each micro-step's item ids to OUT/sample_ids.rank<R>.jsonl")
+    from tclap.commands.mixup import _events, _folds  # noqa: PLC0415
+
+    b = p.add_argument_group("bank: sources (mix-ups made on the fly from the bank's training split, as `tclap mixup`)")
+    b.add_argument("--seconds", type=float, help="mix-up length in seconds (default: the model's clip length)")
+    b.add_argument("--events", type=_events, help="events per ordered mix-up: 2, 3 or 2-3 (default)")
+    b.add_argument("--overlap-prob", type=float, help="share of overlap mix-ups (no order to swap: L_c-only rows); default 0.2")
+    b.add_argument("--test-folds", type=_folds, help="ESC-50 folds held out of the training mixes (default 5)")
+    b.add_argument("--phrases", help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -61,7 +83,11 @@ def config_from_args(args: argparse.Namespace):
         ("weight_decay", cfg.optim, "weight_decay"), ("grad_accum", cfg.optim, "grad_accum"),
         ("mixed_precision", cfg, "mixed_precision"), ("lambda_t", cfg.loss, "lambda_t"),
         ("temporal_fraction", cfg.data, "temporal_fraction"), ("checkpoint_every", cfg, "checkpoint_every"),
-        ("log_every", cfg, "log_every"), ("dropout", cfg, "dropout"),
+        ("log_every", cfg, "log_every"), ("dropout", cfg, "dropout"), ("workers", cfg.data, "workers"),
+        ("shuffle_buffer", cfg.data, "shuffle_buffer"), ("data_timeout", cfg.data, "data_timeout"),
+        ("seconds", cfg.data, "bank_seconds"), ("events", cfg.data, "bank_events"),
+        ("overlap_prob", cfg.data, "bank_overlap_prob"), ("test_folds", cfg.data, "bank_test_folds"),
+        ("phrases", cfg.data, "bank_phrases"),
     ):
         v = getattr(args, name)
         if v is not None:
@@ -71,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
     cfg.freeze_audio, cfg.freeze_text = args.freeze_audio, args.freeze_text
     cfg.loss.temporal_scale = not args.no_temporal_scale
     cfg.data.use_negative_audio = args.negative_audio
+    cfg.data.resampled, cfg.data.log_sample_ids = args.resampled, args.log_sample_ids
     if args.unpaired is not None:
         cfg.data.unpaired = args.unpaired
     if cfg.steps is not None and cfg.optim.warmup_steps > cfg.steps and args.warmup is None:
@@ -79,11 +106,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.train and not args.positive:
+        raise UserError("no training data: pass --train SOURCE (a manifest or shards `tclap mixup` wrote, or bank:builtin)")
+    cfg = config_from_args(args)
+    if args.dry_run:
+        return _dry_run(cfg, args)
     from tclap.train.trainer import train  # noqa: PLC0415
 
-    if not args.train and not args.positive:
-        raise UserError("no training data: pass --train MANIFEST (a manifest `tclap mixup` wrote)")
-    cfg = config_from_args(args)
     summary = train(cfg, args.train, args.out, positive_manifests=args.positive, resume=args.resume,
                     max_steps_this_run=args.max_steps_this_run, quiet=args.quiet, export=not args.no_export)
     last = summary["last"]
@@ -93,4 +122,25 @@ def run(args: argparse.Namespace) -> int:
               f"(L_c {last['contrastive_loss']:.4f}, L_t {last['temporal_loss']:.4f})")
     if summary["model_dir"]:
         print(f"tclap train: model written to {summary['model_dir']}")
+    if summary.get("streamed") and summary["skipped"]:
+        print("tclap train: items skipped in all (this process): "
+              + "; ".join(f"{n} {reason}" for reason, n in summary["skipped"].items()))
+    return 0
+
+
+def _dry_run(cfg, args: argparse.Namespace) -> int:
+    """Print the data plan for this launch (``WORLD_SIZE`` processes, as accelerate / torchrun set it) and exit."""
+    import os  # noqa: PLC0415
+
+    from tclap.train.data import plan_lines  # noqa: PLC0415
+
+    cfg.validate()
+    if cfg.init is None:
+        raise UserError(f"preset {cfg.preset!r} needs --init NAME|DIR (e.g. a local copy of laion/clap-htsat-unfused)")
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    for line in plan_lines(cfg, args.train, args.positive, world):
+        print(line)
+    o = cfg.optim
+    print(f"steps: {cfg.steps} optimizer step(s) x {o.grad_accum} micro-step(s) x {cfg.data.batch_size} samples = "
+          f"{cfg.steps * o.grad_accum * cfg.data.batch_size} samples; nothing was built or written (--dry-run)")
     return 0

@@ -21,6 +21,16 @@ Output (paths in the manifest are relative to it)::
 Resume: an item is finished when its sidecar ``items/<id>.json`` exists (written atomically after its
 audio files). A re-run skips finished items and rebuilds the rest; the manifest is written at the end,
 atomically, from every finished sidecar of indices ``0..n-1`` (from all shards that share the folder).
+
+WebDataset output (``webdataset=True``, ``tclap mixup --format webdataset``): no audio files, no manifest; the
+items go straight into tar shards in ``OUT`` (:mod:`tclap.data.shards` layout)::
+
+    OUT/mixup-<i>of<n>-<j>.tar    items mine[j*P:(j+1)*P] of machine i's items mine = [i, i+n, i+2n, ...]
+    OUT/mixup-<i>of<n>.index.json  item counts of machine i's tars (a trainer plans epochs from it)
+    OUT/mixup_config.json
+
+so machines of one ``--shard i/n`` set never write the same file. Each tar is written atomically; a re-run keeps
+every tar that holds the items it should (counted) and rebuilds the others.
 """
 
 from __future__ import annotations
@@ -117,6 +127,8 @@ class MixupReport:
     failed: dict[str, str] = field(default_factory=dict)
     manifest_items: int = 0
     bank_skipped: list[tuple[str, str]] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)  # WebDataset output: this machine's tars
+    shard_items: int = 0
 
     def summary(self) -> str:
         lines = [
@@ -132,6 +144,8 @@ class MixupReport:
                 lines.append(f"    {path}: {reason}")
         if self.manifest is not None:
             lines.append(f"  manifest: {self.manifest} ({self.manifest_items} item(s))")
+        if self.shards:
+            lines.append(f"  shards: {len(self.shards)} tar(s) in {self.out_dir} ({self.shard_items} item(s))")
         return "\n".join(lines)
 
 
@@ -295,6 +309,19 @@ def _build_and_write(index: int) -> tuple[int, str, str]:
     return index, "written", ""
 
 
+def _build_members(index: int) -> tuple[int, str, str, dict | None]:
+    """Build item ``index`` as tar members (no files); returns ``(index, "written"|"failed", reason, members)``."""
+    from tclap.data.shards import encode_wav, item_members  # noqa: PLC0415
+
+    bank, cfg, labels = _WORKER["bank"], _WORKER["cfg"], _WORKER["labels"]
+    try:
+        item, pos, neg = build_item(bank, cfg, index, labels)
+    except (UserError, OSError) as exc:
+        return index, "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, None
+    neg_bytes = encode_wav(neg, cfg.sr) if neg is not None else None
+    return index, "written", "", item_members(item, encode_wav(pos, cfg.sr), neg_bytes)
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
     if not text:
@@ -345,11 +372,13 @@ def build_mixups(
     strict: bool = False,
     webdataset: bool = False,
     bank: ClipBank | None = None,
+    items_per_shard: int = 500,
 ) -> MixupReport:
     """Build (or resume) items ``k`` of ``0..n-1`` with ``k % shard[1] == shard[0]`` under ``out_dir``.
 
     Writes the audio, sidecars and, at the end, ``out_dir/manifest.jsonl`` from all finished items (also
-    those of other shards sharing the folder). Returns a :class:`MixupReport`.
+    those of other shards sharing the folder); with ``webdataset``, WebDataset tars of ``items_per_shard`` items
+    instead (see the module docstring). Returns a :class:`MixupReport`.
     """
     cfg.validate()
     if n < 1:
@@ -367,6 +396,8 @@ def build_mixups(
 
     mine = list(range(shard[0], n, shard[1]))
     report.requested = len(mine)
+    if webdataset:
+        return _build_tars(report, bank, cfg, labels, out, mine, shard, items_per_shard, workers, quiet)
     todo = [k for k in mine if not _is_done(out, cfg, k)]
     report.skipped_existing = len(mine) - len(todo)
     disable = quiet or not sys.stderr.isatty()
@@ -379,11 +410,7 @@ def build_mixups(
                 _record(report, cfg, index, status, reason)
                 bar.update(1)
         else:
-            # fork where the platform has it (workers start in milliseconds and inherit the scanned bank);
-            # spawn elsewhere. Items depend only on (config, index), so the result is the same either way.
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(bank, cfg, str(out), labels)) as pool:
+            with _pool(workers, bank, cfg, out, labels) as pool:
                 chunk = max(1, min(16, len(todo) // (workers * 8)))
                 for index, status, reason in pool.imap_unordered(_build_and_write, todo, chunksize=chunk):
                     _record(report, cfg, index, status, reason)
@@ -396,10 +423,73 @@ def build_mixups(
     if items:
         report.manifest = write_manifest(out / "manifest.jsonl", [_to_manifest(out, it) for it in items])
         report.manifest_items = len(items)
-        if webdataset:
-            from tclap.data.shards import write_webdataset_shards
+    return report
 
-            write_webdataset_shards(report.manifest, out / "shards")
+
+def _pool(workers: int, bank: ClipBank, cfg: MixupConfig, out: Path, labels: list[str]):
+    """A process pool whose workers hold the bank (fork where the platform has it: they start in milliseconds and
+    inherit the scanned bank; spawn elsewhere; items depend only on (config, index), so the result is the same)."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(bank, cfg, str(out), labels))
+
+
+def _build_tars(report: MixupReport, bank: ClipBank, cfg: MixupConfig, labels: list[str], out: Path, mine: list[int],
+                shard: tuple[int, int], per: int, workers: int, quiet: bool) -> MixupReport:
+    """Write this machine's items as tars ``mixup-<i>of<n>-<j>.tar`` and its index (module docstring)."""
+    from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, shard_key, write_index  # noqa: PLC0415
+    from tclap.data.stream.sources import count_shard  # noqa: PLC0415
+
+    if per < 1:
+        raise UserError(f"--shard-items {per}: use 1 or more items per tar")
+    i, n = shard
+    other = sorted(p.name for p in out.glob("mixup-*of*.tar") if not p.name.split("-")[1].endswith(f"of{n:05d}"))
+    if other:
+        raise UserError(f"{out} holds tars of another --shard split ({other[0]}); use the same n or another --out folder")
+    stem = f"mixup-{i:05d}of{n:05d}"
+    parts = [mine[j:j + per] for j in range(0, len(mine), per)]
+    infos: dict[str, ShardInfo] = {}
+    todo: list[tuple[Path, list[int]]] = []
+    for j, part in enumerate(parts):
+        path = out / f"{stem}-{j:06d}.tar"
+        if path.is_file():
+            try:
+                c = count_shard(str(path))
+            except UserError:
+                c = None
+            if c is not None and c.items == len(part) and not c.problems:
+                infos[path.name] = ShardInfo(c.items, c.with_negative, path.stat().st_size)
+                report.skipped_existing += len(part)
+                continue
+        todo.append((path, part))
+    disable = quiet or not sys.stderr.isatty()
+    bar = tqdm(total=sum(len(p) for _, p in todo), desc="mixup", unit="clip", disable=disable)
+    pool = _pool(workers, bank, cfg, out, labels) if workers > 1 and todo else None
+    try:
+        _init_worker(bank, cfg, str(out), labels)
+        for path, part in todo:
+            results = pool.imap(_build_members, part, chunksize=4) if pool else map(_build_members, part)
+            writer = ShardWriter(path)
+            try:
+                for index, status, reason, members in results:
+                    _record(report, cfg, index, status, reason)
+                    if members is not None:
+                        writer.add(shard_key(item_id(cfg, index)), members)
+                    bar.update(1)
+                infos[path.name] = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        bar.close()
+        _WORKER.clear()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    names = [f"{stem}-{j:06d}.tar" for j in range(len(parts))]
+    write_index(out / f"{stem}{INDEX_SUFFIX}", {name: infos[name] for name in names})
+    report.shards = [out / name for name in names]
+    report.shard_items = sum(infos[name].items for name in names)
     return report
 
 

@@ -1,15 +1,23 @@
-"""WebDataset tar shards of a manifest (plain :mod:`tarfile`, in WebDataset's layout).
+"""WebDataset tar shards: writing them (deterministic, atomic, with an item index) and reading them back.
 
-Each item becomes consecutive tar members sharing one key (the item id with ``.`` replaced by ``_``, since
-WebDataset splits the key from the extension at the first dot)::
+Layout (WebDataset's): each item is consecutive tar members sharing one key, the member name up to the first
+dot of its file name (the item id with ``.`` and ``/`` replaced, see :func:`shard_key`)::
 
-    <key>.wav      the audio file's bytes
-    <key>.neg.wav  the negative audio's bytes (ordered mix-ups only)
+    <key>.wav      the audio (wav, flac, ogg or mp3 bytes)
+    <key>.neg.wav  the order-swapped audio (ordered mix-ups only)
     <key>.json     the item without paths: id, captions, negative_captions, events, split, source, ...
 
-Shards ``shard-000000.tar``, ... hold ``items_per_shard`` items each and are written atomically, with
-fixed member metadata (mtime 0, uid 0) so the same manifest gives byte-identical shards. ``webdataset``
-reads them as they are (``wds.WebDataset(urls)``); :func:`iter_shards` reads them without it.
+Writing: :class:`ShardWriter` builds a tar under a hidden temp name with fixed member metadata (mtime 0, uid 0,
+so the same items give byte-identical shards) and renames it into place when complete. Every writer also leaves
+an index beside its tars (``index.json`` or ``<name>.index.json``) with each tar's item count, the count of items
+that carry a negative caption, and its size in bytes: a trainer plans its epochs from it without reading the tars
+(:func:`read_indexes`; an index entry whose size no longer matches its tar is ignored).
+
+Reading: :class:`TarReader` yields an archive's items in tar order. Local files are read with random access,
+so members the caller does not want (the audio, when only counting items) are skipped without reading them;
+``pipe:`` commands and other URLs are opened with ``webdataset.gopen`` and read as a stream. A truncated archive
+ends after its last complete item and says where (:attr:`TarReader.problem`); a shard that cannot be opened, or a
+``pipe:`` command that exits with an error, raises :class:`ShardError` naming it.
 """
 
 from __future__ import annotations
@@ -17,22 +25,28 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from basekit.atomic import atomic_write_text
-from tclap.data.manifest import read_manifest
 from basekit.errors import UserError
+from tclap.data.manifest import read_manifest
+
+AUDIO_EXTS = ("wav", "flac", "ogg", "mp3")
+NEGATIVE_AUDIO_EXTS = tuple(f"neg.{e}" for e in AUDIO_EXTS)
+INDEX_NAME = "index.json"
+INDEX_SUFFIX = ".index.json"
+_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key up to the first dot
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
+class ShardError(UserError):
+    """A shard that cannot be read at all (missing, not a tar, a ``pipe:`` command that failed)."""
 
 
 def shard_key(item_id: str) -> str:
@@ -40,62 +54,343 @@ def shard_key(item_id: str) -> str:
     return item_id.replace(".", "_").replace("/", "_")
 
 
-def write_webdataset_shards(manifest: str | os.PathLike, out_dir: str | os.PathLike, items_per_shard: int = 500) -> list[Path]:
-    """Write the manifest's items as tar shards under ``out_dir``; returns the shard paths.
+def encode_wav(wav: np.ndarray, sr: int) -> bytes:
+    """``[T]`` float audio -> 16-bit PCM WAV bytes (what ``basekit.audio.save_audio`` writes to a file)."""
+    import soundfile as sf  # noqa: PLC0415
 
-    Also writes ``out_dir/index.json`` (shard names and item counts) for loaders that need the length.
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0), int(sr), subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def item_members(item: dict, audio: bytes, negative_audio: bytes | None = None, audio_ext: str = "wav") -> dict[str, bytes]:
+    """The members of one item: ``{ext: bytes}`` with the item's metadata (no paths) as ``json``."""
+    meta = {k: v for k, v in item.items() if k not in ("audio", "negative_audio")}
+    out = {audio_ext: audio}
+    if negative_audio is not None:
+        out[f"neg.{audio_ext}"] = negative_audio
+    out["json"] = json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    return out
+
+
+@dataclass
+class ShardInfo:
+    """What a tar holds: items, items with a negative caption, size in bytes."""
+
+    items: int
+    with_negative: int
+    bytes: int
+
+
+def _has_negative(meta: dict) -> bool:
+    return any(isinstance(c, str) and c.strip() for c in meta.get("negative_captions") or [])
+
+
+class ShardWriter:
+    """Write one tar atomically: ``add(key, members)`` per item, then ``close()`` (or ``abort()``)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=str(self.path.parent))
+        os.close(fd)
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self._keys: set[str] = set()
+        self.items = self.with_negative = 0
+
+    def add(self, key: str, members: dict[str, bytes]) -> None:
+        if key in self._keys:
+            raise UserError(f"two items map to the shard key {key!r} in {self.path}; make the item ids unique")
+        self._keys.add(key)
+        for ext, data in members.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            self._tar.addfile(info, io.BytesIO(data))
+        self.items += 1
+        if "json" in members and _has_negative(json.loads(members["json"])):
+            self.with_negative += 1
+
+    def close(self) -> ShardInfo:
+        self._tar.close()
+        os.chmod(self._tmp, 0o666 & ~_umask())
+        os.replace(self._tmp, self.path)
+        return ShardInfo(self.items, self.with_negative, self.path.stat().st_size)
+
+    def abort(self) -> None:
+        try:
+            self._tar.close()
+        finally:
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def _umask() -> int:
+    from basekit.atomic import current_umask  # noqa: PLC0415
+
+    return current_umask()
+
+
+def write_index(path: str | os.PathLike, infos: dict[str, ShardInfo]) -> Path:
+    """Write an index of tars (names relative to its folder, in the given order) atomically."""
+    names = list(infos)
+    doc = {"shards": names, "items": [infos[n].items for n in names],
+           "with_negative": [infos[n].with_negative for n in names], "bytes": [infos[n].bytes for n in names],
+           "total": sum(infos[n].items for n in names)}
+    return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def read_indexes(folder: str | os.PathLike) -> dict[str, ShardInfo]:
+    """Every index in ``folder`` (``index.json`` and ``*.index.json``): tar name -> :class:`ShardInfo`.
+
+    Entries without a byte size, or whose tar is missing or of another size, are left out (the tar is then
+    counted by reading it). Unreadable index files are ignored for the same reason.
+    """
+    d = Path(folder)
+    out: dict[str, ShardInfo] = {}
+    if not d.is_dir():
+        return out
+    for p in sorted(d.glob(f"*{INDEX_SUFFIX}")) + ([d / INDEX_NAME] if (d / INDEX_NAME).is_file() else []):
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+            rows = zip(doc["shards"], doc["items"], doc["with_negative"], doc["bytes"])
+            for name, n, k, size in rows:
+                tar = d / name
+                if tar.is_file() and tar.stat().st_size == int(size):
+                    out[str(name)] = ShardInfo(int(n), int(k), int(size))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def write_webdataset_shards(manifest: str | os.PathLike, out_dir: str | os.PathLike, items_per_shard: int = 500) -> list[Path]:
+    """Write the manifest's items as tar shards ``shard-000000.tar``, ... under ``out_dir``; returns their paths.
+
+    Also writes ``out_dir/index.json`` (:func:`write_index`; its ``shards`` / ``items`` / ``total`` keys are
+    the ones earlier versions wrote).
     """
     if items_per_shard < 1:
         raise UserError(f"items_per_shard must be >= 1, got {items_per_shard}")
     items = read_manifest(manifest, check_files=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    counts: list[int] = []
+    infos: dict[str, ShardInfo] = {}
     keys_seen: set[str] = set()
     for s in range(0, len(items), items_per_shard):
-        chunk = items[s : s + items_per_shard]
         path = out / f"shard-{s // items_per_shard:06d}.tar"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(out))
-        os.close(fd)
+        writer = ShardWriter(path)
         try:
-            with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for it in chunk:
-                    key = shard_key(it["id"])
-                    if key in keys_seen:
-                        raise UserError(f"items {it['id']!r} and another map to the same shard key {key!r}; make ids unique")
-                    keys_seen.add(key)
-                    _add_bytes(tar, f"{key}.wav", Path(it["audio"]).read_bytes())
-                    if it.get("negative_audio"):
-                        _add_bytes(tar, f"{key}.neg.wav", Path(it["negative_audio"]).read_bytes())
-                    meta = {k: v for k, v in it.items() if k not in ("audio", "negative_audio")}
-                    _add_bytes(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
-            os.replace(tmp, path)
+            for it in items[s : s + items_per_shard]:
+                key = shard_key(it["id"])
+                if key in keys_seen:
+                    raise UserError(f"items {it['id']!r} and another map to the same shard key {key!r}; make ids unique")
+                keys_seen.add(key)
+                neg = Path(it["negative_audio"]).read_bytes() if it.get("negative_audio") else None
+                writer.add(key, item_members(it, Path(it["audio"]).read_bytes(), neg))
+            infos[path.name] = writer.close()
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            writer.abort()
             raise
-        paths.append(path)
-        counts.append(len(chunk))
-    index = {"shards": [p.name for p in paths], "items": counts, "total": sum(counts)}
-    atomic_write_text(out / "index.json", json.dumps(index, indent=1) + "\n")
-    return paths
+    write_index(out / INDEX_NAME, infos)
+    return [out / n for n in infos]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading.
+
+
+@dataclass
+class TarSample:
+    """One item of a shard: its key, its members ``{ext: bytes}`` (only those read), all member extensions."""
+
+    key: str
+    members: dict[str, bytes] = field(default_factory=dict)
+    exts: list[str] = field(default_factory=list)
+
+
+def is_local(url: str) -> bool:
+    """A path on this machine (no ``scheme:`` other than ``file:``)."""
+    return url.startswith("file:") or not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+:", url)
+
+
+def local_path(url: str) -> str:
+    return re.sub(r"^file://?", "/", url) if url.startswith("file:") else url
+
+
+class TarReader:
+    """Iterate over the items of one shard in tar order.
+
+    Args:
+        url: a local path (or ``file:`` URL), a ``pipe:`` command, or any URL ``webdataset.gopen`` opens.
+        read: which member extensions to read (others are skipped; seeked over in local files).
+
+    After the iteration, :attr:`problem` is None, or one line saying where a truncated archive ended.
+    """
+
+    def __init__(self, url: str, read: Callable[[str], bool] | None = None) -> None:
+        self.url = url
+        self.read = read or (lambda ext: True)
+        self.problem: str | None = None
+        self.member = ""  # the member being read (named when something goes wrong)
+        self._cut_key: str | None = None  # the key of a member found cut off: items before it are complete
+
+    def __iter__(self) -> Iterator[TarSample]:
+        cur: TarSample | None = None
+        for name, ext, data in (self._local() if is_local(self.url) else self._stream()):
+            key = name[: len(name) - len(ext) - 1]
+            if cur is not None and key != cur.key:
+                yield cur
+                cur = None
+            if cur is None:
+                cur = TarSample(key)
+            cur.exts.append(ext)
+            if data is not None:
+                cur.members[ext] = data
+        if cur is not None and (self.problem is None or (self._cut_key is not None and self._cut_key != cur.key)):
+            yield cur  # complete; the item a truncation cuts (or may have cut) is dropped
+
+    def _members(self, tar: tarfile.TarFile, size: int | None, ends_cleanly: Callable[[int], bool]):
+        while True:
+            try:
+                m = tar.next()
+            except (tarfile.ReadError, EOFError) as exc:
+                self.problem = f"truncated or corrupt after member {self.member or '(none)'} ({_first_line(exc)})"
+                return
+            if m is None:
+                # tarfile takes a cut-off header for the end of the archive; a complete one ends in zero blocks
+                if not ends_cleanly(tar.offset):
+                    self.problem = f"truncated after member {self.member or '(none)'} (no end-of-archive blocks)"
+                return
+            tar.members = []  # keep no per-member state: shards may hold many members
+            if not m.isreg():
+                continue
+            match = _KEY_EXT.match(m.name)
+            if not match or os.path.basename(m.name).startswith("__"):
+                continue  # no extension, or WebDataset metadata
+            if size is not None and m.offset_data + m.size > size:
+                self.problem, self._cut_key = f"truncated inside member {m.name}", match.group(1)
+                return
+            self.member = m.name
+            ext = match.group(2).lower()
+            data = None
+            if self.read(ext):
+                try:
+                    data = tar.extractfile(m).read()
+                except (tarfile.ReadError, EOFError) as exc:
+                    self.problem, self._cut_key = f"truncated inside member {m.name} ({_first_line(exc)})", match.group(1)
+                    return
+            yield m.name, ext, data
+
+    def _local(self):
+        path = local_path(self.url)
+        try:
+            f = open(path, "rb")
+        except OSError as exc:
+            raise ShardError(f"shard {self.url}: cannot open it ({exc.strerror or _first_line(exc)}); fix the path or pattern") from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                tar = tarfile.open(fileobj=f, mode="r:")
+            except tarfile.ReadError as exc:
+                raise ShardError(f"shard {self.url} is not a tar archive ({_first_line(exc)}); re-create it") from None
+            def ends_cleanly(offset: int) -> bool:
+                f.seek(offset)
+                return f.read(_END_BYTES) == bytes(_END_BYTES)
+
+            try:
+                yield from self._members(tar, size, ends_cleanly)
+            except OSError as exc:
+                raise ShardError(f"shard {self.url}: cannot read it ({_first_line(exc)})") from None
+
+    def _stream(self):
+        from webdataset.gopen import gopen  # noqa: PLC0415 (the shards extra)
+
+        try:
+            stream = gopen(self.url, "rb")
+        except Exception as exc:  # gopen raises ValueError / OSError / others per scheme
+            raise ShardError(f"shard {self.url}: cannot open it ({_first_line(exc)})") from None
+        completed = False
+        tail = _Tail(stream)
+        try:
+            try:
+                tar = tarfile.open(fileobj=tail, mode="r|*")
+                yield from self._members(tar, None, tail.ends_cleanly)
+            except (OSError, tarfile.ReadError, EOFError) as exc:  # a failed command, or no tar at all
+                status = _finish(stream)
+                why = f"the command failed (exit status {status})" if status else f"not a tar stream ({_first_line(exc)})"
+                raise ShardError(f"shard {self.url}: {why}; run the command or open the URL by hand to see why") from None
+            completed = True
+        finally:
+            if not completed:
+                _abandon(stream)  # stopped early (or failing): end the command without judging it
+        status = _finish(stream)
+        if status:
+            raise ShardError(f"shard {self.url}: the command failed (exit status {status}); run it in a shell to see why")
+
+
+_END_BYTES = 2 * tarfile.BLOCKSIZE  # a tar ends in two zero blocks
+
+
+class _Tail:
+    """A read-only stream that remembers how many bytes went through it and the last ones, so that the end of a
+    streamed tar can be checked for its end-of-archive blocks."""
+
+    KEEP = 1 << 16
+
+    def __init__(self, stream) -> None:
+        self.stream, self.total, self.tail = stream, 0, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.total += len(data)
+        self.tail = (self.tail + data)[-self.KEEP:]
+        return data
+
+    def ends_cleanly(self, offset: int) -> bool:
+        while self.read(1 << 16):  # the rest of the stream (tar pads its end to a 10 KiB record)
+            pass
+        start = offset - (self.total - len(self.tail))
+        return 0 <= start and start + _END_BYTES <= len(self.tail) and self.tail[start:start + _END_BYTES] == bytes(_END_BYTES)
+
+
+def _finish(stream) -> int | None:
+    """Close a gopen stream after reading it; the exit status of a ``pipe:`` command that failed, else None."""
+    proc = getattr(stream, "proc", None)
+    try:
+        stream.close()
+    except Exception:  # webdataset's Pipe.close raises on a non-zero exit status; the status is read below
+        pass
+    if proc is None:
+        return None
+    status = proc.wait()
+    return status or None
+
+
+def _abandon(stream) -> None:
+    """Close a stream that is not read to its end: a ``pipe:`` command still running is killed."""
+    proc = getattr(stream, "proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+    try:
+        stream.close()
+    except Exception:  # the killed command's status is of no interest
+        pass
+    if proc is not None:
+        proc.wait()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def iter_shards(paths: list[str | os.PathLike]) -> Iterator[dict]:
     """Yield ``{"__key__", "wav": bytes, "neg.wav": bytes (if any), "json": dict}`` per item, in order."""
     for p in paths:
-        with tarfile.open(p, "r") as tar:
-            cur: dict | None = None
-            for m in tar:
-                if not m.isfile():
-                    continue
-                key, _, ext = m.name.partition(".")
-                data = tar.extractfile(m).read()
-                if cur is None or cur["__key__"] != key:
-                    if cur is not None:
-                        yield cur
-                    cur = {"__key__": key}
-                cur[ext] = json.loads(data) if ext == "json" else data
-            if cur is not None:
-                yield cur
+        reader = TarReader(str(p))
+        for s in reader:
+            out: dict = {"__key__": s.key}
+            for ext, data in s.members.items():
+                out[ext] = json.loads(data) if ext == "json" else data
+            yield out
+        if reader.problem:
+            raise UserError(f"shard {p}: {reader.problem}; re-create it")

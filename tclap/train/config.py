@@ -31,14 +31,28 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """How batches are drawn: global batch size and the share of temporal samples in each."""
+    """How batches are drawn: global batch size, the share of temporal samples in each, and how streamed sources
+    are read (shards, ``bank:`` mix-ups; see :mod:`tclap.data.stream`)."""
 
     batch_size: int = 512
     temporal_fraction: float = 0.2  # paper: 1:4 (temporal : positive-only)
     use_negative_audio: bool = False  # also embed an item's order-swapped audio as an extra A2T hard negative
     # A --train item without a negative caption (a mix-up of overlapping events: no order to swap) when λ > 0:
-    # "skip" it (counted), or move it to the positive-only pool ("positive") so L_c still sees it.
+    # "skip" it (counted), or move it to the positive-only pool ("positive") so L_c still sees it. Streamed
+    # sources keep such items in the temporal share as L_c-only rows with "positive".
     unpaired: str = "skip"
+    # Streamed sources only (manifests alone are read into memory and ignore these):
+    workers: int = 2  # DataLoader workers per process (readers); 0 reads in the training process
+    resampled: bool = False  # draw shards with replacement, endlessly, instead of epochs
+    shuffle_buffer: int = 128  # items per reader shuffled within a shard
+    data_timeout: float = 600.0  # seconds without a chunk from a worker before the run stops with one line
+    log_sample_ids: bool = False  # write the ids of every micro-step's rows to sample_ids.rank<R>.jsonl
+    # bank:SPEC sources (mix-ups made on the fly from the bank's training split), as `tclap mixup` takes them:
+    bank_seconds: float | None = None  # mix-up length; None = the model's clip length
+    bank_events: tuple[int, int] = (2, 3)  # events per ordered mix-up
+    bank_overlap_prob: float = 0.2  # share of overlap mix-ups (no order to swap: L_c-only rows)
+    bank_test_folds: tuple[int, ...] = (5,)  # ESC-50 folds held out of training mixes
+    bank_phrases: str | None = None  # label -> caption phrase file for folder / CSV banks
 
 
 @dataclass
@@ -78,7 +92,11 @@ class TrainConfig:
         if "betas" in o:
             o["betas"] = tuple(o["betas"])  # JSON stores the pair as a list
         optim = OptimConfig(**o)
-        return cls(optim=optim, data=DataConfig(**d.pop("data", {})), loss=LossConfig(**d.pop("loss", {})), **d)
+        data = dict(d.pop("data", {}))
+        for key in ("bank_events", "bank_test_folds"):
+            if key in data:
+                data[key] = tuple(data[key])  # JSON stores tuples as lists
+        return cls(optim=optim, data=DataConfig(**data), loss=LossConfig(**d.pop("loss", {})), **d)
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -99,6 +117,8 @@ class TrainConfig:
             raise UserError(f"--schedule must be 'constant' or 'cosine', got {self.optim.schedule!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16", "auto"):
             raise UserError(f"--mixed-precision must be no, fp16, bf16 or auto, got {self.mixed_precision!r}")
+        if self.data.workers < 0 or self.data.shuffle_buffer < 0 or self.data.data_timeout <= 0:
+            raise UserError("--workers and --shuffle-buffer must be >= 0 and --data-timeout > 0")
         if self.freeze_audio and self.freeze_text:
             raise UserError("--freeze-audio and --freeze-text together leave nothing but the logit scale to train")
 

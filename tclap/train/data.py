@@ -1,4 +1,6 @@
-"""Manifests -> training pools: captions, negatives and (cached) log-mel features.
+"""Training data for the trainer: manifests held in memory, or streamed sources (shards, ``bank:`` mix-ups).
+
+Manifests -> training pools: captions, negatives and (cached) log-mel features.
 
 The CLAP front end is deterministic for clips no longer than the model's ``max_length_s`` (they are only
 padded), so for those the features are computed once per clip and kept in memory (and on disk, keyed by
@@ -6,8 +8,11 @@ the sha256 of the audio file's bytes and the front-end settings, so a changed fi
 never reuses a stale entry). Clips longer than that need a fresh random crop at every step; then the waves
 are kept and the front end runs per batch with a generator seeded from ``(seed, step, rank)``.
 
-:class:`MemoryData` serves the trainer: ``batches(start)`` yields this process's :class:`Batch` of every
-micro-step from ``start`` on (the streaming sources of :mod:`tclap.data.stream` serve the same interface).
+Both paths serve the trainer through one interface: ``batches(start)`` yields this process's :class:`Batch` of
+every micro-step from ``start`` on, ``describe()`` what ``train_config.json`` records, ``report()`` the lines printed
+at the start, ``mel_statistics()`` the per-mel-bin statistics a randomly initialised model's input BatchNorm is
+set from, ``close()``. :class:`MemoryData` is the in-memory path; :class:`StreamData` reads the plan of
+:mod:`tclap.data.stream` (any source that is not a manifest makes a run stream; then manifests are streamed too).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -253,6 +259,9 @@ class MemoryData:
                          "to the positive-only pool (L_c only; --unpaired positive)")
         return lines
 
+    def explain(self, exc: BaseException) -> str | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -294,3 +303,165 @@ def make_batch(data: TrainData, items, cfg, micro: int, frontend, rank: int) -> 
         x = torch.cat([x, torch.stack(neg_feats)])
     ids = [f"{'positive' if it.pool == POSITIVE else 'temporal'}:{it.index}" for it in items]
     return Batch(x, pos_texts + neg_texts, torch.tensor(has_neg, dtype=torch.bool), torch.tensor(neg_rows), ids)
+
+
+class StreamData:
+    """The streaming path: this process's readers of a :class:`tclap.data.stream.DataPlan`.
+
+    Args:
+        plan: the run's data plan (the same on every process).
+        cfg: the run's config.
+        frontend: the model's mel front end (its settings go to the readers).
+        rank: this process's index.
+        reduce_sum: sums a tensor over processes (``accelerator.reduce(t, "sum")``; identity for one process).
+    """
+
+    def __init__(self, plan, cfg, frontend, rank: int, reduce_sum) -> None:
+        from tclap.data.stream import ChunkOptions  # noqa: PLC0415
+
+        self.plan, self.cfg, self.rank, self.reduce_sum = plan, cfg, rank, reduce_sum
+        self.opts = ChunkOptions(frontend.to_dict(), cfg.seed, cfg.loss.lambda_t, cfg.data.use_negative_audio)
+        self.skipped: dict[str, int] = {}
+        self._stream = None
+
+    def batches(self, start: int) -> Iterator[Batch]:
+        from tclap.data.stream import ProcessStream, merge  # noqa: PLC0415
+
+        self._stream = ProcessStream(self.plan, self.rank, start, self.opts, self.cfg.data.data_timeout)
+        for micro, chunks in enumerate(self._stream, start):
+            b = merge(chunks)
+            self._note(b["events"])
+            if not b["ids"]:
+                raise UserError(f"rank {self.rank}: every row of micro-step {micro} was unreadable (named above); "
+                                "fix or remove those shards")
+            yield Batch(b["features"], b["texts"], b["has_negative"], b["negative_audio_rows"], b["ids"])
+
+    def _note(self, events: list[str]) -> None:
+        """Print each problem a reader met (one line) and count it."""
+        for line in events:
+            print(f"tclap train: {'rank %d: ' % self.rank if self.plan.world > 1 else ''}{line}", file=sys.stderr)
+            key = ("unreadable item (named on stderr)" if line.startswith("skipped ") else
+                   "item used without its unreadable negative audio" if line.startswith("used without") else
+                   "item missing from a shard (named on stderr)")
+            self.skipped[key] = self.skipped.get(key, 0) + (int(line.split(": ")[1].split()[0])
+                                                            if "missing at micro-step" in line else 1)
+
+    def mel_statistics(self):
+        """Per-mel-bin mean and variance ``([n_mels], [n_mels])`` of the global batch of micro-step 0 (all processes)."""
+        from tclap.data.stream import ChunkBuilder  # noqa: PLC0415
+
+        feats = [ChunkBuilder(self.plan, self.plan.reader_of(self.rank, w), self.opts).chunk(0)["features"]
+                 for w in range(max(1, self.plan.workers))]
+        x = torch.cat(feats).double()  # [b, 1, frames, n_mels]
+        sums = torch.cat([torch.tensor([x.shape[0] * x.shape[2]], dtype=torch.float64), x.sum(dim=(0, 1, 2)),
+                          (x * x).sum(dim=(0, 1, 2))])
+        sums = self.reduce_sum(sums)
+        n, m = sums[0], x.shape[-1]
+        mean = sums[1:1 + m] / n
+        var = sums[1 + m:] / n - mean * mean
+        return mean.float(), var.clamp_min(0).float()
+
+    def describe(self) -> dict:
+        """What ``train_config.json`` records: the plan, the batch split, skipped items (plan and reading)."""
+        from tclap.data.stream import POSITIVE, TEMPORAL  # noqa: PLC0415
+
+        skipped: dict[str, int] = {}
+        for st in self.plan.streams:
+            for k, n in st.skipped.items():
+                skipped[k] = skipped.get(k, 0) + n
+        for k, n in self.skipped.items():
+            skipped[k] = skipped.get(k, 0) + n
+
+        def items(role):
+            sts = [st for st in self.plan.streams if st.role == role]
+            return "endless" if any(st.kind == "bank" for st in sts) else sum(st.total_items() for st in sts)
+
+        return {"skipped": skipped, "moved_to_positive": 0, "pools": {"positive": items(POSITIVE), "temporal": items(TEMPORAL)},
+                "batch": {"temporal": sum(st.rows for st in self.plan.streams if st.role == TEMPORAL),
+                          "positive": sum(st.rows for st in self.plan.streams if st.role == POSITIVE)},
+                "data_plan": self.plan.describe()}
+
+    def report(self) -> list[str]:
+        return [f"tclap train: {line}" for line in self.plan.lines()]
+
+    def explain(self, exc: BaseException) -> str | None:
+        """One line for an error of the data workers (one that died or hung), None for other errors."""
+        return self._stream.explain(exc) if self._stream is not None else None
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+def log_ids(batches: Iterator[Batch], path: Path, start: int) -> Iterator[Batch]:
+    """Pass ``batches`` through, appending ``{"micro", "ids"}`` per micro-step to ``path`` (lines of micro-steps
+    at or after ``start``, left by a killed run, are dropped first)."""
+    from basekit.atomic import atomic_write_text  # noqa: PLC0415
+
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["micro"] < start]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for micro, b in enumerate(batches, start):
+        with open(path, "a") as f:
+            f.write(json.dumps({"micro": micro, "ids": b.ids}) + "\n")
+        yield b
+
+
+def plan_lines(cfg, train_sources: Sequence[str], positive_sources: Sequence[str], world: int) -> list[str]:
+    """What ``tclap train --dry-run`` prints: the data plan, from the sources and the model's settings alone."""
+    from tclap.data.stream import CountCache, build_plan  # noqa: PLC0415
+    from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
+
+    o = cfg.optim
+    lines = [f"tclap train --dry-run: preset {cfg.preset}, init {cfg.init}, {cfg.steps} step(s) x grad-accum {o.grad_accum}, "
+             f"global batch {cfg.data.batch_size}, λ {cfg.loss.lambda_t:g}, temporal fraction {cfg.data.temporal_fraction:g}"]
+    if not any(is_streamed(t) for t in [*train_sources, *positive_sources]):
+        data = build_pools(train_sources, positive_sources, require_negatives=cfg.loss.lambda_t > 0,
+                           use_negative_audio=cfg.data.use_negative_audio, unpaired=cfg.data.unpaired)
+        sampler = MixedBatchSampler(len(data.positive), len(data.temporal), cfg.data.batch_size,
+                                    cfg.data.temporal_fraction, cfg.seed)
+        lines.append(f"data plan: manifests held in memory ({world} process(es), each embedding "
+                     f"{cfg.data.batch_size // max(1, world)} rows per micro-step)")
+        for name, pool, k in (("temporal", data.temporal, sampler.k_temporal), ("positive", data.positive, sampler.k_positive)):
+            if k:
+                lines.append(f"  {name}: {len(pool)} item(s), {k}/{cfg.data.batch_size} rows per batch, "
+                             f"an epoch every {len(pool) / k:.1f} micro-step(s)")
+        lines += [f"  skipped {n} item(s): {reason}" for reason, n in data.skipped.items()]
+        return lines
+    sr, seconds = frontend_settings(cfg.init)
+    plan = build_plan(cfg, list(train_sources), list(positive_sources), world, sr, seconds, CountCache(None))
+    return lines + plan.lines()
+
+
+def frontend_settings(init) -> tuple[int, float]:
+    """``(sample_rate, clip seconds)`` of a model, read from its config files without building it.
+
+    A config name gives its own; a model directory (or shipped model) the front end its export recorded
+    (``tclap_config.json``) or its feature extractor's (``preprocessor_config.json`` / ``processor_config.json``);
+    anything else (a LAION ``.pt``, a hub id) LAION-CLAP's front end (48 kHz, 10 s).
+    """
+    from tclap.models import CONFIG_NAMES, TCLAP_CONFIG_FILE, get_config  # noqa: PLC0415
+    from tclap.models.factory import ASSETS_DIR  # noqa: PLC0415
+
+    name = str(init)
+    if name in CONFIG_NAMES:
+        fe = get_config(name).frontend
+        return int(fe.sample_rate), float(fe.max_length_s)
+    folder = ASSETS_DIR / name if (ASSETS_DIR / name).is_dir() else Path(name).expanduser()
+    for fname, read in ((TCLAP_CONFIG_FILE, lambda d: (d["frontend"]["sample_rate"], d["frontend"]["max_length_s"])),
+                        ("preprocessor_config.json", _extractor_settings),
+                        ("processor_config.json", lambda d: _extractor_settings(d["feature_extractor"]))):
+        try:
+            sr, seconds = read(json.loads((folder / fname).read_text()))
+            return int(sr), float(seconds)
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+    from tclap.features import ClapMelConfig  # noqa: PLC0415
+
+    fe = ClapMelConfig()
+    return fe.sample_rate, fe.max_length_s
+
+
+def _extractor_settings(d: dict) -> tuple[int, float]:
+    return int(d["sampling_rate"]), float(d["nb_max_samples"]) / float(d["sampling_rate"])

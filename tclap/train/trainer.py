@@ -37,7 +37,7 @@ from basekit.checkpoint import list_checkpoints, read_state, save_checkpoint
 from tclap.distributed import make_accelerator, resolve_mixed_precision
 from basekit.errors import UserError
 from tclap.train.config import TrainConfig
-from tclap.train.data import Batch, MemoryData, build_pools, prepare_features
+from tclap.train.data import Batch, MemoryData, StreamData, build_pools, log_ids, prepare_features
 from tclap.train.sampler import seed_for
 
 LOG_NAME = "metrics.jsonl"
@@ -149,9 +149,10 @@ def train(
 
     Args:
         cfg: the resolved configuration (a preset with command-line overrides).
-        train_manifests: temporal sets (items with negative captions; L_c + L_t).
+        train_manifests: temporal sources (items with negative captions; L_c + L_t): manifests, or any SOURCE of
+            :mod:`tclap.data.stream` (shards, ``pipe:`` commands, ``bank:SPEC``), which makes the run stream.
         out_dir: run folder: ``train_config.json``, ``metrics.jsonl``, ``checkpoints/step-N/``, ``model/``.
-        positive_manifests: positive-only sets (L_c only), mixed in at ``cfg.data.temporal_fraction``.
+        positive_manifests: positive-only sources (L_c only), mixed in at ``cfg.data.temporal_fraction``.
         resume: continue from the newest complete checkpoint in ``out_dir`` (the step count continues).
         max_steps_this_run: stop (after a checkpoint) once this many optimizer steps ran in this call.
         step_callback: ``f(step, log_record)`` after each optimizer step (tests use it to simulate a kill).
@@ -176,6 +177,8 @@ def train(
     _write_run_config(run, data, train_manifests, positive_manifests or [], start, quiet)
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
     batches = data.batches(start * cfg.optim.grad_accum)
+    if cfg.data.log_sample_ids:
+        batches = log_ids(batches, out / f"sample_ids.rank{accelerator.process_index}.jsonl", start * cfg.optim.grad_accum)
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=quiet or not run.main, unit="step")
     last_rec: dict = {}
     try:
@@ -188,6 +191,11 @@ def train(
                 step_callback(step + 1, last_rec)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
                 _save_checkpoint(accelerator, out, step + 1, cfg)
+    except RuntimeError as exc:  # a data worker that died while the step ran (DataLoader's SIGCHLD handler)
+        line = data.explain(exc)
+        if line is None:
+            raise
+        raise UserError(line) from None
     finally:
         bar.close()
         data.close()
@@ -196,7 +204,7 @@ def train(
     model_dir = _export(run, out) if end == cfg.steps and export and run.main else None
     accelerator.wait_for_everyone()
     return {"step": end, "finished": end == cfg.steps, "last": last_rec, "model_dir": str(model_dir) if model_dir else None,
-            "skipped": data.describe()["skipped"], "out": str(out)}
+            "skipped": data.describe()["skipped"], "streamed": isinstance(data, StreamData), "out": str(out)}
 
 
 def _train_step(run: _Run, batches, step: int) -> dict:
@@ -275,7 +283,12 @@ def _resolved(cfg: TrainConfig, train_sources, positive_sources) -> TrainConfig:
 
 
 def _open_data(cfg: TrainConfig, train_sources, positive_sources, bundle, accelerator, out: Path, quiet: bool):
-    """The batch source of this process: manifests read into memory with cached features (:class:`MemoryData`)."""
+    """The batch source of this process: manifests read into memory with cached features (:class:`MemoryData`),
+    or, when any source is shards or a bank, the streaming plan's readers (:class:`StreamData`)."""
+    from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
+
+    if any(is_streamed(t) for t in [*train_sources, *positive_sources]):
+        return _open_stream(cfg, train_sources, positive_sources, bundle, accelerator, out, quiet)
     data = build_pools(train_sources, positive_sources, require_negatives=cfg.loss.lambda_t > 0,
                        use_negative_audio=cfg.data.use_negative_audio, unpaired=cfg.data.unpaired)
     if cfg.loss.lambda_t > 0 and len(data.temporal) == 0:
@@ -284,6 +297,21 @@ def _open_data(cfg: TrainConfig, train_sources, positive_sources, bundle, accele
     with accelerator.main_process_first():
         prepare_features(data, bundle.frontend, out / "feature_cache", quiet=quiet or not accelerator.is_main_process)
     return MemoryData(data, cfg, bundle.frontend, accelerator.process_index, accelerator.num_processes)
+
+
+def _open_stream(cfg: TrainConfig, train_sources, positive_sources, bundle, accelerator, out: Path, quiet: bool):
+    from tclap.data.stream import CountCache, build_plan  # noqa: PLC0415
+
+    main = accelerator.is_main_process
+    # The main process counts shards without an index first and keeps the counts; the others read them.
+    with accelerator.main_process_first():
+        cache = CountCache(out / "stream_counts.json")
+        fe = bundle.frontend
+        plan = build_plan(cfg, list(train_sources), list(positive_sources), accelerator.num_processes,
+                          int(fe.sample_rate), float(fe.max_length_s), cache, quiet=quiet or not main)
+        if main:
+            cache.save()
+    return StreamData(plan, cfg, fe, accelerator.process_index, lambda t: accelerator.reduce(t, reduction="sum"))
 
 
 def _prepare(cfg: TrainConfig, bundle, data, accelerator, out: Path) -> _Run:
