@@ -138,3 +138,20 @@ def test_small_load_zero_lost_zero_duplicated(served):
     assert (res.lost, res.duplicated, res.phantom) == (0, 0, 0)
     assert res.stored == res.submitted
     assert res.repeats > 0 and res.repeats_refused == res.repeats and res.reconnects > 0
+
+
+def test_clip_route_answers_range_requests(served):
+    """Browsers seek with Range requests (Safari plays no audio without them): 206 with the requested bytes."""
+    srv, svc, _ = served
+    cid = next(c.clip_id for c in svc.clips.values() if c.kind == "main")
+    url = srv.url + "mos/clip/" + cid
+    full = urllib.request.urlopen(url, timeout=30).read()
+    n = len(full)
+    for header, (a, b) in (("bytes=0-9", (0, 9)), ("bytes=-4", (n - 4, n - 1)), (f"bytes=10-{n + 50}", (10, n - 1)),
+                           ("bytes=44-", (44, n - 1))):
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": header}), timeout=30) as r:
+            assert r.status == 206 and r.read() == full[a:b + 1]
+            assert r.headers["Content-Range"] == f"bytes {a}-{b}/{n}"
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(urllib.request.Request(url, headers={"Range": f"bytes={len(full)}-"}), timeout=30)
+    assert ei.value.code == 416

@@ -414,3 +414,31 @@ def test_first_schema_database_is_migrated_with_its_rows(tmp_path, clock):
     svc.played(s["token"], s["item"]["item_id"], "seek")
     assert svc.store.query("SELECT COUNT(*) FROM play_events")[0][0] == 2
     svc.store.close()
+
+
+def test_loudness_off_and_remeasured_when_a_file_changes(tmp_path):
+    p = write_synthetic_study(tmp_path, n_prompts=2, clips_per_rater=2, extra={"loudness": "off"})
+    svc = MosService(load_study(p), tmp_path / "db.sqlite")
+    gains = {r["gain_db"] for r in svc.store.query("SELECT gain_db FROM clips")}
+    assert gains == {0.0}  # the synthetic tones peak at about -10 dBFS: below the ceiling, left as they are
+    clip = tmp_path / "clips" / "system-alpha" / "p000.wav"
+    old = svc.store.query("SELECT loudness_lufs FROM clips WHERE path = ?", (str(clip),))[0][0]
+    svc.store.close()
+    # loudness on again, and one clip replaced by a quieter one: the restart measures again
+    raw = (tmp_path / "study.yaml").read_text().replace("loudness: 'off'\n", "").replace("loudness: off\n", "")
+    (tmp_path / "study.yaml").write_text(raw + "loudness: {target_lufs: -30}\n")
+    x, sr = sf_read(clip)
+    _write(clip, 0.5 * x, sr)
+    svc = MosService(load_study(p), tmp_path / "db.sqlite")
+    rows = {r["path"]: r for r in svc.store.query("SELECT path, loudness_lufs, served_lufs FROM clips")}
+    other = rows[str(tmp_path / "clips" / "system-beta" / "p000.wav")]
+    changed = rows[str(clip)]
+    assert changed["served_lufs"] == pytest.approx(-30, abs=0.01) and other["served_lufs"] == pytest.approx(-30, abs=0.01)
+    assert changed["loudness_lufs"] == pytest.approx(old + 20 * np.log10(0.5), abs=0.01)  # half the amplitude
+    svc.store.close()
+
+
+def sf_read(path):
+    import soundfile as sf
+
+    return sf.read(path, dtype="float32")
