@@ -430,7 +430,8 @@ def match_score(a: np.ndarray, b: np.ndarray) -> float:
     if na == 0 or len(a) == 0:
         return 0.0
     c = fftconvolve(b, a[::-1], mode="valid")
-    win = np.sqrt(np.maximum(np.convolve(b * b, np.ones(len(a)), mode="valid"), 0.0))
+    csum = np.concatenate([[0.0], np.cumsum(b * b)])
+    win = np.sqrt(np.maximum(csum[len(a):] - csum[: len(b) - len(a) + 1], 0.0))  # energy of each window of b
     ok = win > 1e-9 * na
     return float(np.max(np.abs(c[ok]) / (na * win[ok]))) if ok.any() else 0.0
 
@@ -472,8 +473,8 @@ def choose(records: list[dict], cfg: BuildConfig, audio: Callable[[dict], np.nda
                     ch.rejected.append({**r, "status": "rejected", "reason": "duplicate",
                                         "detail": f"copy or excerpt of {hit[0]['package']} {hit[0]['path']} (match {hit[1]:.3f})"})
             by_label[label] = [k for k, _ in kept]
-    for label in sorted(by_label):
-        rs = by_label[label]
+    for label in sorted({r["label"] for r in records}):
+        rs = by_label.get(label, [])
         if len(rs) < cfg.min_per_class:
             ch.dropped.append({"label": label, "recordings": len(rs),
                                "detail": f"{len(rs)} usable recording(s); at least {cfg.min_per_class} are needed"})
