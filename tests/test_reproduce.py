@@ -399,7 +399,7 @@ def test_quick_run_with_jobs_side_by_side(tmp_path):
         assert (out / name / DONE_FILE).exists(), name
     prompts = [json.loads(ln) for ln in (out / "data" / "prompts.jsonl").read_text().splitlines()]
     for system in ("baseline", "tclap"):
-        assert (out / "clap" / "seed0" / f"tiny-{system}" / "config.json").is_file()
+        assert (out / "clap" / "seed0" / f"smoke-{system}" / "config.json").is_file()  # a smoke run's names
         assert (out / "ldm" / "seed0" / system / "final" / "model_index.json").is_file()
         assert len(list((out / "generate" / "seed0" / system).glob("*.wav"))) == len(prompts)
         assert (out / "score" / "seed0" / system / "scores.json").is_file()
@@ -418,3 +418,34 @@ def test_report_flags_silent_generated_clips():
     assert len([ln for ln in lines if ln]) == 1
     assert "4 of 4 generated clips of `seed0/baseline` are silent or near-silent (peak below -60 dBFS" in lines[0]
     assert _silence_notes({"generation_counts": {"seed0/tclap": res["generation_counts"]["seed0/tclap"]}}) == []
+
+
+def test_quick_preset_names_its_models_smoke_and_its_report_says_so():
+    """--preset quick trains for a few steps: its CLAPs are smoke-baseline / smoke-tclap (never the shipped
+    tiny-* names), and its report says in its title and first lines that its numbers mean nothing (issue 21)."""
+    from conductor.reproduce.config import make_config
+    from conductor.reproduce.layout import Paths, model_prefix
+    from conductor.reproduce.report import aggregate, markdown
+
+    quick, tiny = make_config("quick"), make_config("tiny")
+    assert quick.recipe_config(0).export_prefix == "smoke" and tiny.recipe_config(0).export_prefix == "tiny"
+    assert Paths(Path("/r"), model_prefix("quick")).clap(0, "tclap") == Path("/r/clap/seed0/smoke-tclap")
+    assert Paths(Path("/r"), model_prefix("tiny")).clap(0, "baseline") == Path("/r/clap/seed0/tiny-baseline")
+    none = aggregate({0: None})
+    res = {"preset": "quick", "seeds": [0], "checks": {k: None for k in (
+               "tclap_above_baseline_t_classify_t2a", "tclap_above_baseline_t_classify_a2t",
+               "audioldm_t_above_audioldm_l_order_detector")},
+           "clap": {m: {k: none for k in ("r1_t2a", "r5_t2a", "r10_t2a", "r1_a2t", "r5_a2t", "r10_a2t",
+                                           "zero_shot_top1", "t_classify_t2a", "t_classify_a2t",
+                                           "t_classify_t2a_audio_blind")} for m in ("baseline", "tclap")},
+           "generation": {m: {k: none for k in ("kl_softmax", "fad", "kad", "clap_score", "order_detector",
+                                                 "order_clap", "unet_order_preference")} for m in ("baseline", "tclap")},
+           "detector_ceiling": {"order_detector": None, "order_clap": None}, "generation_counts": {},
+           "study": "s.yaml", "stage_seconds_last_run": {"data": 1.0, "report": 2.5}}
+    md = markdown(res, {})
+    head = md.splitlines()
+    assert head[0] == "# T-CLAP reproduction (quick preset): a smoke run, its numbers mean nothing"
+    assert "Smoke run (`--preset quick`)" in head[2] and "`smoke-baseline` and `smoke-tclap`" in head[2]
+    assert "| report | 2.50 |" in md  # the report stage is in the stage-times table
+    res["preset"] = "tiny"
+    assert "smoke" not in markdown(res, {}).lower()

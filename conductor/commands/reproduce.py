@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from conductor.reproduce.stages import build_stages  # noqa: PLC0415
 
     cfg = make_config(preset, seeds)
+    if preset == "quick":
+        print("reproduce: --preset quick is a smoke run (a few optimiser steps; its models are named smoke-*): it "
+              "checks that every stage runs, its numbers mean nothing (--preset tiny is the miniature reproduction)")
     pipe = Pipeline(out, build_stages(cfg, out, quiet=args.quiet, jobs=parse_jobs(args.jobs, preset)))
     pipe.check_stage_names(args.force_stage, "--force-stage")
     if args.from_stage is not None:

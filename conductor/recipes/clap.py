@@ -89,6 +89,9 @@ class RecipeConfig:
     # emulates bf16, which is far slower than fp32). The shipped models were trained under bf16; each stage
     # records the precision it used (train_config.json).
     mixed_precision: str = "auto"
+    # The exported folders are <prefix>-baseline and <prefix>-tclap: "tiny" for the shipped models; a smoke run
+    # (``tclap reproduce --preset quick``) names its few-step models "smoke" so they are never taken for them.
+    export_prefix: str = "tiny"
 
 
 def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: float, neg_audio: bool):
@@ -198,6 +201,8 @@ def _command(rc: RecipeConfig) -> str:
         cmd += f" --unpaired {rc.unpaired}"
     if rc.baseline != d.baseline:
         cmd += f" --baseline {rc.baseline}"
+    if rc.export_prefix != d.export_prefix:
+        cmd += f" --export-prefix {rc.export_prefix}"
     return cmd
 
 
@@ -277,7 +282,8 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
         base, base_stages = models[1], (*start_stages, "baseline")
     else:  # the start itself, as in the paper
         base, base_stages = pre, start_stages
-    shipped = [("tiny-baseline", base, base_stages), ("tiny-tclap", tcl, (*start_stages, "tclap"))]
+    px = rc.export_prefix
+    shipped = [(f"{px}-baseline", base, base_stages), (f"{px}-tclap", tcl, (*start_stages, "tclap"))]
     if rc.wise_alpha < 1.0:
         from tclap.interpolate import interpolate_models  # noqa: PLC0415
 
@@ -285,8 +291,8 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
         if not (soup / "config.json").is_file():
             print(f"recipe: stage wise: (1 − {rc.wise_alpha:g})·baseline + {rc.wise_alpha:g}·tclap")
             interpolate_models(base, tcl, rc.wise_alpha, soup)  # atomic export
-        shipped = [shipped[0], ("tiny-tclap", soup, (*start_stages, "tclap", "baseline")),
-                   ("tiny-tclap-finetune", tcl, None)]
+        shipped = [shipped[0], (f"{px}-tclap", soup, (*start_stages, "tclap", "baseline")),
+                   (f"{px}-tclap-finetune", tcl, None)]
     results = {}
     ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
     for name, model, stages in shipped:
@@ -341,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=BASELINES, default=d.baseline,
                    help="finetune (default): the baseline is an L_c-only fine-tune beside T-CLAP's, same start and "
                         "steps; start: the baseline is T-CLAP's start (warm, else pretrain), as in the paper")
+    p.add_argument("--export-prefix", default=d.export_prefix,
+                   help="names of the exported folders, PREFIX-baseline and PREFIX-tclap (default: tiny)")
     p.add_argument("--jobs", type=int, default=default_jobs(),
                    help="fine-tunes trained side by side, each in its own process (default: 2 on a machine with "
                         "2 or more cores; 1 trains them one after the other)")
@@ -367,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       warm_steps=a.warm_steps, wise_alpha=a.wise_alpha, singles_per_class=a.singles_per_class,
                       finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
                       negative_audio=not a.no_negative_audio, finetune_lr=a.finetune_lr, lambda_t=a.lambda_t,
-                      mixed_precision=a.mixed_precision, unpaired=a.unpaired, baseline=a.baseline)
+                      mixed_precision=a.mixed_precision, unpaired=a.unpaired, baseline=a.baseline,
+                      export_prefix=a.export_prefix)
     run_recipe(rc, a.out, quiet=a.quiet, jobs=a.jobs)
     return 0
 

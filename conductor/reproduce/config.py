@@ -131,7 +131,7 @@ def make_config(preset: str, seeds: tuple[int, ...] | None = None) -> ReproConfi
         cfg = ReproConfig(
             preset="quick", seeds=(0,),
             clap={**REPRO_CLAP_METHOD, "n_train": 24, "batch_size": 8, "pretrain_steps": 2, "warm_steps": 2,
-                  "finetune_steps": 2, "heldout_mixes": 12},
+                  "finetune_steps": 2, "heldout_mixes": 12, "export_prefix": "smoke"},  # smoke-*, not tiny-*
             data=DataSettings(n_ldm_train=8, n_heldout=4),
             ldm=LdmRecipe(vae_steps=2, vae_batch=4, ldm_steps=2, ldm_batch=4, ldm_warmup=0, ckpt_every=1, vae_ema=0.0,
                           val_generate=False),

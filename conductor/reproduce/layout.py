@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# system name -> (CLAP recipe export folder, label in the paper's notation)
+# system name -> (CLAP recipe export folder, label in the paper's notation); a smoke run's folders are named
+# smoke-baseline / smoke-tclap instead (:func:`model_prefix`), never like the shipped models.
 SYSTEMS = {"baseline": ("tiny-baseline", "AudioLDM_L"), "tclap": ("tiny-tclap", "AudioLDM_T")}
+
+
+def model_prefix(preset: str) -> str:
+    """The name prefix of a run's trained models: ``smoke`` for the ``quick`` preset (a few optimiser steps: not
+    models, a check that the pipeline runs), ``tiny`` otherwise."""
+    return "smoke" if preset == "quick" else "tiny"
 CLAP_LABELS = {"baseline": "baseline CLAP", "tclap": "T-CLAP"}
 
 
@@ -17,8 +24,9 @@ def read_jsonl(path: Path) -> list[dict]:
 class Paths:
     """Where each stage puts its outputs (one place, so that stages and the report agree)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, prefix: str = "tiny"):
         self.out = Path(out)
+        self.prefix = prefix  # of the CLAP folders: tiny-baseline / tiny-tclap, or smoke-* for a smoke run
 
     @property
     def prompts(self) -> Path:
@@ -37,7 +45,7 @@ class Paths:
         return self.out / "data" / "ldm_train_pairs.jsonl"
 
     def clap(self, seed: int, system: str) -> Path:
-        return self.out / "clap" / f"seed{seed}" / SYSTEMS[system][0]
+        return self.out / "clap" / f"seed{seed}" / SYSTEMS[system][0].replace("tiny", self.prefix, 1)
 
     def clap_eval(self, seed: int, system: str) -> Path:
         return self.out / "clap_eval" / f"seed{seed}" / system

@@ -160,14 +160,18 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
 
     ldm_names = {k: v[1] for k, v in SYSTEMS.items()}
     seeds = ", ".join(map(str, res["seeds"]))
-    L = [f"# T-CLAP reproduction ({res['preset']} preset)", "",
-         f"Seeds: {seeds}. Our numbers are the mean ± sample std over the seeds (± 0.00 for one seed); the "
-         "paper's are its reported values (± where it gives one, over three seeds). Every number here is in "
-         "`results.json`. Our data is the built-in procedural sound-event bank (held-out instances for every "
-         "test clip), so the tables are analogues of the paper's, not the same benchmarks.", ""]
-    if res["preset"] == "quick":
-        L += ["> **Quick preset**: a smoke run with a few optimiser steps; its numbers say nothing about the "
-              "method.", ""]
+    smoke = res["preset"] == "quick"
+    L = [f"# T-CLAP reproduction ({res['preset']} preset)" + (": a smoke run, its numbers mean nothing" if smoke else ""),
+         ""]
+    if smoke:
+        L += ["> **Smoke run (`--preset quick`)**: every model here (the CLAPs `smoke-baseline` and `smoke-tclap`, "
+              "the AudioLDMs on them) trained for a few optimiser steps only, to check that every stage runs end to "
+              "end. Its numbers mean nothing about the method and its clips are not meant to sound like anything. For the "
+              "miniature reproduction run `tclap reproduce --preset tiny`.", ""]
+    L += [f"Seeds: {seeds}. Our numbers are the mean ± sample std over the seeds (± 0.00 for one seed); the "
+          "paper's are its reported values (± where it gives one, over three seeds). Every number here is in "
+          "`results.json`. Our data is the built-in procedural sound-event bank (held-out instances for every "
+          "test clip), so the tables are analogues of the paper's, not the same benchmarks.", ""]
     L += _silence_notes(res)
     c = res["checks"]
     L += ["## Claims", "",
@@ -270,7 +274,7 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
     spread = len(cfg.seeds) > 1  # one seed has no spread to draw
     bars = plot_bars(labels, vals, errs if spread else None,
                      title="T-Classify (mean ± std over seeds)" if spread else f"T-Classify (seed {cfg.seeds[0]})",
-                     ylabel="%", ylim=(0, 100),
+                     ylabel="T-Classify accuracy (%) ↑", ylim=(0, 100),
                      path=fig_dir / "t_classify.png")
     out["T-Classify"] = [rel(bars)]
     hists = []
@@ -293,15 +297,22 @@ def _figures(cfg, paths, res: dict, fig_dir: Path, n_spectrograms: int = 3) -> d
         errs.append(0.0)
     if labels:
         out["Temporal-order accuracy (event detector)"] = [rel(plot_bars(
-            labels, vals, errs if spread else None, title="Order accuracy of generated clips", ylabel="%",
+            labels, vals, errs if spread else None, title="Order accuracy of generated clips", ylabel="order accuracy (%) ↑",
             ylim=(0, 100), path=fig_dir / "order_accuracy.png"))]
     return out
 
 
 def write_report(cfg, paths, sdir: Path) -> dict:
-    """Collect the results, draw the figures, write ``OUT/results.json`` and ``OUT/report.md`` (atomically)."""
+    """Collect the results, draw the figures, write ``OUT/results.json`` and ``OUT/report.md`` (atomically).
+
+    The stage-times table ends with the report stage itself: its time up to writing the files (its ``DONE.json``
+    is written after it returns)."""
+    import time  # noqa: PLC0415
+
+    t0 = time.time()
     res = collect(cfg, paths)
     figures = _figures(cfg, paths, res, sdir / "figures")
+    res["stage_seconds_last_run"]["report"] = round(time.time() - t0, 1)
     res["figures"] = figures
     atomic_write_text(paths.out / "results.json", json.dumps(res, indent=2, default=_json_default))
     atomic_write_text(paths.out / "report.md", markdown(res, figures))

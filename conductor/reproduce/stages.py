@@ -12,7 +12,8 @@ interrupted stage continues where it stopped.
 Output layout (``OUT``)::
 
     data/        ldm_train/ (mix-ups), ldm_train_pairs.jsonl, heldout/ (reference clips), prompts.jsonl
-    clap/        seed<S>/tiny-baseline, seed<S>/tiny-tclap     (ClapModel directories, the CLAP recipe's output)
+    clap/        seed<S>/tiny-baseline, seed<S>/tiny-tclap     (ClapModel directories, the CLAP recipe's output;
+                 smoke-baseline / smoke-tclap in a --preset quick smoke run)
     clap_eval/   seed<S>/<system>/metrics.json, similarities.json
     ldm/         vae/final, seed<S>/<system>/final           (diffusers-format AudioLDM directories)
     generate/    seed<S>/<system>/<prompt id>.wav|.png, prompts.jsonl
@@ -38,7 +39,7 @@ from tqdm.auto import tqdm
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
 from conductor.reproduce.config import ReproConfig
-from conductor.reproduce.layout import SYSTEMS, Paths, read_jsonl
+from conductor.reproduce.layout import SYSTEMS, Paths, model_prefix, read_jsonl
 from conductor.reproduce.pipeline import Stage
 
 
@@ -441,7 +442,7 @@ def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1
     """
     from conductor.reproduce.report import write_report  # noqa: PLC0415
 
-    paths = Paths(out)
+    paths = Paths(out, model_prefix(cfg.preset))
     d = cfg.to_dict()
 
     def bind(fn):
