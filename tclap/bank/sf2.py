@@ -203,7 +203,7 @@ def _zones(bags: list[tuple], gens: list[tuple], first: int, last: int, terminal
 
 
 def read_sf2(path: str | os.PathLike) -> SoundFont:
-    """Parse ``path``; the sample block is memory-mapped (a 140 MB font costs no copy)."""
+    """Parse ``path``; the sample block is memory-mapped, so a large font is not copied into memory."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"SoundFont not found: {p} (install the package that holds it, or fix the path)")
