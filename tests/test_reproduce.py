@@ -449,3 +449,19 @@ def test_quick_preset_names_its_models_smoke_and_its_report_says_so():
     assert "| report | 2.50 |" in md  # the report stage is in the stage-times table
     res["preset"] = "tiny"
     assert "smoke" not in markdown(res, {}).lower()
+
+
+def test_paper_preset_says_a_missing_clap_init_folder_does_not_exist(tmp_path, monkeypatch):
+    """``--clap-init clap-htsat-unfused/`` (a folder, by its trailing /) that is not there is a missing input, not a
+    hub id; ``laion/clap-htsat-unfused`` still is one (issue 21)."""
+    import argparse
+
+    from conductor.reproduce.paper import PAPER_INPUTS, check_inputs
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(**{dest: "x" for dest, _, _ in PAPER_INPUTS.values()})
+    (tmp_path / "x").write_text("")
+    args.clap_init = "clap-htsat-unfused/"
+    assert check_inputs(args) == ["--clap-init clap-htsat-unfused/ does not exist"]
+    args.clap_init = "laion/clap-htsat-unfused"
+    assert check_inputs(args) == []

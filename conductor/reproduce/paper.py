@@ -52,7 +52,9 @@ def _script(name: str) -> str:
 
 
 def _looks_like_hub_id(s: str) -> bool:
-    return s.count("/") == 1 and not s.startswith((".", "/")) and not Path(s).exists()
+    from tclap.models.factory import looks_like_local_path  # noqa: PLC0415 - "clap-htsat-unfused/" is a path
+
+    return s.count("/") == 1 and not looks_like_local_path(s) and not Path(s).exists()
 
 
 def check_inputs(args: argparse.Namespace) -> list[str]:
