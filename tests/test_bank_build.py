@@ -538,3 +538,23 @@ def test_packaged_table_is_curated():
     # every class has at least one source row; phrases are lower-case event descriptions like the built-in bank's
     assert {s.label for s in t.sources} == set(t.phrases)
     assert all(p == p.lower() and 1 <= len(p.split()) <= 7 for p in t.phrases.values())
+
+
+def test_package_managers_locate_and_install_commands(tmp_path):
+    import sys
+
+    from tclap.bank import packages as pkgs
+
+    place = pkgs.locate("pip", "numpy")
+    assert place is not None and (place.base / "numpy" / "__init__.py").is_file()
+    assert pkgs.locate("pip", "no-such-distribution-xyz") is None
+    mod = tmp_path / "node_modules" / "snd-pack"
+    mod.mkdir(parents=True)
+    assert pkgs.locate("npm", "snd-pack", npm_prefix=tmp_path) is None  # no package.json: not installed
+    (mod / "package.json").write_text("{}")
+    (mod / "LICENSE").write_text("MIT")
+    place = pkgs.locate("npm", "snd-pack", npm_prefix=tmp_path)
+    assert place.base == mod and place.copyright == mod / "LICENSE"
+    cmds = pkgs.install_commands([("apt", "a-data"), ("pip", "p"), ("npm", "n"), ("apt", "b-data")], npm_prefix="np")
+    assert cmds == [["apt-get", "install", "-y", "--no-install-recommends", "a-data", "b-data"],
+                    [sys.executable, "-m", "pip", "install", "p"], ["npm", "install", "--prefix", "np", "n"]]
