@@ -49,7 +49,8 @@ def in_process(svc: MosService, n: int, seed: int) -> LoadResult:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(rater, range(n)))
-    rows = svc.store.query("SELECT rater_id, item_id, scale, value FROM ratings WHERE rater_id LIKE 'local-%'")
+    _, table = svc.store.table_rows("ratings")
+    rows = [(r["rater_id"], r["item_id"], r["scale"], r["value"]) for r in table if r["rater_id"].startswith("local-")]
     stored = {(r[0], r[1], r[2]): r[3] for r in rows}
     lost = sum(1 for k in given if k not in stored)
     return LoadResult(n, len(given), len(rows), lost, len(rows) - len(stored),

@@ -8,8 +8,8 @@ the peak would pass the ceiling (default -1 dBFS, so nothing clips) or where the
 export. With ``loudness: off`` a clip keeps its level, only turned down past the ceiling.
 
 MUSHRA's low anchor is made here from the reference (``process = "lowpass:HZ"``): a 4th-order Butterworth
-low-pass run forwards and backwards (zero phase, 8th-order slope; BS.1534 names a 3.5 kHz low-pass of the reference as the low anchor); it is then measured
-and levelled like every other clip.
+low-pass run forwards and backwards (zero phase, 8th-order slope; BS.1534 names a 3.5 kHz low-pass of the
+reference as the low anchor); it is then measured and levelled like every other clip.
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import io
 import random
-import sqlite3
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from demo.store import Store
 
 
 @dataclass
@@ -135,12 +136,13 @@ def run_load(url: str, db_path: str | Path, cfg: LoadConfig, prefix: str = "sim"
             if exc is not None:
                 errors.append(f"{type(exc).__name__}: {exc}")
     wall = time.perf_counter() - t0
-    con = sqlite3.connect(str(db_path))
+    store = Store.open_readonly(db_path)
     try:
-        rows = con.execute("SELECT rater_id, item_id, scale, value FROM ratings WHERE rater_id LIKE ?",
-                           (f"{prefix}-%",)).fetchall()
+        _, table = store.table_rows("ratings")
     finally:
-        con.close()
+        store.close()
+    rows = [(r["rater_id"], r["item_id"], r["scale"], r["value"]) for r in table
+            if r["rater_id"].startswith(f"{prefix}-")]
     given = out["given"]
     seen: dict[tuple[str, str, str], int] = {}
     dup = 0

@@ -285,7 +285,8 @@ class Store:
 
     # ---- clips and pages ----------------------------------------------------------------------------------
     def clip_measurements(self) -> dict[str, dict]:
-        """clip id → the stored ``path``, ``process``, ``file_sig``, ``duration_s``, ``loudness_lufs``, ``gain_db``."""
+        """clip id → its stored ``path``, ``process``, ``file_sig``, ``duration_s``, ``loudness_lufs``, ``gain_db``,
+        ``served_lufs``."""
         rows = self.query("SELECT clip_id, path, process, file_sig, duration_s, loudness_lufs, gain_db, served_lufs"
                           " FROM clips")
         return {r["clip_id"]: dict(r) for r in rows}
@@ -432,7 +433,8 @@ class Store:
         return {r["clip_id"] for r in rows}
 
     @staticmethod
-    def _listen_stats(con: sqlite3.Connection, rater_id: str, clip_ids: list[str]) -> dict[str, tuple[float, int]] | None:
+    def _listen_stats(con: sqlite3.Connection, rater_id: str,
+                      clip_ids: list[str]) -> dict[str, tuple[float, int]] | None:
         """clip → (listen_s, plays) when every clip was listened to completely, else None."""
         out = {}
         for cid in clip_ids:

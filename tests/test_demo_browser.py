@@ -129,7 +129,8 @@ def test_rater_completes_study_with_reload(tmp_path):
         page.wait_for_selector("#mos-done", state="visible")
         browser.close()
     con = sqlite3.connect(db)
-    rows = con.execute("SELECT item_id, scale, value, listen_s, plays FROM ratings WHERE rater_id='browser-1'").fetchall()
+    rows = con.execute("SELECT item_id, scale, value, listen_s, plays FROM ratings WHERE rater_id='browser-1'"
+                       ).fetchall()
     seeks = con.execute("SELECT seeks FROM listens WHERE rater_id='browser-1' AND clip_id=?", (first,)).fetchone()[0]
     con.close()
     stored = {}

@@ -60,7 +60,8 @@ def _sounds(item):
 
 
 @pytest.mark.parametrize("extra,msg", [
-    ({"cmos": {"pages_per_rater": 2, "pairs": [["system-alpha", "system-gamma"]]}}, "unknown system(s) ['system-gamma']"),
+    ({"cmos": {"pages_per_rater": 2, "pairs": [["system-alpha", "system-gamma"]]}},
+     "unknown system(s) ['system-gamma']"),
     ({"cmos": {"pages_per_rater": 2, "pairs": [["system-alpha", "system-alpha"]]}}, "must name two different systems"),
     ({"cmos": {"pages_per_rater": 2, "pairs": [["system-alpha", "system-beta"], ["system-beta", "system-alpha"]]}},
      "is used twice"),

@@ -433,7 +433,8 @@ def test_loudness_off_and_remeasured_when_a_file_changes(tmp_path):
     rows = {r["path"]: r for r in svc.store.query("SELECT path, loudness_lufs, served_lufs FROM clips")}
     other = rows[str(tmp_path / "clips" / "system-beta" / "p000.wav")]
     changed = rows[str(clip)]
-    assert changed["served_lufs"] == pytest.approx(-30, abs=0.01) and other["served_lufs"] == pytest.approx(-30, abs=0.01)
+    assert changed["served_lufs"] == pytest.approx(-30, abs=0.01)
+    assert other["served_lufs"] == pytest.approx(-30, abs=0.01)
     assert changed["loudness_lufs"] == pytest.approx(old + 20 * np.log10(0.5), abs=0.01)  # half the amplitude
     svc.store.close()
 
