@@ -45,7 +45,9 @@ class GenerationOutput:
     """What :class:`TemporalAudioLDMPipeline` returns; lists are aligned, grouped per prompt, best first.
 
     Attributes:
-        audios: float32 waveforms ``[T]`` at ``sample_rate``.
+        audios: float32 waveforms ``[T]`` at ``sample_rate``, as the vocoder made them: their peak may pass full scale
+            (the tiny models' does), so set the level before writing (:func:`basekit.audio.set_level`, as
+            ``audioldm-cond generate`` does; :func:`basekit.audio.save_audio` warns rather than clip silently).
         mels: the generated log-mels ``[frames, n_mels]`` (VAE output, before the vocoder).
         scores: CLAP score (cosine, in [-1, 1]) of each output against its prompt; None when no CLAP with an audio
             branch is available to score.
