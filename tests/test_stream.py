@@ -189,12 +189,22 @@ def test_dry_run_prints_the_plan_without_building_the_model(shards, tmp_path, mo
                      "--batch-size", "8", "--workers", "2", "--steps", "5", "--out", str(out), "--dry-run"])
     text = capsys.readouterr().out
     assert rc == 0 and not out.exists()
-    assert "rank 0 worker 0: 2 unit(s), 8 item(s), 2 row(s)/step" in text  # 4 temporal rows over 2 readers
-    assert "rank 0 worker 1: 2 unit(s), 8 item(s), 2 row(s)/step" in text
+    assert "rank 0 worker 0: 2 shard(s), 8 item(s), 2 row(s)/step" in text  # 4 temporal rows over 2 readers
+    assert "rank 0 worker 1: 2 shard(s), 8 item(s), 2 row(s)/step" in text
     assert "4 shard(s), 16 usable item(s)" in text and "4/8 rows (50%)" in text
     assert "4 micro-step(s) per epoch = 16 samples; remainder 0" in text
     assert "positive: bank:builtin" in text and "endless on-the-fly mix-ups" in text
     assert "5 optimizer step(s)" in text
+
+
+def test_remote_shards_are_counted_from_their_index_without_reading_them(shards, capsys):
+    # `false` fails whatever it is given: the plan must not run these commands
+    source = "pipe:false " + str(shards / "mixup-00000of00001-{000000..000003}.tar")
+    args = ["train", "--train", source, "--batch-size", "8", "--workers", "2", "--out", "x", "--dry-run"]
+    assert tclap_main(args) == 2 and "exit status 1" in capsys.readouterr().err
+    index = shards / "mixup-00000of00001.index.json"
+    assert tclap_main(args + ["--shard-index", str(index)]) == 0
+    assert "4 shard(s), 16 usable item(s)" in capsys.readouterr().out
 
 
 def test_positive_sources_fill_their_share_of_every_batch(shards, tmp_path):
@@ -246,6 +256,8 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(shards, tmp
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+    # another number of readers would read other items: refused
+    assert tclap_main(_train_args(shards, tmp_path / "killed", "--resume", "--workers", "1")) == 2
 
 
 def _free_port() -> int:

@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--shuffle-buffer", type=int, help="items shuffled within a shard per reader (default 128; 0: none)")
     st.add_argument("--data-timeout", type=float, help="seconds without data from a worker before stopping (default 600)")
     st.add_argument("--log-sample-ids", action="store_true", help="write each micro-step's item ids to OUT/sample_ids.rank<R>.jsonl")
+    st.add_argument("--shard-index", action="append", default=[], metavar="FILE",
+                    help="an index file (index.json / *.index.json beside the tars) counting pipe:/remote shards by tar "
+                         "name, so they need not be read before the run; repeat for several")
     from tclap.commands.mixup import _events, _folds  # noqa: PLC0415
 
     b = p.add_argument_group("bank: sources (mix-ups made on the fly from the bank's training split, as `tclap mixup`)")
@@ -98,6 +101,7 @@ def config_from_args(args: argparse.Namespace):
     cfg.loss.temporal_scale = not args.no_temporal_scale
     cfg.data.use_negative_audio = args.negative_audio
     cfg.data.resampled, cfg.data.log_sample_ids = args.resampled, args.log_sample_ids
+    cfg.data.shard_index = tuple(args.shard_index)
     if args.unpaired is not None:
         cfg.data.unpaired = args.unpaired
     if cfg.steps is not None and cfg.optim.warmup_steps > cfg.steps and args.warmup is None:

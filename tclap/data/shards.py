@@ -150,16 +150,21 @@ def read_indexes(folder: str | os.PathLike) -> dict[str, ShardInfo]:
     if not d.is_dir():
         return out
     for p in sorted(d.glob(f"*{INDEX_SUFFIX}")) + ([d / INDEX_NAME] if (d / INDEX_NAME).is_file() else []):
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-            rows = zip(doc["shards"], doc["items"], doc["with_negative"], doc["bytes"])
-            for name, n, k, size in rows:
-                tar = d / name
-                if tar.is_file() and tar.stat().st_size == int(size):
-                    out[str(name)] = ShardInfo(int(n), int(k), int(size))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        for name, info in read_index_file(p).items():
+            tar = d / name
+            if tar.is_file() and tar.stat().st_size == info.bytes:
+                out[name] = info
     return out
+
+
+def read_index_file(path: str | os.PathLike) -> dict[str, ShardInfo]:
+    """One index file: tar name -> :class:`ShardInfo` (empty when the file is unreadable or not an index)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {str(name): ShardInfo(int(n), int(k), int(size))
+                for name, n, k, size in zip(doc["shards"], doc["items"], doc["with_negative"], doc["bytes"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def write_webdataset_shards(manifest: str | os.PathLike, out_dir: str | os.PathLike, items_per_shard: int = 500) -> list[Path]:

@@ -47,6 +47,7 @@ class DataConfig:
     shuffle_buffer: int = 128  # items per reader shuffled within a shard
     data_timeout: float = 600.0  # seconds without a chunk from a worker before the run stops with one line
     log_sample_ids: bool = False  # write the ids of every micro-step's rows to sample_ids.rank<R>.jsonl
+    shard_index: tuple[str, ...] = ()  # index files counting pipe:/remote shards by tar name (no reading them)
     # bank:SPEC sources (mix-ups made on the fly from the bank's training split), as `tclap mixup` takes them:
     bank_seconds: float | None = None  # mix-up length; None = the model's clip length
     bank_events: tuple[int, int] = (2, 3)  # events per ordered mix-up
@@ -93,7 +94,7 @@ class TrainConfig:
             o["betas"] = tuple(o["betas"])  # JSON stores the pair as a list
         optim = OptimConfig(**o)
         data = dict(d.pop("data", {}))
-        for key in ("bank_events", "bank_test_folds"):
+        for key in ("bank_events", "bank_test_folds", "shard_index"):
             if key in data:
                 data[key] = tuple(data[key])  # JSON stores tuples as lists
         return cls(optim=optim, data=DataConfig(**data), loss=LossConfig(**d.pop("loss", {})), **d)

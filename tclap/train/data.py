@@ -262,6 +262,10 @@ class MemoryData:
     def explain(self, exc: BaseException) -> str | None:
         return None
 
+    def state(self) -> dict:
+        """What a checkpoint must match to resume (the in-memory batches depend on the seed alone)."""
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -383,6 +387,10 @@ class StreamData:
 
     def report(self) -> list[str]:
         return [f"tclap train: {line}" for line in self.plan.lines()]
+
+    def state(self) -> dict:
+        """What a checkpoint must match to resume: the number of readers (the plan depends on it)."""
+        return {"readers": self.plan.readers}
 
     def explain(self, exc: BaseException) -> str | None:
         """One line for an error of the data workers (one that died or hung), None for other errors."""

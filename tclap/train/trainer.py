@@ -173,7 +173,7 @@ def train(
     bundle = load_clap(cfg.init, device="cpu")
     data = _open_data(cfg, train_manifests, positive_manifests or [], bundle, accelerator, out, quiet)
     run = _prepare(cfg, bundle, data, accelerator, out)
-    start = _resume_step(run, existing[-1]) if existing else 0
+    start = _resume_step(run, existing[-1], data) if existing else 0
     _write_run_config(run, data, train_manifests, positive_manifests or [], start, quiet)
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
     batches = data.batches(start * cfg.optim.grad_accum)
@@ -190,7 +190,7 @@ def train(
             if step_callback is not None:
                 step_callback(step + 1, last_rec)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
-                _save_checkpoint(accelerator, out, step + 1, cfg)
+                _save_checkpoint(accelerator, out, step + 1, cfg, data.state())
     except RuntimeError as exc:  # a data worker that died while the step ran (DataLoader's SIGCHLD handler)
         line = data.explain(exc)
         if line is None:
@@ -342,9 +342,13 @@ def _prepare(cfg: TrainConfig, bundle, data, accelerator, out: Path) -> _Run:
                 writer=_tensorboard(out) if accelerator.is_main_process else None)
 
 
-def _resume_step(run: _Run, last: Path) -> int:
+def _resume_step(run: _Run, last: Path, data) -> int:
     """Load the newest checkpoint into the prepared model and optimizer; the step it was saved at."""
     state = read_state(last)
+    for key, now in data.state().items():  # a streamed run's items depend on its number of readers
+        if key in state and state[key] != now:
+            raise UserError(f"checkpoint {last} was written with {key} = {state[key]} (processes x --workers), this run has "
+                            f"{now}; resume with the same layout, or the resumed run would read other items")
     try:
         run.accelerator.load_state(str(last))
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -395,9 +399,10 @@ def _export(run: _Run, out: Path) -> Path:
     return model_dir
 
 
-def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> None:
+def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, data_state: dict | None = None) -> None:
     """``accelerator.save_state`` as checkpoint ``step`` of the run (:func:`basekit.checkpoint.save_checkpoint`:
     built under a hidden name, renamed when complete, so a kill never leaves a half checkpoint)."""
     save_checkpoint(out / "checkpoints", step, lambda d: accelerator.save_state(str(d), safe_serialization=True),
-                    state={"seed": cfg.seed}, keep=cfg.keep_checkpoints, is_main=accelerator.is_main_process,
+                    state={"seed": cfg.seed, **(data_state or {})}, keep=cfg.keep_checkpoints,
+                    is_main=accelerator.is_main_process,
                     barrier=accelerator.wait_for_everyone)

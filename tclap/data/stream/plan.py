@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from basekit.errors import UserError
-from tclap.data.stream.sources import BANK, MANIFEST, Unit, manifest_units, parse_source, shard_units, short
+from tclap.data.stream.sources import (BANK, MANIFEST, Unit, manifest_units, parse_source, read_shard_indexes, shard_units,
+                                      short)
 
 TEMPORAL, POSITIVE = "temporal", "positive"
 FINITE = "finite"
@@ -81,8 +82,8 @@ class DataPlan:
     shuffle_buffer: int
     micro_steps: int
     problems: list[str] = field(default_factory=list)
-    _epochs: dict = field(default_factory=dict, repr=False)
-    _starts: dict = field(default_factory=dict, repr=False)
+    _epochs: dict = field(default_factory=dict, repr=False)  # the few most recent epochs (a run moves forward)
+    _starts: dict = field(default_factory=dict, repr=False)  # stream -> first micro-step of each epoch so far
 
     @property
     def readers(self) -> int:
@@ -109,6 +110,8 @@ class DataPlan:
                     f"{_name(st)}: in epoch {e} a reader holds {min(items[g] for g in active)} item(s), fewer than the "
                     f"{max(st.per_reader)} row(s) it serves per step; use fewer --workers or processes, shards of "
                     "more even sizes, or --resampled")
+            if len(self._epochs) >= 4 * len(self.streams):
+                self._epochs.pop(next(iter(self._epochs)))  # oldest first: keep memory flat over many epochs
             self._epochs[key] = Epoch(assignment, items, steps, int(sum(items) - steps * st.rows))
         return self._epochs[key]
 
@@ -152,13 +155,14 @@ class DataPlan:
             what = ", ".join(short(x, 60) for x in st.sources)
             if st.kind == BANK:
                 m = st.mix
+                held = (f"held-out folds {','.join(map(str, m.test_folds)) or 'none'}" if m.bank.lower().endswith(".csv")
+                        else "its held-out clips left out")
                 lines.append(f"  {st.role}: {what}: {share}, endless on-the-fly mix-ups ({m.seconds:g} s, "
-                             f"{m.min_events}-{m.max_events} events, overlap share {m.overlap_prob:g}, training split: "
-                             f"{len(st.labels)} classes, held-out folds {','.join(map(str, m.test_folds)) or 'none'})")
+                             f"{m.min_events}-{m.max_events} events, overlap share {m.overlap_prob:g}; training split: "
+                             f"{len(st.labels)} classes, {held})")
                 continue
-            kinds = "manifest item(s)" if all(u.item is not None for u in st.units) else "unit(s)"
-            if all(u.item is None for u in st.units):
-                kinds = "shard(s)"
+            kinds = ("shard(s)" if all(u.item is None for u in st.units) else
+                     "manifest item(s)" if all(u.item is not None for u in st.units) else "unit(s) (shards and manifest items)")
             lines.append(f"  {st.role}: {what}: {share}; {len(st.units)} {kinds}, {st.total_items()} usable item(s)")
             for reason, n in st.skipped.items():
                 lines.append(f"    skipped {n} item(s): {reason}")
@@ -171,7 +175,7 @@ class DataPlan:
                 for k in range(w):
                     g = self.reader_of(r, k)
                     if st.per_reader[g]:
-                        per.append(f"rank {r} worker {k}: {len(ep.assignment[g])} unit(s), {ep.items[g]} item(s), "
+                        per.append(f"rank {r} worker {k}: {len(ep.assignment[g])} {kinds.split(' (')[0]}, {ep.items[g]} item(s), "
                                    f"{st.per_reader[g]} row(s)/step")
             lines.append("    epoch 0 per reader: " + "; ".join(per))
             epochs = self.micro_steps / ep.steps
@@ -243,10 +247,11 @@ def build_plan(cfg, train_sources: list[str], positive_sources: list[str], world
                         f"({world} x {max(1, d.workers)} = {readers}) when streaming; change --workers or --batch-size")
     need_neg = cfg.loss.lambda_t > 0 and d.unpaired == "skip"
     problems: list[str] = []
+    remote_index = read_shard_indexes(d.shard_index)
     groups = []
     for role, texts in ((TEMPORAL, train_sources), (POSITIVE, positive_sources)):
         streams = _group_streams(role, [parse_source(t) for t in texts], cfg, need_neg and role == TEMPORAL,
-                                 sample_rate, clip_seconds, cache, problems, quiet)
+                                 sample_rate, clip_seconds, cache, problems, quiet, remote_index)
         groups.append(streams)
     temporal, positive = groups
     if not temporal and not positive:
@@ -287,7 +292,8 @@ def _check_epochs_possible(plan: DataPlan, s: int) -> None:
     plan.epoch(s, 0)
 
 
-def _group_streams(role, sources, cfg, need_neg, sample_rate, clip_seconds, cache, problems, quiet) -> list[Stream]:
+def _group_streams(role, sources, cfg, need_neg, sample_rate, clip_seconds, cache, problems, quiet,
+                   remote_index) -> list[Stream]:
     finite = [s for s in sources if s.kind != BANK]
     out: list[Stream] = []
     if finite:
@@ -297,7 +303,7 @@ def _group_streams(role, sources, cfg, need_neg, sample_rate, clip_seconds, cach
                 units, items, skipped = manifest_units(src.urls[0], need_neg)
                 st.manifest_items[src.urls[0]] = items
             else:
-                units, skipped, probs = shard_units(src.urls, need_neg, cache, quiet)
+                units, skipped, probs = shard_units(src.urls, need_neg, cache, quiet, remote_index)
                 problems += probs
             st.units += units
             for k, n in skipped.items():

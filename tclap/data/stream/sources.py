@@ -22,13 +22,15 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
-from tclap.data.shards import AUDIO_EXTS, ShardInfo, TarReader, TarSample, is_local, local_path, read_indexes
+from tclap.data.shards import (AUDIO_EXTS, ShardInfo, TarReader, TarSample, is_local, local_path, read_index_file,
+                               read_indexes)
 
 MANIFEST, SHARDS, BANK = "manifest", "shards", "bank"
 NO_NEGATIVE = "temporal item without a negative caption"  # the in-memory path's skip reason, same words
@@ -151,6 +153,18 @@ def count_shard(url: str) -> Counted:
     return c
 
 
+def read_shard_indexes(paths) -> dict[str, ShardInfo]:
+    """Tar name -> counts from index files (``--shard-index``); one line for a file that is not an index."""
+    out: dict[str, ShardInfo] = {}
+    for p in paths:
+        got = read_index_file(p)
+        if not got:
+            raise UserError(f"--shard-index {p}: not a shard index (an index.json / *.index.json that `tclap mixup "
+                            "--format webdataset` writes beside its tars)")
+        out.update(got)
+    return out
+
+
 class CountCache:
     """Counts of shards that have no index, kept in ``<run>/stream_counts.json`` (``path=None``: not kept)."""
 
@@ -190,15 +204,26 @@ class CountCache:
             self.dirty = False
 
 
-def shard_units(urls: list[str], need_negative: bool, cache: CountCache, quiet: bool = False) -> tuple[list[Unit], dict[str, int], list[str]]:
+def remote_name(url: str) -> str | None:
+    """The tar file name a ``pipe:`` command or URL reads (the last ``*.tar`` word in it), for index look-ups."""
+    found = re.findall(r"([^/\s'\"]+\.tar)\b", url)
+    return found[-1] if found else None
+
+
+def shard_units(urls: list[str], need_negative: bool, cache: CountCache, quiet: bool = False,
+                remote_index: dict[str, ShardInfo] | None = None) -> tuple[list[Unit], dict[str, int], list[str]]:
     """Units of a shard list: ``(units, skipped counts by reason, problem lines)``.
+
+    ``remote_index`` (tar name -> counts, from index files given with ``--shard-index``) counts ``pipe:`` and other
+    remote shards by the tar name they read, without reading them.
 
     Items without a negative caption count as skipped (``NO_NEGATIVE``) where ``need_negative``; items that
     cannot be used at all (no audio, no caption, a truncated archive) were named while counting.
     """
     indexes: dict[str, dict[str, ShardInfo]] = {}
     units, skipped, problems = [], {}, []
-    remote = [u for u in urls if not is_local(u) and cache.get(u) is None]
+    remote_index = remote_index or {}
+    remote = [u for u in urls if not is_local(u) and cache.get(u) is None and remote_name(u) not in remote_index]
     if remote and not quiet:
         print(f"tclap train: counting the items of {len(remote)} shard(s) without an index by reading them once "
               "(kept in the run folder for a resume)", file=sys.stderr)
@@ -210,6 +235,8 @@ def shard_units(urls: list[str], need_negative: bool, cache: CountCache, quiet: 
             if folder not in indexes:
                 indexes[folder] = read_indexes(folder)
             info = indexes[folder].get(p.name)
+        else:
+            info = remote_index.get(remote_name(url) or "")
         if info is not None:
             c = Counted(info.items, info.with_negative)
         else:
