@@ -115,8 +115,8 @@ class _Page:
         self.st = gr.State({})
         # The crowd token lives in this browser only (encrypted localStorage); key and secret are stable
         # across restarts so a reload after a restart still resumes.
-        self.saved = gr.BrowserState(None, storage_key="mos-" + service._mac("browser-key")[:12],
-                                     secret=service._mac("browser-state")[:32])
+        self.saved = gr.BrowserState(None, storage_key="mos-" + service.derived_secret("browser-key")[:12],
+                                     secret=service.derived_secret("browser-state")[:32])
         fixed_id = study.access != "open"
         with gr.Column(visible=True) as self.consent_col:
             gr.Markdown(f"## {html.escape(config.title)}\n\n{html.escape(study.consent_text)}")

@@ -98,6 +98,10 @@ class MosService:
     def _mac(self, *parts: str) -> str:
         return hmac.new(self.secret, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()
 
+    def derived_secret(self, label: str) -> str:
+        """A secret for ``label`` derived from the database secret (stable across restarts, 64 hex digits)."""
+        return self._mac("derived", label)
+
     def opaque_id(self, *parts: str) -> str:
         return "c" + self._mac("clip", *parts)[:20]
 

@@ -145,7 +145,7 @@ def test_rater_completes_study_with_reload(tmp_path):
 def test_ab_and_mushra_pages_as_a_rater(tmp_path):
     """A CMOS page (A and B each heard, then a -3..+3 answer) and a MUSHRA page (reference and four sounds, each
     slider unlocking after its sound); the database then holds exactly these answers."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     p = write_synthetic_study(tmp_path, n_prompts=3, seconds=CLIP_S, n_gold=0, n_attention=0, n_training=0,
                               reference=True, extra={
@@ -159,7 +159,9 @@ def test_ab_and_mushra_pages_as_a_rater(tmp_path):
         browser = _browser(pw)
         page = browser.new_page()
         _watch(page, seen_text)
+        expect.set_options(timeout=120000)
         page.goto(srv.url + "?rater=ab-1")
+        expect(page.locator("#mos-rater textarea, #mos-rater input").first).to_have_value("ab-1")
         page.locator("#mos-agree input").check()
         page.locator("#mos-start").click()
         for value in (2, -3):  # two A/B pages
@@ -201,8 +203,9 @@ def test_ab_and_mushra_pages_as_a_rater(tmp_path):
 
 
 def test_crowd_link_session_stays_in_its_browser(tmp_path):
-    """A Prolific link starts a session whose token lives in that browser: a reload resumes there, the same id
-    from another browser is refused and never receives the token, and the end shows the completion code."""
+    """A Prolific link starts a session whose token lives in that browser: a reload, even after a server restart,
+    resumes there; the same id from another browser is refused and never receives the token; the end shows the
+    completion code."""
     from playwright.sync_api import expect, sync_playwright
 
     p = write_synthetic_study(tmp_path, n_prompts=2, clips_per_rater=2, seconds=CLIP_S, n_gold=0, n_attention=0,
@@ -210,42 +213,51 @@ def test_crowd_link_session_stays_in_its_browser(tmp_path):
                                                    "completion": {"code": "C0DE42", "url": "https://example.org/done"}})
     db = tmp_path / "db.sqlite"
     svc = MosService(load_study(p), db)
-    link = "?PROLIFIC_PID=5f0a1b2c3d4e5f6a7b8c9d0e&STUDY_ID=st1&SESSION_ID=se1"
+    pid = "5f0a1b2c3d4e5f6a7b8c9d0e"
+    link = f"?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1"
     seen_other = []
-    with Server(svc, AppConfig(port=0)) as srv, sync_playwright() as pw:
-        expect.set_options(timeout=120000)
-        browser = _browser(pw)
-        page = browser.new_page()
-        page.set_default_timeout(120000)
-        page.goto(srv.url + link)
-        expect(page.locator("#mos-rater textarea, #mos-rater input").first).to_have_value("5f0a1b2c3d4e5f6a7b8c9d0e")
-        page.locator("#mos-agree input").check()
-        page.locator("#mos-start").click()
-        page.wait_for_selector("#mos-player")
-        token = svc.token("5f0a1b2c3d4e5f6a7b8c9d0e")
-        page.reload()  # resumes from the token kept in this browser's localStorage
-        page.wait_for_selector("#mos-player")
-        # another browser with the same link: refused, and the token is in none of its responses
-        other = browser.new_context().new_page()
-        _watch(other, seen_other)
-        other.goto(srv.url + link)
-        expect(other.locator("#mos-message")).to_contain_text("already started this study in another browser")
-        other.locator("#mos-agree input").check()
-        other.locator("#mos-start").click()
-        expect(other.locator("#mos-message")).to_contain_text("already started")
-        assert not other.locator("#mos-player").count()
-        for _ in range(2):
-            item = page.locator("#mos-player").get_attribute("src").rsplit("/", 1)[1]
-            _listen(page, "mos-player", "!document.querySelector('#mos-scale-mos_t input').disabled")
-            page.locator("#mos-scale-mos_r label").filter(has_text="4:").click()
-            page.locator("#mos-scale-mos_t label").filter(has_text="3:").click()
-            page.locator("#mos-submit").click()
-            page.wait_for_function(f"!document.querySelector('#mos-player') || "
-                                   f"!document.querySelector('#mos-player').src.endsWith('{item}')")
-        expect(page.locator("#mos-completion-code")).to_have_text("C0DE42")
-        assert page.locator("#mos-completion-link").get_attribute("href") == "https://example.org/done"
-        browser.close()
+    srv = Server(svc, AppConfig(port=0)).start()
+    try:
+        with sync_playwright() as pw:
+            expect.set_options(timeout=120000)
+            browser = _browser(pw)
+            page = browser.new_page()
+            page.set_default_timeout(120000)
+            page.goto(srv.url + link)
+            expect(page.locator("#mos-rater textarea, #mos-rater input").first).to_have_value(pid)
+            page.locator("#mos-agree input").check()
+            page.locator("#mos-start").click()
+            page.wait_for_selector("#mos-player")
+            token = svc.token(pid)
+            # a server restart on the same address: the token kept in this browser's localStorage still resumes
+            srv.stop()
+            svc = MosService(load_study(p), db)
+            srv = Server(svc, AppConfig(port=srv.port)).start()
+            page.reload()
+            page.wait_for_selector("#mos-player")
+            # another browser with the same link: refused, and the token is in none of its responses
+            other = browser.new_context().new_page()
+            _watch(other, seen_other)
+            other.goto(srv.url + link)
+            expect(other.locator("#mos-message")).to_contain_text("already started this study in another browser")
+            other.locator("#mos-agree input").check()
+            other.locator("#mos-start").click()
+            expect(other.locator("#mos-message")).to_contain_text("already started")
+            assert not other.locator("#mos-player").count()
+            for _ in range(2):
+                item = page.locator("#mos-player").get_attribute("src").rsplit("/", 1)[1]
+                _listen(page, "mos-player", "!document.querySelector('#mos-scale-mos_t input').disabled")
+                page.locator("#mos-scale-mos_r label").filter(has_text="4:").click()
+                page.locator("#mos-scale-mos_t label").filter(has_text="3:").click()
+                page.locator("#mos-submit").click()
+                page.wait_for_function(f"!document.querySelector('#mos-player') || "
+                                       f"!document.querySelector('#mos-player').src.endsWith('{item}')")
+            expect(page.locator("#mos-completion-code")).to_have_text("C0DE42")
+            assert page.locator("#mos-completion-link").get_attribute("href") == "https://example.org/done"
+            browser.close()
+    finally:
+        srv.stop()
     assert token not in "\n".join(seen_other)
-    row = svc.store.rater("5f0a1b2c3d4e5f6a7b8c9d0e")
+    row = svc.store.rater(pid)
     assert row["access"] == "crowd" and '"STUDY_ID": "st1"' in row["platform"]
     assert svc.store.query("SELECT COUNT(*) FROM ratings")[0][0] == 4

@@ -105,3 +105,17 @@ def test_serve_refuses_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(e.startswith("mos: error: ") for e in err)
     assert "no clip for prompt 'p000'" in err[1] and "--port 70000" in err[2]
+
+
+def test_validate_comparison_study(tmp_path, capsys):
+    p = write_synthetic_study(tmp_path, n_gold=0, n_attention=0, reference=True, extra={
+        "access": "signed", "tests": ["cmos", "mushra"], "clips_per_rater": None,
+        "cmos": {"type": "ab", "pages_per_rater": 3}, "mushra": {"reference": "clips/reference", "pages_per_rater": 2}})
+    assert main(["validate", str(p)]) == 0
+    cap = capsys.readouterr()
+    assert "no ACR pages; cmos 3 pages per rater; mushra 2 pages per rater; access signed" in cap.out
+    assert cap.err == ""  # a study that names its access mode gets no warning
+    study = load_study(p)
+    assert study.tests == ("cmos", "mushra") and study.cmos.type == "ab"
+    assert [a.lowpass_hz for a in study.mushra.anchors] == [3500]
+    assert study.mushra.systems == ("system-alpha", "system-beta")
