@@ -170,7 +170,8 @@ def run_interleaved(manifest: Path, out: Path, batch: int, steps: int, warmup: i
 
 
 def _split_shards(manifest: Path, root: Path) -> tuple[Path, Path]:
-    """The manifest's items with a negative caption and those without, as two shard folders."""
+    """The manifest's items with a negative caption and those without, as two shard folders of two tars each (one
+    per streaming worker)."""
     from tclap.data.manifest import read_manifest, write_manifest
     from tclap.data.shards import write_webdataset_shards
 
@@ -178,8 +179,9 @@ def _split_shards(manifest: Path, root: Path) -> tuple[Path, Path]:
     out = []
     for name, keep in (("paired", lambda it: bool(it.get("negative_captions"))),
                        ("unpaired", lambda it: not it.get("negative_captions"))):
-        m = write_manifest(root / f"{name}.jsonl", [it for it in items if keep(it)])
-        write_webdataset_shards(m, root / name, items_per_shard=8)
+        kept = [it for it in items if keep(it)]
+        m = write_manifest(root / f"{name}.jsonl", kept)
+        write_webdataset_shards(m, root / name, items_per_shard=(len(kept) + 1) // 2)
         out.append(root / name)
     return out[0], out[1]
 
