@@ -211,8 +211,8 @@ def test_mushra_page_rules_and_storage(tmp_path):
             svc.rate(tok, item["item_id"], bad)
     assert _snapshot(db) == heard
     assert svc.rate(tok, item["item_id"], scores)["status"] == "saved"
-    stored = dict(svc.store.query("SELECT clip_id, value FROM mushra_ratings").__iter__())
-    assert {k: v for k, v in stored.items()} == scores
+    stored = {r["clip_id"]: r["value"] for r in svc.store.query("SELECT clip_id, value FROM mushra_ratings")}
+    assert stored == scores
     assert svc.rate(tok, item["item_id"], scores)["status"] == "already_rated"
     svc.store.close()
 
