@@ -418,6 +418,8 @@ def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict
     n_main = len(systems) * len(prompts)
     study = {
         "name": f"tclap-reproduce-{cfg.preset}",
+        # a lab study on plain ?rater=ID links; a crowd study switches to signed or crowd (docs/mos.md)
+        "access": "open",
         "seed": seed,
         "systems": systems,
         "prompts": [{"id": p["id"], "text": p["prompt"]} for p in prompts],
