@@ -562,7 +562,7 @@ def _rate_some(url: str, n_raters: int = 3) -> int:
         while s["phase"] == "rating":
             item = s["item"]["item_id"]
             client.predict(token, item, "play", api_name="/played")
-            client.predict(token, item, "ended", api_name="/played")
+            _listen_to_the_end(client, token, item)
             told = re.search(r"select (\d) on both scales", s["item"]["text"])
             values = {sc["name"]: int(told.group(1)) if told else rng.randint(1, 5) for sc in s["scales"]}
             res = client.predict(token, item, values, api_name="/rate")
@@ -570,6 +570,21 @@ def _rate_some(url: str, n_raters: int = 3) -> int:
             saved += 1
             s = res["state"]
     return saved
+
+
+def _listen_to_the_end(client, token: str, item: str, tries: int = 4) -> None:
+    """Send the clip's ``ended`` once a listener could have heard it: the server times play..ended against the
+    clip's duration and refuses an early end (saying how long the clip lasts), so wait that long and send it again."""
+    for _ in range(tries):
+        try:
+            client.predict(token, item, "ended", api_name="/played")
+            return
+        except Exception as exc:  # gradio_client's AppError carries the server's one-line message
+            m = re.search(r"lasts (\d+(?:\.\d+)?) s", str(exc))
+            if not m:
+                raise
+            time.sleep(float(m.group(1)) + 0.1)
+    raise AssertionError(f"the server never accepted the end of clip {item}")
 
 
 def serve(cmd: str, workdir: Path, env: dict[str, str], port: int) -> str:
