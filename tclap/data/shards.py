@@ -45,6 +45,16 @@ INDEX_SUFFIX = ".index.json"
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key up to the first dot
 
 
+def require_webdataset(module: str = "webdataset"):
+    """Import a ``webdataset`` module, or one line saying how to install it (the ``shards`` extra)."""
+    import importlib  # noqa: PLC0415
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError("reading shards needs the webdataset package: pip install 'tclap-toolkit[shards]'") from None
+
+
 class ShardError(UserError):
     """A shard that cannot be read at all (missing, not a tar, a ``pipe:`` command that failed)."""
 
@@ -307,7 +317,7 @@ class TarReader:
                 raise ShardError(f"shard {self.url}: cannot read it ({_first_line(exc)})") from None
 
     def _stream(self):
-        from webdataset.gopen import gopen  # noqa: PLC0415 (the shards extra)
+        gopen = require_webdataset("webdataset.gopen").gopen
 
         try:
             stream = gopen(self.url, "rb")

@@ -363,6 +363,8 @@ class StreamData:
         n, m = sums[0], x.shape[-1]
         mean = sums[1:1 + m] / n
         var = sums[1 + m:] / n - mean * mean
+        del feats, x
+        _release_free_memory()  # what reading and rendering that batch left in the heap; the workers fork later
         return mean.float(), var.clamp_min(0).float()
 
     def describe(self) -> dict:
@@ -399,6 +401,17 @@ class StreamData:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+
+
+def _release_free_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere): the DataLoader
+    workers fork from this process and would otherwise each start with its freed-but-held memory."""
+    import ctypes  # noqa: PLC0415
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def log_ids(batches: Iterator[Batch], path: Path, start: int) -> Iterator[Batch]:

@@ -1,19 +1,22 @@
 """The T-CLAP training loop on Hugging Face accelerate (1 CPU, N GPUs or several machines, same code).
 
 One optimizer step = ``grad_accum`` micro-batches; micro-batch ``m`` of the whole run is the global batch
-``sampler.batch(m)`` (a pure function of ``(seed, m)``), cut into one contiguous share per process. Each
-share is embedded with one audio forward and ONE text forward over ``[positive captions; negative
-captions]``; the loss is ``L_c + λ·L_t`` from :class:`tclap.losses.TClapLoss` (L_c over the batch of all
-processes, gathered with gradients).
+``sampler.batch(m)`` (a pure function of ``(seed, m)``), cut into one contiguous share per process, or, when a
+source is streamed (shards, ``bank:``), the rows the plan of :mod:`tclap.data.stream` gives each process's
+readers (a pure function of ``(seed, readers, m)`` and the data). Each share is embedded with one audio
+forward and ONE text forward over ``[positive captions; negative captions]``; the loss is ``L_c + λ·L_t`` from
+:class:`tclap.losses.TClapLoss` (L_c over the batch of all processes, gathered with gradients), plus
+:class:`tclap.losses.AudioNegativeLoss` with ``--negative-audio``.
 
-Determinism and resume: captions, batches and the dropout seed of every micro-step derive from
-``(seed, step)``, never from a running RNG, so a run resumed from a checkpoint (``accelerator.save_state``
-through :mod:`basekit.checkpoint`) continues exactly as an uninterrupted one would.
+Determinism and resume: captions, batches and the dropout seed of every micro-step derive from ``(seed, step)``
+(and, streaming, the reader), never from a running RNG, so a run resumed from a checkpoint
+(``accelerator.save_state`` through :mod:`basekit.checkpoint`) continues exactly as an uninterrupted one would.
 
 BatchNorm: HTSAT normalises its mel input with a BatchNorm. Batch statistics would make a sample's
 embedding depend on the process's share of the batch (so N processes would not match 1), and SyncBatchNorm
 is CUDA-only. We therefore keep every BatchNorm in eval mode (running statistics, as is usual when
-fine-tuning); when training from random init the statistics are first set from the training features.
+fine-tuning); when training from random init the statistics are first set from the training features (all of
+them in memory; the first global batch when streaming).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from pathlib import Path
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
 from tclap.data.shards import (AUDIO_EXTS, ShardInfo, TarReader, TarSample, is_local, local_path, read_index_file,
-                               read_indexes)
+                               read_indexes, require_webdataset)
 
 MANIFEST, SHARDS, BANK = "manifest", "shards", "bank"
 NO_NEGATIVE = "temporal item without a negative caption"  # the in-memory path's skip reason, same words
@@ -78,7 +78,7 @@ def _has_pattern(t: str) -> bool:
 
 def expand_shards(text: str) -> list[str]:
     """The shard URLs of a pattern: braces (webdataset's rule, also ``::`` lists), then globs on local paths."""
-    from webdataset.shardlists import expand_urls  # noqa: PLC0415 (the shards extra)
+    expand_urls = require_webdataset("webdataset.shardlists").expand_urls
 
     if is_local(text) and not _has_pattern(text) and Path(local_path(text)).is_dir():
         found = sorted(str(p) for p in Path(local_path(text)).glob("*.tar"))
