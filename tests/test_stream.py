@@ -329,6 +329,10 @@ def test_truncated_tar_member_without_audio_and_corrupt_clip_are_named_counted_s
     assert f"shard {bad / 'c.tar'} member {keys1[1]}: no audio member" in text
     assert f"skipped shard {bad / 'd.tar'} member {keys3[2]}: cannot decode its audio" in text
     assert "13 usable item(s)" in text and "1 unreadable item (named on stderr)" in text
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())["skipped"]
+    assert saved == {"unusable item: no audio, caption or readable JSON (named above)": 1,
+                     "truncated shard: items past the cut are lost (named above)": 1,
+                     "unreadable item (named on stderr)": 1}  # the run's end adds what reading skipped
     for line in text.splitlines():  # every problem is one line
         assert "Traceback" not in line
 

@@ -262,6 +262,10 @@ class MemoryData:
     def explain(self, exc: BaseException) -> str | None:
         return None
 
+    def final_skipped(self) -> dict[str, int]:
+        """Items skipped, by reason, once the run is over (in memory: known from the start)."""
+        return dict(self.data.skipped)
+
     def state(self) -> dict:
         """What a checkpoint must match to resume (the in-memory batches depend on the seed alone)."""
         return {}
@@ -340,15 +344,11 @@ class StreamData:
                                 "fix or remove those shards")
             yield Batch(b["features"], b["texts"], b["has_negative"], b["negative_audio_rows"], b["ids"])
 
-    def _note(self, events: list[str]) -> None:
-        """Print each problem a reader met (one line) and count it."""
-        for line in events:
+    def _note(self, events: list[tuple[str, int, str]]) -> None:
+        """Print each problem a reader met (one line) and count it by kind."""
+        for kind, n, line in events:
             print(f"tclap train: {'rank %d: ' % self.rank if self.plan.world > 1 else ''}{line}", file=sys.stderr)
-            key = ("unreadable item (named on stderr)" if line.startswith("skipped ") else
-                   "item used without its unreadable negative audio" if line.startswith("used without") else
-                   "item missing from a shard (named on stderr)")
-            self.skipped[key] = self.skipped.get(key, 0) + (int(line.split(": ")[1].split()[0])
-                                                            if "missing at micro-step" in line else 1)
+            self.skipped[kind] = self.skipped.get(kind, 0) + n
 
     def mel_statistics(self):
         """Per-mel-bin mean and variance ``([n_mels], [n_mels])`` of the global batch of micro-step 0 (all processes)."""
@@ -389,6 +389,18 @@ class StreamData:
 
     def report(self) -> list[str]:
         return [f"tclap train: {line}" for line in self.plan.lines()]
+
+    def final_skipped(self) -> dict[str, int]:
+        """What the plan skipped plus what every process's readers skipped while reading (a collective call)."""
+        from tclap.data.stream.readers import MISSING, NO_NEGATIVE_AUDIO, UNREADABLE  # noqa: PLC0415
+
+        kinds = (UNREADABLE, NO_NEGATIVE_AUDIO, MISSING)
+        counts = self.reduce_sum(torch.tensor([float(self.skipped.get(k, 0)) for k in kinds], dtype=torch.float64))
+        out = dict(self.describe()["skipped"])
+        for k in kinds:
+            out.pop(k, None)
+        out.update({k: int(v) for k, v in zip(kinds, counts.tolist()) if v})
+        return out
 
     def state(self) -> dict:
         """What a checkpoint must match to resume: the number of readers (the plan depends on it)."""

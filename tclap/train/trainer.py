@@ -204,10 +204,13 @@ def train(
         data.close()
         if run.writer is not None:
             run.writer.close()
+    skipped = data.final_skipped()  # all processes: streamed runs sum what their readers skipped
+    if run.main and isinstance(data, StreamData):
+        _update_run_config(out, skipped=skipped)
     model_dir = _export(run, out) if end == cfg.steps and export and run.main else None
     accelerator.wait_for_everyone()
     return {"step": end, "finished": end == cfg.steps, "last": last_rec, "model_dir": str(model_dir) if model_dir else None,
-            "skipped": data.describe()["skipped"], "streamed": isinstance(data, StreamData), "out": str(out)}
+            "skipped": skipped, "streamed": isinstance(data, StreamData), "out": str(out)}
 
 
 def _train_step(run: _Run, batches, step: int) -> dict:
@@ -371,6 +374,12 @@ def _write_run_config(run: _Run, data, train_sources, positive_sources, start: i
     _truncate_log(run.out / LOG_NAME, start)
     for line in data.report():
         print(line)
+
+
+def _update_run_config(out: Path, **fields) -> None:
+    """Replace top-level fields of ``train_config.json`` (the skip counts a streamed run knows at its end)."""
+    path = out / "train_config.json"
+    atomic_write_text(path, json.dumps({**json.loads(path.read_text()), **fields}, indent=2))
 
 
 def _tensorboard(out: Path):

@@ -51,6 +51,12 @@ class ChunkOptions:
     use_negative_audio: bool
 
 
+#: what a reader met, as ``(kind, count, line)`` events: the training process prints each line and sums the counts
+UNREADABLE = "unreadable item (named on stderr)"
+NO_NEGATIVE_AUDIO = "item used without its unreadable negative audio (named on stderr)"
+MISSING = "item missing from a shard that holds fewer than counted (named on stderr)"
+
+
 def _where_shard(url: str, key: str) -> str:
     return f"shard {url} member {key}"
 
@@ -68,7 +74,7 @@ class FiniteReader:
         self.plan, self.s, self.g, self.status = plan, s, g, status
         self.st = plan.streams[s]
         self.rows = self.st.per_reader[g]
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, int, str]] = []
         self._gen: Iterator[RawItem] | None = None
         self._next: tuple | None = None  # (epoch, step within it) the open generator serves next
 
@@ -84,8 +90,9 @@ class FiniteReader:
         out = list(islice(self._gen, self.rows))
         self._next = (e, p + 1)
         if len(out) < self.rows:
-            self.problems.append(f"{self.st.role} reader {self.g}: {self.rows - len(out)} item(s) missing at micro-step "
-                                 f"{micro} (a shard holds fewer usable items than counted; was it changed?)")
+            n = self.rows - len(out)
+            self.problems.append((MISSING, n, f"{self.st.role} reader {self.g}: {n} item(s) missing at micro-step {micro} "
+                                              "(a shard holds fewer usable items than counted; was it changed?)"))
         return out
 
     def _epoch(self, e: int, skip: int) -> Iterator[RawItem]:
@@ -156,7 +163,7 @@ class BankReader:
         self.rows = self.st.per_reader[g]
         self.offset = sum(self.st.per_reader[:g])
         self.status = status
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, int, str]] = []
 
     def take(self, micro: int) -> list[RawItem]:
         from tclap.data.mixup import build_item  # noqa: PLC0415
@@ -169,7 +176,7 @@ class BankReader:
             try:
                 item, pos, neg = build_item(self.st.bank, self.st.mix, index, self.st.labels)
             except (UserError, OSError) as exc:  # a bank clip that cannot be read: this mix-up is dropped
-                self.problems.append(f"skipped {where}: {_line(exc)}")
+                self.problems.append((UNREADABLE, 1, f"skipped {where}: {_line(exc)}"))
                 continue
             out.append(RawItem(item["id"], where, item, pos, neg, self.st.mix.sr))
         return out
@@ -230,26 +237,26 @@ class ChunkBuilder:
         """Reader ``g``'s share of micro-step ``micro`` (see :func:`merge` for the fields)."""
         sr = int(self.frontend.sample_rate)
         rows: list[_Row] = []
-        events: list[str] = []
+        events: list[tuple[str, int, str]] = []
         for role, reader in self.readers:
             for raw in reader.take(micro):
                 try:
                     wave = decode(raw.audio, sr, raw.where, raw.sr)
                 except UserError as exc:
-                    events.append(f"skipped {raw.where}: {_line(exc).removeprefix(raw.where + ': ')}")
+                    events.append((UNREADABLE, 1, f"skipped {raw.where}: {_line(exc).removeprefix(raw.where + ': ')}"))
                     continue
                 neg = None
                 if self.opts.use_negative_audio and role == TEMPORAL and raw.negative_audio is not None:
                     try:
                         neg = decode(raw.negative_audio, sr, raw.where, raw.sr)
                     except UserError as exc:
-                        events.append(f"used without its negative audio: {raw.where} ({_line(exc)})")
+                        events.append((NO_NEGATIVE_AUDIO, 1, f"used without its negative audio: {raw.where} ({_line(exc)})"))
                 rows.append(_Row(raw, role, wave, neg))
             events += reader.problems
             reader.problems = []
         return self._features(micro, rows, events)
 
-    def _features(self, micro: int, rows: list[_Row], events: list[str]) -> dict:
+    def _features(self, micro: int, rows: list[_Row], events: list[tuple[str, int, str]]) -> dict:
         rng = np.random.default_rng([self.opts.seed, 3, micro, self.g])  # caption choice
         choices = rng.random((len(rows), 2))
         pos_texts, neg_texts, has_neg, neg_of = [], [], [], []
@@ -296,7 +303,7 @@ def merge(chunks: list[dict]) -> dict:
 
     Returns ``{"features": [b + n, 1, frames, mels] (the b rows, then the n negative audios), "texts": b positives
     then the negatives of the rows that have one, "has_negative": [b] bool, "negative_audio_rows": [b] long
-    (row of the item's negative audio in features, -1 if none), "ids", "roles", "events"}``.
+    (row of the item's negative audio in features, -1 if none), "ids", "roles", "events": [(kind, count, line)]}``.
     """
     feats = [c["features"] for c in chunks]
     b = sum(int(f.shape[0]) for f in feats)
