@@ -130,8 +130,10 @@ def test_bank_items_depend_only_on_seed_and_index_and_use_the_training_split(tmp
     assert clips and all(int(c.rsplit("#", 1)[1]) % 5 != 4 for c in clips)  # built-in held-out instances: 4, 9, 14, ...
     # a folder bank: mix-ups draw only from its training split (the bank's own reader names the held-out files)
     bank_dir = _tone_bank(tmp_path / "bank")
+    listed = [f"{label}/{label}_{i}.wav" for label in ("bell", "drum", "horn") for i in (0, 3, 7)]
+    (bank_dir / "heldout.txt").write_text("\n".join(listed) + "\n")  # the bank's own hold-out list
     heldout = {c for keys in open_bank(str(bank_dir)).clips["heldout"].values() for c in keys}
-    assert heldout
+    assert {str(Path(c).relative_to(bank_dir)) for c in heldout} == set(listed)
     plan = _plan(_cfg(batch=8, workers=0, bank_seconds=3.0), [f"bank:{bank_dir}"])
     reader = BankReader(plan, 0, 0, lambda t: None)
     used = {c for m in range(6) for it in reader.take(m) for c in it.meta["clips"]}
