@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which bank instances/folds to use (default train)")
     p.add_argument("--test-folds", type=_folds, default=(5,), help="ESC-50 folds held out of training (default 5)")
     p.add_argument("--phrases", default=None, help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
+    p.add_argument("--format", choices=("manifest", "webdataset"), default="manifest",
+                   help="manifest: audio files + OUT/manifest.jsonl (default); webdataset: OUT/singles-<j>.tar and an index")
+    p.add_argument("--shard-items", type=int, default=500, help="items per tar with --format webdataset (default 500)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad bank clip instead of leaving it out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SinglesConfig(bank=args.bank, per_class=args.per_class, seconds=args.seconds, sr=args.sr, split=args.split,
                         test_folds=tuple(args.test_folds), phrases_file=args.phrases)
-    report = build_singles(cfg, args.out, quiet=args.quiet, strict=args.strict)
+    report = build_singles(cfg, args.out, quiet=args.quiet, strict=args.strict, webdataset=args.format == "webdataset",
+                           items_per_shard=args.shard_items)
     print(report.summary())
     for key, reason in list(report.failed.items())[:10]:
         print(f"  left out {key}: {reason}")

@@ -15,6 +15,11 @@ Output (paths in the manifest are relative to it)::
     OUT/audio/<label>-<n>.wav  OUT/manifest.jsonl  OUT/singles_config.json
 
 A re-run with the same settings rewrites only missing audio; other settings are refused (one line).
+
+WebDataset output (``webdataset=True``, ``tclap singles --format webdataset``): no audio files, no manifest; the
+items go into ``OUT/singles-<j>.tar`` (``items_per_shard`` each, :mod:`tclap.data.shards` layout) with an index
+``OUT/singles.index.json``, ready for ``tclap train --positive OUT``. A re-run keeps the tars that hold the items
+they should and rebuilds the others.
 """
 
 from __future__ import annotations
@@ -82,15 +87,18 @@ class SinglesReport:
     classes: int
     failed: dict[str, str] = field(default_factory=dict)  # clip key -> reason
     bank_skipped: int = 0  # files the bank scan left out (unreadable, empty, too short)
+    shards: list[Path] = field(default_factory=list)  # WebDataset output: the tars
 
     def summary(self) -> str:
-        s = f"{self.items} single-event clip(s) of {self.classes} class(es) in {self.manifest} ({self.written} written now)"
+        where = f"{len(self.shards)} tar(s) in {self.shards[0].parent}" if self.shards else str(self.manifest)
+        s = f"{self.items} single-event clip(s) of {self.classes} class(es) in {where} ({self.written} written now)"
         if self.bank_skipped:
             s += f"; {self.bank_skipped} bank file(s) skipped while scanning"
         return s + (f"; {len(self.failed)} clip(s) could not be read and were left out" if self.failed else "")
 
 
-def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, strict: bool = False) -> SinglesReport:
+def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, strict: bool = False,
+                  webdataset: bool = False, items_per_shard: int = 500) -> SinglesReport:
     """Write ``cfg.per_class`` single-event clips per class of ``cfg.bank`` under ``out_dir``.
 
     Returns a :class:`SinglesReport`; ``failed`` lists clips that could not be loaded (with ``strict``, the
@@ -105,6 +113,8 @@ def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, 
     check_settings(out / CONFIG_FILE, cfg.identity(), "a single-event set")
     todo = [(label, j, key) for label in labels for j, key in enumerate(bank.keys(label, cfg.split, cfg.per_class))]
     n = int(round(cfg.seconds * cfg.sr))
+    if webdataset:
+        return _build_tars(cfg, bank, labels, todo, out, n, items_per_shard, quiet, strict)
     items, failed, written = [], {}, 0
     for label, j, key in tqdm(todo, desc="single-event clips", disable=quiet):
         path = (out / "audio" / f"{label}-{j}.wav").resolve()
@@ -120,12 +130,61 @@ def build_singles(cfg: SinglesConfig, out_dir: str | Path, quiet: bool = False, 
                 raise
             failed[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
-        items.append({"id": f"single-{label}-{j}", "audio": str(path), "captions": [capitalize_first(bank.phrases[label])],
-                      "events": [{"label": label, "onset": 0.0, "offset": round(length / cfg.sr, 6)}],
-                      "split": cfg.split, "source": f"single:{bank.name}", "relation": "single", "clip": key})
+        items.append(_item(bank, cfg, label, j, key, length, str(path)))
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, items)
     return SinglesReport(manifest, len(items), written, len(labels), failed, len(bank.skipped))
+
+
+def _item(bank, cfg: SinglesConfig, label: str, j: int, key: str, length: int, audio: str | None) -> dict:
+    item = {"id": f"single-{label}-{j}", "captions": [capitalize_first(bank.phrases[label])],
+            "events": [{"label": label, "onset": 0.0, "offset": round(length / cfg.sr, 6)}],
+            "split": cfg.split, "source": f"single:{bank.name}", "relation": "single", "clip": key}
+    return {"audio": audio, **item} if audio is not None else item
+
+
+def _build_tars(cfg: SinglesConfig, bank, labels: list[str], todo: list, out: Path, n: int, per: int, quiet: bool,
+                strict: bool) -> SinglesReport:
+    """The single-event clips as ``OUT/singles-<j>.tar`` and ``OUT/singles.index.json`` (module docstring)."""
+    from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, item_members, shard_key, write_index  # noqa: PLC0415
+    from tclap.data.stream.sources import count_shard  # noqa: PLC0415
+
+    if per < 1:
+        raise UserError(f"--shard-items {per}: use 1 or more items per tar")
+    parts = [todo[i:i + per] for i in range(0, len(todo), per)]
+    infos: dict[str, ShardInfo] = {}
+    failed: dict[str, str] = {}
+    written = 0
+    for j, part in enumerate(tqdm(parts, desc="single-event tars", disable=quiet)):
+        path = out / f"singles-{j:06d}.tar"
+        if path.is_file():
+            try:
+                c = count_shard(str(path))
+            except UserError:
+                c = None
+            if c is not None and c.items == len(part) and not c.problems:
+                infos[path.name] = ShardInfo(c.items, c.with_negative, path.stat().st_size)
+                continue
+        writer = ShardWriter(path)
+        try:
+            for label, k, key in part:
+                try:
+                    wav = bank.load(key, cfg.sr)[:n]
+                except (UserError, OSError) as exc:
+                    if strict:
+                        raise
+                    failed[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    continue
+                item = _item(bank, cfg, label, k, key, len(wav), None)
+                writer.add(shard_key(item["id"]), item_members(item, encode_wav(wav, cfg.sr)))
+                written += 1
+            infos[path.name] = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    write_index(out / f"singles{INDEX_SUFFIX}", infos)
+    shards = [out / name for name in infos]
+    return SinglesReport(out, sum(i.items for i in infos.values()), written, len(labels), failed, len(bank.skipped), shards)
 
 
 def build_builtin_singles(out_dir: str | Path, per_class: int, seconds: float, sr: int = 16000,
