@@ -65,7 +65,7 @@ def test_atomic_overwrite_and_refusals(exported, tmp_path, monkeypatch):
     export_bundle(bundle, out)
     first = (out / "model.safetensors").read_bytes()
     # an interrupted export leaves the previous one intact and no temp dirs behind
-    import tclap.export as ex
+    import tclap.models.export as ex
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
