@@ -500,14 +500,8 @@ def _train_module():
     return train_cli
 
 
-@cli_entry(prog="audioldm-cond")
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        train_cli = _train_module()
-        p = argparse.ArgumentParser(prog="audioldm-cond train", description="train an AudioLDM (stages vae, ldm)")
-        train_cli.add_arguments(p)
-        return int(train_cli.run(p.parse_args(argv[1:])) or 0)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``audioldm-cond`` parser (``train`` is parsed by :mod:`audioldm_cond.train.cli`, see :func:`main`)."""
     parser = argparse.ArgumentParser(prog="audioldm-cond", description="Generate audio from text with a CLAP- or T-CLAP-conditioned AudioLDM (generate), and train one (train).")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="text -> WAV + spectrogram PNG per prompt")
@@ -516,6 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe = sub.add_parser("probe-order", help="does a model's UNet use the order in its prompt? (a likelihood "
                            "probe on real clips, no sampling)")
     add_probe_arguments(probe)
+    return parser
+
+
+@cli_entry(prog="audioldm-cond")
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        train_cli = _train_module()
+        p = argparse.ArgumentParser(prog="audioldm-cond train", description="train an AudioLDM (stages vae, ldm)")
+        train_cli.add_arguments(p)
+        return int(train_cli.run(p.parse_args(argv[1:])) or 0)
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "probe-order":
         return run_probe(args)

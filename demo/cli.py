@@ -18,7 +18,7 @@ from typing import Sequence
 from basekit.errors import UserError, cli_entry
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mos", description="Browser MOS listening test (MOS_r, MOS_t).")
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a study file and every clip it names")
@@ -135,7 +135,7 @@ def _export(args) -> int:
 
 @cli_entry(prog="mos", interrupted="interrupted; every rating given so far is already in the database")
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     return {"validate": _validate, "serve": _serve, "report": _report, "export": _export,
             "links": _links}[args.cmd](args)
 

@@ -465,3 +465,21 @@ def test_paper_preset_says_a_missing_clap_init_folder_does_not_exist(tmp_path, m
     assert check_inputs(args) == ["--clap-init clap-htsat-unfused/ does not exist"]
     args.clap_init = "laion/clap-htsat-unfused"
     assert check_inputs(args) == []
+
+
+def test_stage_arguments_are_checked_by_the_called_cli_before_any_process_starts(tmp_path):
+    """A flag the called CLI does not know is one UserError naming it, before a subprocess runs; the arguments the
+    score stage builds are accepted as they are."""
+    from basekit.errors import UserError
+    from conductor.reproduce.stages import ModuleJob, check_cli_args, run_modules
+
+    with pytest.raises(UserError, match="eval_gen.cli refuses .*--no-such-flag"):
+        run_modules([ModuleJob("eval_gen.cli", ["score", "--gen", "g", "--ref", "r", "--out", "o", "--no-such-flag"],
+                               tmp_path / "log.txt", "scoring")])
+    assert not (tmp_path / "log.txt").exists()  # nothing ran
+    check_cli_args("eval_gen.cli", ["score", "--gen", "g", "--ref", "r", "--out", "o"])
+    with pytest.raises(UserError, match="audioldm_cond.cli refuses"):
+        check_cli_args("audioldm_cond.cli", ["generate", "a beep", "--out", "o", "--stepz", "3"])
+    with pytest.raises(UserError, match="demo.cli refuses"):
+        check_cli_args("demo.cli", ["validate"])
+

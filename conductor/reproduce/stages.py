@@ -24,6 +24,9 @@ Output layout (``OUT``)::
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import shutil
@@ -91,6 +94,27 @@ class ModuleJob:
     after: Callable[[], None] | None = None
 
 
+def check_cli_args(module: str, args: Sequence[str]) -> None:
+    """Parse ``args`` with the called command line's own parser (its ``build_parser()``) before any process starts.
+
+    The stages call the other packages' CLIs with arguments built here; a flag renamed or removed there is then a
+    one-line :class:`UserError` at once (and in the tests), not a failure inside a subprocess log. Modules without
+    a ``build_parser`` (the trainer job reads a ``TrainConfig`` file) are not checked here.
+    """
+    build = getattr(importlib.import_module(module), "build_parser", None)
+    if build is None:
+        return
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            build().parse_args([str(a) for a in args])
+    except SystemExit as exc:
+        if exc.code:
+            said = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+            raise UserError(f"{module} refuses the arguments tclap reproduce builds for it: "
+                            f"{said[-1] if said else 'exit ' + str(exc.code)}") from None
+
+
 def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1) -> None:
     """Run independent module jobs, ``parallel`` at a time, each followed by its ``after()``.
 
@@ -98,8 +122,11 @@ def run_modules(jobs: Sequence[ModuleJob], parallel: int = 1) -> None:
     the caller set it): tiny models gain little from a second thread, so two jobs side by side finish
     sooner than one after the other. After the first failure (an exit status or a failed ``after()``) no new
     job starts, the running ones finish (each resumes on its own next time), and that failure is raised.
-    Ctrl-C stops them all.
+    Ctrl-C stops them all. Every job's arguments are checked against its CLI's parser first
+    (:func:`check_cli_args`).
     """
+    for job in jobs:
+        check_cli_args(job.module, job.args)
     if parallel <= 1 or len(jobs) <= 1:
         for job in jobs:
             run_module(job.module, job.args, job.log_path, job.what)
