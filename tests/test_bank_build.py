@@ -13,7 +13,10 @@ import pytest
 import soundfile as sf
 
 from basekit.errors import UserError
-from tclap.bank.build import BuildConfig, Rejected, build_bank, condition, match_score
+from tclap.bank.build import build_bank
+from tclap.bank.config import BuildConfig, Rejected
+from tclap.bank.convert import condition
+from tclap.bank.duplicates import match_score
 from tclap.bank.rcc import ResourceFile
 from tclap.bank.sf2 import read_sf2, sample_audio
 from tclap.bank.table import expand_braces, glob_regex, load_table, parse_sf2_pattern

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from basekit.errors import UserError
+from tclap.bank.table import Table
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,11 @@ def install(missing: list[tuple[str, str]], npm_prefix: str | os.PathLike = ".",
         r = subprocess.run(cmd, env=env)
         if r.returncode != 0:
             raise UserError(f"install command failed (exit {r.returncode}): {format_command(cmd)}; fix it and re-run")
+
+
+def needs(table: Table, root: str = "/", npm_prefix: str = ".") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(installed, missing)`` ``(manager, package)`` pairs of the table."""
+    have, miss = [], []
+    for mp in table.packages():
+        (have if locate(*mp, root=root, npm_prefix=npm_prefix) else miss).append(mp)
+    return have, miss

@@ -50,6 +50,7 @@ def _table(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tclap.bank import build as bb  # noqa: PLC0415
     from tclap.bank import packages as pkgs  # noqa: PLC0415
+    from tclap.bank.config import BuildConfig  # noqa: PLC0415
 
     if args.action is None:
         raise UserError("tclap bank: give an action: 'build --out DIR' or 'needs'")
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "needs":
         if table is None:
             raise UserError("'needs' reads a table: leave out --table none")
-        have, miss = bb.needs(table, root=args.root, npm_prefix=args.npm_prefix)
+        have, miss = pkgs.needs(table, root=args.root, npm_prefix=args.npm_prefix)
         for m, n in have:
             print(f"installed  {m}:{n}")
         for m, n in miss:
@@ -67,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
         if not miss:
             print("all packages are installed: 'tclap bank build --out DIR' works offline")
         return 0
-    cfg = bb.BuildConfig(sr=args.sr, min_rate=args.min_rate, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                         min_per_class=args.min_per_class, max_per_class=args.max_per_class,
-                         heldout_fraction=args.heldout_fraction, min_heldout=args.min_heldout)
+    cfg = BuildConfig(sr=args.sr, min_rate=args.min_rate, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                      min_per_class=args.min_per_class, max_per_class=args.max_per_class,
+                      heldout_fraction=args.heldout_fraction, min_heldout=args.min_heldout)
     log = (lambda s: None) if args.quiet else print
     report = bb.build_bank(args.out, cfg, table=table, add=args.add, root=args.root, npm_prefix=args.npm_prefix,
                            skip_missing=args.skip_missing, do_install=args.install, log=log)
