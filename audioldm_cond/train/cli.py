@@ -6,6 +6,9 @@ Examples::
     audioldm-cond train --stage ldm --train mix/manifest.jsonl --val val/manifest.jsonl \\
         --model runs/vae/final --clap tiny-tclap --cond-source text --out runs/ldm --steps 6000
     # interrupted? the same command with --resume continues from the last checkpoint
+    # real scale: stream shards (or pipe: commands, bank: mix-ups) instead of caching every clip (docs/streaming.md)
+    audioldm-cond train --stage ldm --train 'audiocaps/{000000..000099}.tar' --seconds 10.24 --workers 4 \\
+        --model runs/vae/final --out runs/ldm --dry-run
 
 ``audioldm_cond.cli`` dispatches here (``add_arguments`` / ``run``); ``main(argv)`` runs it in-process.
 """
@@ -26,7 +29,10 @@ from basekit.errors import UserError, cli_entry
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", choices=STAGES, required=True, help="vae: the mel autoencoder; ldm: the UNet")
-    p.add_argument("--train", required=True, help="training manifest (JSON Lines, as `tclap mixup` writes)")
+    p.add_argument("--train", action="append", required=True, metavar="SOURCE",
+                   help="training clips: a manifest .jsonl (cached in memory), or streamed: shards "
+                        "(data/{000000..000099}.tar, a glob, a folder, pipe:CMD) or bank:builtin|FOLDER|ESC50_CSV "
+                        "(mix-ups made on the fly); repeat for several")
     p.add_argument("--val", default=None, help="validation manifest (losses, and prompts to generate and score)")
     p.add_argument("--out", required=True, help="run directory: checkpoints/, log.jsonl, final/")
     p.add_argument("--model", default="tiny", help="'tiny' (built from scratch) or a diffusers AudioLDM directory")
@@ -73,6 +79,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the data plan (sources and shares, shards per rank and worker, samples per epoch, steps) "
+                        "and exit without building the models")
+    st = p.add_argument_group("streamed sources (shards, pipe:, bank:, several sources; as `tclap train`)")
+    st.add_argument("--workers", type=int, default=2, help="DataLoader workers (readers) per process (0: in the process)")
+    st.add_argument("--resampled", action="store_true", help="draw shards with replacement, endlessly (no epochs)")
+    st.add_argument("--shuffle-buffer", type=int, default=128, help="items shuffled within a shard per reader (0: none)")
+    st.add_argument("--data-timeout", type=float, default=600.0, help="seconds without data from a worker before stopping")
+    st.add_argument("--log-sample-ids", action="store_true", help="write each micro step's item ids to OUT/sample_ids.rank<R>.jsonl")
+    st.add_argument("--shard-index", action="append", default=[], metavar="FILE",
+                    help="an index file beside remote tars, counting pipe:/remote shards by tar name; repeatable")
+    from tclap.commands.mixup import _events, _folds  # noqa: PLC0415
+
+    b = p.add_argument_group("bank: sources (mix-ups made on the fly from the bank's training split; length --seconds)")
+    b.add_argument("--events", type=_events, default=(2, 3), help="events per ordered mix-up: 2, 3 or 2-3 (default)")
+    b.add_argument("--overlap-prob", type=float, default=0.2, help="share of overlap mix-ups (default 0.2)")
+    b.add_argument("--test-folds", type=_folds, default=(5,), help="ESC-50 folds held out of the training mixes (default 5)")
+    b.add_argument("--phrases", default=None, help="label -> caption phrase file (JSON object or label<TAB>phrase lines)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -92,8 +116,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UserError(f"--tiny-config is not valid JSON ({exc.msg}); e.g. '{{\"latent_channels\": 8}}'") from None
     return TrainConfig(
         stage=args.stage, out_dir=args.out, model=args.model, clap=args.clap,
-        data=DataConfig(train_manifest=args.train, val_manifest=args.val, seconds=args.seconds,
-                        cache_dir=args.cache_dir),
+        data=DataConfig(train_manifest=args.train[0], val_manifest=args.val, seconds=args.seconds,
+                        cache_dir=args.cache_dir, train_sources=tuple(args.train) if len(args.train) > 1 else (),
+                        workers=args.workers, resampled=args.resampled, shuffle_buffer=args.shuffle_buffer,
+                        data_timeout=args.data_timeout, log_sample_ids=args.log_sample_ids,
+                        shard_index=tuple(args.shard_index), bank_events=tuple(args.events),
+                        bank_overlap_prob=args.overlap_prob, bank_test_folds=tuple(args.test_folds),
+                        bank_phrases=args.phrases),
         optim=OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                           warmup_steps=args.warmup_steps),
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
@@ -115,9 +144,27 @@ def run(args: argparse.Namespace) -> int:
     from audioldm_cond.train.trainer import Trainer  # noqa: PLC0415 (heavy: diffusers, accelerate; parsing stays light)
 
     cfg = config_from_args(args)
+    if args.dry_run:
+        return _dry_run(cfg)
     summary = Trainer(cfg).fit()
     print(json.dumps({"step": summary["step"], "final": summary["final"],
                       "scaling_factor": summary["scaling_factor"]}))
+    if summary.get("skipped"):
+        print("audioldm-cond train: items skipped in all (this process): "
+              + "; ".join(f"{n} {reason}" for reason, n in summary["skipped"].items()), file=sys.stderr)
+    return 0
+
+
+def _dry_run(cfg: TrainConfig) -> int:
+    """Print the data plan for this launch (``WORLD_SIZE`` processes, as accelerate / torchrun set it) and exit."""
+    from audioldm_cond.train.stream import plan_lines, world_size  # noqa: PLC0415
+
+    cfg.validate()
+    for line in plan_lines(cfg, world_size()):
+        print(line)
+    o = cfg.optim
+    print(f"steps: {o.steps} optimizer step(s) x {o.grad_accum} micro-step(s) x {o.batch_size} samples = "
+          f"{o.steps * o.grad_accum * o.batch_size} samples; nothing was built or written (--dry-run)")
     return 0
 
 

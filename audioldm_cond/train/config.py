@@ -35,6 +35,31 @@ class DataConfig:
     seconds: float | None = None
     cache_dir: str | None = None
     max_val_items: int = 64
+    # Every --train SOURCE (() = just train_manifest). One manifest is read into memory with the caches above;
+    # shards, pipe: commands, bank:SPEC, or several sources stream instead (audioldm_cond.train.stream), with
+    # the settings below (as `tclap train` takes them; docs/streaming.md).
+    train_sources: tuple[str, ...] = ()
+    workers: int = 2  # DataLoader workers (readers) per process; 0 reads in the training process
+    resampled: bool = False  # draw shards with replacement, endlessly, instead of epochs
+    shuffle_buffer: int = 128  # items per reader shuffled within a shard
+    data_timeout: float = 600.0  # seconds without data from a worker before the run stops with one line
+    log_sample_ids: bool = False  # write each micro-step's item ids to OUT/sample_ids.rank<R>.jsonl
+    shard_index: tuple[str, ...] = ()  # index files counting pipe:/remote shards by tar name
+    bank_events: tuple[int, int] = (2, 3)  # bank: sources: events per ordered mix-up (length: --seconds)
+    bank_overlap_prob: float = 0.2  # bank: sources: share of overlap mix-ups
+    bank_test_folds: tuple[int, ...] = (5,)  # bank: sources: ESC-50 folds held out of the training mixes
+    bank_phrases: str | None = None  # bank: sources: label -> caption phrase file
+
+    def sources(self) -> list[str]:
+        """The training SOURCE strings."""
+        return list(self.train_sources) or ([self.train_manifest] if self.train_manifest else [])
+
+    def streamed(self) -> bool:
+        """Whether the run streams: a source that is not a manifest, or several sources."""
+        from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
+
+        srcs = self.sources()
+        return len(srcs) > 1 or any(is_streamed(s) for s in srcs)
 
 
 @dataclass
@@ -176,8 +201,11 @@ class TrainConfig:
             raise UserError(f"--stage {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
         if not self.out_dir:
             raise UserError("--out is required: the run directory for checkpoints, logs and the final model")
-        if not self.data.train_manifest:
-            raise UserError("--train is required: a JSON Lines manifest of training clips (see `tclap mixup`)")
+        if not self.data.sources():
+            raise UserError("--train is required: a JSON Lines manifest of training clips (see `tclap mixup`), "
+                            "shards or bank:SPEC")
+        if self.data.workers < 0 or self.data.shuffle_buffer < 0 or not self.data.data_timeout > 0:
+            raise UserError("--workers and --shuffle-buffer must be >= 0 and --data-timeout > 0")
         if self.ldm.cond_source not in COND_SOURCES:
             raise UserError(f"--cond-source {self.ldm.cond_source!r} is unknown; use text, audio or mix")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -16,6 +16,13 @@ generators seeded by ``(seed, micro_step)``, so a run resumed from a checkpoint 
 uninterrupted run takes. Checkpoints (``checkpoints/step-XXXXXXXX``, :mod:`basekit.checkpoint`) are written into a
 hidden temporary directory and renamed into place, so an interruption never leaves a half-written checkpoint behind.
 
+Data: one ``--train`` manifest is read into memory and what the frozen parts compute is cached for every clip
+(:mod:`audioldm_cond.train.data`). Shards, ``pipe:`` commands, ``bank:`` sources or several sources stream instead
+(:mod:`audioldm_cond.train.stream`): DataLoader workers decode and compute the mels, and each micro step's VAE
+posteriors and CLAP embeddings are computed for that batch only; the batch of micro step ``m`` is a pure function
+of ``(seed, readers, m)``, so a resumed run reads exactly the items an uninterrupted one reads. The step's other
+randomness is drawn in the same order on both paths.
+
 Reading order: :meth:`Trainer.fit` (set-up, the loop, the end), :meth:`Trainer.run_step` (one micro step), the
 losses (:meth:`Trainer.vae_loss`, :meth:`Trainer.ldm_loss`), then the data caches.
 """
@@ -27,6 +34,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -74,13 +82,68 @@ class Trainer:
         self.scaling_factor: float | None = None
         self.adapter = None
         self.output_bias: float | None = None
+        self.stream = None  # a train.stream.StreamData when the sources stream
+        self._batches: Iterator | None = None
 
     # ------------------------------------------------------------------------------------------- data
     def _prepare_data(self) -> None:
         """Read manifests and fill the caches the stage needs (mels; latents and embeddings for ldm)."""
         cfg, c = self.cfg, self.components
+        if cfg.data.streamed():
+            self._prepare_stream()
+            return
         need_captions = cfg.stage == "ldm" and cfg.ldm.cond_source in ("text", "mix")
         self.train_clips = D.read_clip_set(cfg.data.train_manifest, need_captions=need_captions)
+        self._prepare_val()
+        fe = c.mel
+        self.sr = int(fe.sample_rate)
+        self.n_samples = D.clip_samples(self.train_clips, self.sr, cfg.data.seconds)
+        self.frame_multiple = _frame_multiple(c)
+        self.train_mel = self._mels(self.train_clips, "train")
+        self._prepare_val_features()
+        if cfg.stage == "ldm":
+            self.train_lat = self._latents(self.train_clips, self.train_mel, "train")
+            self.train_cond = self._embeddings(self.train_clips, "train")
+
+    def _prepare_stream(self) -> None:
+        """Streamed sources: the data plan, this process's readers, and the sample the run's statistics come from
+        (its mels, and for ldm their VAE posteriors) standing in for the in-memory path's ``train_mel`` /
+        ``train_lat``; nothing else of the training data is held."""
+        from audioldm_cond.train.stream import LdmFeaturizer, StreamData, build_data_plan  # noqa: PLC0415
+        from tclap.data.stream import CountCache  # noqa: PLC0415
+
+        cfg, c, acc = self.cfg, self.components, self.accelerator
+        self.train_clips = None
+        self._prepare_val()
+        self.sr = int(c.mel.sample_rate)
+        self.n_samples = int(round(cfg.data.seconds * self.sr)) if cfg.data.seconds else 0
+        self.frame_multiple = _frame_multiple(c)
+        # The main process counts shards without an index first and keeps the counts; the others read them.
+        with acc.main_process_first():
+            cache = CountCache(self.run_dir / "stream_counts.json")
+            plan = build_data_plan(cfg, acc.num_processes, self.sr, cache, quiet=cfg.quiet or not acc.is_main_process)
+            if acc.is_main_process:
+                cache.save()
+        feat = LdmFeaturizer(c.mel.to_dict(), self.n_samples, self.frame_multiple,
+                             keep_waves=cfg.stage == "ldm" and cfg.ldm.cond_source in ("audio", "mix"))
+        self.stream = StreamData(plan, cfg, feat, acc.process_index)
+        if acc.is_main_process:
+            atomic_write_text(self.run_dir / "data_plan.json", json.dumps(plan.describe(), indent=1))
+            if not cfg.quiet:
+                for line in plan.lines():
+                    print(f"audioldm-cond train: {line}", file=sys.stderr)
+        sample = self.stream.sample()
+        self.train_mel = sample.mel  # [n, 1, F, M], the first micro-steps' global batches
+        self._prepare_val_features()
+        if cfg.stage == "ldm":
+            vae = c.vae.to(self.device).eval()
+            with torch.no_grad():
+                parts = [vae.encode(x.to(self.device)).latent_dist for x in sample.mel.split(cfg.optim.batch_size)]
+            self.train_lat = {"mean": torch.cat([p.mean.float().cpu() for p in parts]),
+                              "std": torch.cat([p.std.float().cpu() for p in parts])}
+
+    def _prepare_val(self) -> None:
+        cfg = self.cfg
         self.val_clips = None
         if cfg.data.val_manifest:
             self.val_clips = D.read_clip_set(cfg.data.val_manifest)
@@ -88,16 +151,12 @@ class Trainer:
                 n = cfg.data.max_val_items
                 self.val_clips = D.ClipSet(self.val_clips.ids[:n], self.val_clips.audio[:n],
                                            self.val_clips.captions[:n], self.val_clips.manifest)
-        fe = c.mel
-        self.sr = int(fe.sample_rate)
-        self.n_samples = D.clip_samples(self.train_clips, self.sr, cfg.data.seconds)
-        self.frame_multiple = _frame_multiple(c)
-        self.train_mel = self._mels(self.train_clips, "train")
+
+    def _prepare_val_features(self) -> None:
+        cfg, c = self.cfg, self.components
         self.val_mel = self._mels(self.val_clips, "val") if self.val_clips else None
         if cfg.stage == "ldm":
-            self.train_lat = self._latents(self.train_clips, self.train_mel, "train")
             self.val_lat = self._latents(self.val_clips, self.val_mel, "val") if self.val_clips else None
-            self.train_cond = self._embeddings(self.train_clips, "train")
             with torch.no_grad():
                 self.uncond = c.conditioner.raw_text([""], warn=False).detach().float().cpu()  # [1, clap_dim]
 
@@ -168,8 +227,11 @@ class Trainer:
     def vae_loss(self, vae, micro: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Stage ``vae`` loss of one micro batch: ``l1·|x̂−x| + l2·(x̂−x)² + kl·KL(q(z|x) ‖ N(0, I))``."""
         cfg = self.cfg
-        idx = D.batch_indices(len(self.train_mel), cfg.optim.batch_size, cfg.seed, micro)
-        x = self.train_mel[idx]  # [B, 1, F, M]
+        if self.stream is not None:
+            x = self._stream_batch(micro).mel  # [B, 1, F, M]
+        else:
+            idx = D.batch_indices(len(self.train_mel), cfg.optim.batch_size, cfg.seed, micro)
+            x = self.train_mel[idx]  # [B, 1, F, M]
         g = D.step_generator(cfg.seed, micro, 1)
         crop = cfg.vae.crop_frames
         if crop and crop < x.shape[2]:
@@ -195,14 +257,11 @@ class Trainer:
         ``""``), on cached vectors so that no CLAP runs inside the step. A learned adapter, when the
         conditioner has one, is applied (and trained) in :meth:`ldm_loss`.
         """
-        cfg = self.cfg.ldm
         b = len(idx)
         rows = torch.tensor(idx)
-        pick_text = torch.ones(b, dtype=torch.bool) if cfg.cond_source == "text" else (
-            torch.zeros(b, dtype=torch.bool) if cfg.cond_source == "audio" else torch.rand(b, generator=g) < 0.5)
+        pick_text, k, drop = self._draw_condition(b, g, emb["count"][rows] if "text" in emb else None)
         parts = []
         if "text" in emb:
-            k = (torch.rand(b, generator=g) * emb["count"][rows]).long()
             parts.append(emb["text"][emb["first"][rows] + k])
         if "audio" in emb:
             parts.append(emb["audio"][rows])
@@ -210,24 +269,64 @@ class Trainer:
             c = torch.where(pick_text[:, None], parts[0], parts[1])
         else:
             c = parts[0]
-        drop = torch.rand(b, generator=g) < cfg.cfg_dropout
         c = torch.where(drop[:, None], self.uncond.expand(b, -1), c)
+        return c
+
+    def _draw_condition(self, b: int, g: torch.Generator, counts: torch.Tensor | None):
+        """The condition's random choices for ``b`` samples, in a fixed order on both data paths: text or audio
+        ``[b]`` bool (a coin only for ``mix``), the caption of each ``[b]`` long (of ``counts [b]``; None when no
+        text is used), CFG dropout ``[b]`` bool."""
+        cfg = self.cfg.ldm
+        pick_text = torch.ones(b, dtype=torch.bool) if cfg.cond_source == "text" else (
+            torch.zeros(b, dtype=torch.bool) if cfg.cond_source == "audio" else torch.rand(b, generator=g) < 0.5)
+        k = (torch.rand(b, generator=g) * counts).long() if counts is not None else None
+        drop = torch.rand(b, generator=g) < cfg.cfg_dropout
+        return pick_text, k, drop
+
+    def stream_condition(self, batch, g: torch.Generator) -> torch.Tensor:
+        """Training condition ``[B, D]`` of a streamed batch: the same choices as :meth:`condition`, with the frozen
+        CLAP run only on the rows that use it (the chosen caption, or the clip's audio; dropped rows take ``""``)."""
+        cond = self.components.conditioner
+        b = len(batch)
+        text = self.cfg.ldm.cond_source in ("text", "mix")
+        counts = torch.tensor([len(c) for c in batch.captions]) if text else None
+        pick_text, k, drop = self._draw_condition(b, g, counts)
+        c = self.uncond.expand(b, -1).clone()
+        want_text = (pick_text & ~drop).nonzero().flatten().tolist() if text else []
+        want_audio = (~pick_text & ~drop).nonzero().flatten().tolist()
+        with torch.no_grad():
+            if want_text:
+                c[want_text] = cond.raw_text([batch.captions[i][int(k[i])] for i in want_text]).float().cpu()
+            if want_audio:
+                c[want_audio] = cond.raw_audio(batch.waves[want_audio], sr=self.sr).float().cpu()
         return c
 
     def ldm_loss(self, unet, micro: int, lat: dict | None = None, emb: dict | None = None,
                  idx: list[int] | None = None, g: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Stage ``ldm`` loss: MSE between the UNet's prediction and the noise (or v) target."""
         cfg = self.cfg
+        g = D.step_generator(cfg.seed, micro, 2) if g is None else g
+        if lat is None and self.stream is not None:
+            batch = self._stream_batch(micro)
+            with torch.no_grad():
+                post = self.components.vae.encode(batch.mel.to(self.device)).latent_dist
+            return self._denoise_loss(unet, post.mean.float().cpu(), post.std.float().cpu(), g,
+                                      lambda: self.stream_condition(batch, g))
         lat = self.train_lat if lat is None else lat
         emb = self.train_cond if emb is None else emb
         if idx is None:
             idx = D.batch_indices(len(lat["mean"]), cfg.optim.batch_size, cfg.seed, micro)
-        g = D.step_generator(cfg.seed, micro, 2) if g is None else g
-        mean, std = lat["mean"][idx], lat["std"][idx]
+        return self._denoise_loss(unet, lat["mean"][idx], lat["std"][idx], g, lambda: self.condition(idx, g, emb))
+
+    def _denoise_loss(self, unet, mean: torch.Tensor, std: torch.Tensor, g: torch.Generator,
+                      condition) -> tuple[torch.Tensor, dict]:
+        """The ldm loss of posteriors ``mean, std [B, C, h, w]``; ``condition()`` gives ``[B, D]`` (drawn after the
+        posterior sample, the noise and the timesteps, from the same generator ``g``)."""
+        cfg = self.cfg
         z = (mean + std * torch.randn(mean.shape, generator=g)) * self.scaling_factor  # posterior sample, scaled
         noise = torch.randn(z.shape, generator=g)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(idx),), generator=g)
-        cond = self.condition(idx, g, emb).to(self.device)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(mean),), generator=g)
+        cond = condition().to(self.device)
         if self.adapter is not None:
             cond = self.adapter(cond)
         noisy = self.noise_scheduler.add_noise(z, noise, t)
@@ -269,19 +368,50 @@ class Trainer:
         meter = _Meter()
         pbar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {cfg.stage}", disable=cfg.quiet)
         last_val = None
-        while step < cfg.optim.steps:
-            meter.add(*self.run_step(micro))
-            micro += 1
-            if not self.accelerator.sync_gradients:
-                continue  # inside a gradient-accumulation window
-            step += 1
-            last_val = self._end_of_step(step, meter, log, pbar) or last_val
+        self._open_stream(micro)
+        try:
+            while step < cfg.optim.steps:
+                meter.add(*self.run_step(micro))
+                micro += 1
+                if not self.accelerator.sync_gradients:
+                    continue  # inside a gradient-accumulation window
+                step += 1
+                last_val = self._end_of_step(step, meter, log, pbar) or last_val
+        except RuntimeError as exc:  # a data worker that died or hung: one line naming what it was reading
+            line = self.stream.explain(exc) if self.stream is not None else None
+            if line is None:
+                raise
+            raise UserError(line) from None
+        finally:
+            if self.stream is not None:
+                self.stream.close()
         pbar.close()
         if last_val is None or last_val.get("step") != step:
             last_val = self.validate(step, log)
         final = self.save_final()
         log.close()
-        return {"step": step, "final": str(final), "validation": last_val, "scaling_factor": self.scaling_factor}
+        out = {"step": step, "final": str(final), "validation": last_val, "scaling_factor": self.scaling_factor}
+        if self.stream is not None:
+            out["skipped"] = self.stream.all_skipped()
+        return out
+
+    def _open_stream(self, micro: int) -> None:
+        """Streamed sources: start this process's readers at micro step ``micro`` (a resumed run's)."""
+        if self.stream is None:
+            return
+        batches = self.stream.batches(micro)
+        if self.cfg.data.log_sample_ids:
+            from tclap.train.data import log_ids  # noqa: PLC0415
+
+            batches = log_ids(batches, self.run_dir / f"sample_ids.rank{self.accelerator.process_index}.jsonl", micro)
+        self._batches = batches
+
+    def _stream_batch(self, micro: int):
+        """The streamed batch of micro step ``micro`` (the readers move forward one micro step per call)."""
+        batch = next(self._batches)
+        if batch.micro != micro:  # the loop and the readers must agree, or a resume would read other items
+            raise RuntimeError(f"streamed batch of micro step {batch.micro} where {micro} was due")
+        return batch
 
     def run_step(self, micro: int) -> tuple[float, dict[str, float]]:
         """One micro step: the stage's loss on micro batch ``micro``, backward, and (when the accumulation window
@@ -384,6 +514,11 @@ class Trainer:
                            "note": "no checkpoint yet; starting fresh"})
             return 0
         state = read_state(latest)
+        readers = state.get("stream_readers")
+        if self.stream is not None and readers is not None and readers != self.stream.plan.readers:
+            raise UserError(f"checkpoint {latest} was written by a run with {readers} data reader(s) (processes x "
+                            f"--workers), this one has {self.stream.plan.readers}; it would read other items: resume "
+                            "with the same processes and --workers")
         try:
             self.accelerator.load_state(str(latest))
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -421,6 +556,8 @@ class Trainer:
         last ``ckpt_keep``; see :mod:`basekit.checkpoint`."""
         acc = self.accelerator
         state = {"scaling_factor": self.scaling_factor, "config": self.cfg.to_dict()}
+        if self.stream is not None:
+            state["stream_readers"] = self.stream.plan.readers  # the batches depend on it
         return save_checkpoint(self.ckpt_root, step, lambda d: acc.save_state(str(d)), state,
                                keep=self.cfg.ckpt_keep, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
 
@@ -433,7 +570,7 @@ class Trainer:
             c.config.cfg_dropout = cfg.ldm.cfg_dropout
         c.config.extra = {**c.config.extra, f"trained_{cfg.stage}": {
             "steps": cfg.optim.steps, "batch_size": cfg.optim.batch_size, "lr": cfg.optim.lr,
-            "seed": cfg.seed, "train": str(cfg.data.train_manifest)}}
+            "seed": cfg.seed, "train": ", ".join(cfg.data.sources())}}
         final = self.run_dir / "final"
         tmp = self.run_dir / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

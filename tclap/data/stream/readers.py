@@ -49,6 +49,11 @@ class ChunkOptions:
     seed: int
     lambda_t: float
     use_negative_audio: bool
+    # Another trainer's features instead of the CLAP mel path: a picklable object with ``sample_rate`` (the rate
+    # items are decoded at) called as ``featurize(micro, reader, rows, events) -> chunk dict``; ``rows`` are the
+    # decoded rows (``.item``: RawItem, ``.role``, ``.wave``: float32 [T], ``.negative_wave``), ``events`` the
+    # reader's ``(kind, count, line)`` problems. ``frontend`` is then unused. (audioldm_cond's trainer uses it.)
+    featurize: Callable | None = None
 
 
 #: what a reader met, as ``(kind, count, line)`` events: the training process prints each line and sums the counts
@@ -229,13 +234,13 @@ class ChunkBuilder:
     def __post_init__(self) -> None:
         from tclap.features import ClapMelFrontEnd  # noqa: PLC0415
 
-        self.frontend = ClapMelFrontEnd(**self.opts.frontend)
+        self.frontend = ClapMelFrontEnd(**self.opts.frontend) if self.opts.featurize is None else None
         self.readers = [(st.role, (BankReader if st.kind == BANK else FiniteReader)(self.plan, s, self.g, self.status))
                         for s, st in enumerate(self.plan.streams) if st.per_reader[self.g]]
 
     def chunk(self, micro: int) -> dict:
         """Reader ``g``'s share of micro-step ``micro`` (see :func:`merge` for the fields)."""
-        sr = int(self.frontend.sample_rate)
+        sr = int((self.opts.featurize if self.opts.featurize is not None else self.frontend).sample_rate)
         rows: list[_Row] = []
         events: list[tuple[str, int, str]] = []
         for role, reader in self.readers:
@@ -254,6 +259,8 @@ class ChunkBuilder:
                 rows.append(_Row(raw, role, wave, neg))
             events += reader.problems
             reader.problems = []
+        if self.opts.featurize is not None:
+            return self.opts.featurize(micro, self.g, rows, events)
         return self._features(micro, rows, events)
 
     def _features(self, micro: int, rows: list[_Row], events: list[tuple[str, int, str]]) -> dict:
