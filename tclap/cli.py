@@ -18,6 +18,7 @@ COMMANDS = {
     "mixup": ("tclap.commands.mixup", "build temporal mix-ups (clips, captions, negatives) from a clip bank"),
     "singles": ("tclap.commands.singles", "build a positive-only set of single-event clips captioned with their phrase"),
     "negatives": ("tclap.commands.negatives", "make order-swapped negative captions for free-form captions"),
+    "shards": ("tclap.commands.shards", "write WebDataset shards to stream: a captioned set (CSV/JSONL + audio) with its negatives"),
     "train": ("tclap.commands.train", "train or fine-tune a CLAP model with L_c + λ·L_t (accelerate)"),
     "evaluate": ("tclap.commands.evaluate", "T-Classify, retrieval and zero-shot evaluation of a CLAP model"),
     "export": ("tclap.commands.export", "export a model as a transformers ClapModel directory"),
