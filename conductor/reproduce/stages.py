@@ -94,13 +94,19 @@ class ModuleJob:
     after: Callable[[], None] | None = None
 
 
+_TOOLKIT_PACKAGES = ("tclap", "eval_gen", "audioldm_cond", "demo", "conductor")
+
+
 def check_cli_args(module: str, args: Sequence[str]) -> None:
     """Parse ``args`` with the called command line's own parser (its ``build_parser()``) before any process starts.
 
     The stages call the other packages' CLIs with arguments built here; a flag renamed or removed there is then a
     one-line :class:`UserError` at once (and in the tests), not a failure inside a subprocess log. Modules without
-    a ``build_parser`` (the trainer job reads a ``TrainConfig`` file) are not checked here.
+    a ``build_parser`` (the trainer job reads a ``TrainConfig`` file), and modules outside the toolkit's packages,
+    are not checked here.
     """
+    if module.split(".")[0] not in _TOOLKIT_PACKAGES:
+        return
     build = getattr(importlib.import_module(module), "build_parser", None)
     if build is None:
         return
