@@ -53,7 +53,7 @@ CI_SCRIPT = ROOT / ".ci" / "run"
 # Not resolved: the venv's python is a symlink and the console scripts live beside the link, not its target.
 VENV_BIN = Path(sys.executable).parent
 
-COMMAND_TIMEOUT_S = 300  # one shrunk command; a README change that escapes the table fails instead of hanging
+COMMAND_TIMEOUT_S = 600  # one shrunk command (the quick reproduction: ~3 min on a busy 2-core machine); a README change that escapes the table fails instead of hanging
 SERVE_TIMEOUT_S = 120  # until `mos serve` answers HTTP
 
 # --------------------------------------------------------------------------------------------- README parsing
