@@ -438,7 +438,7 @@ def _build_tars(report: MixupReport, bank: ClipBank, cfg: MixupConfig, labels: l
                 shard: tuple[int, int], per: int, workers: int, quiet: bool) -> MixupReport:
     """Write this machine's items as tars ``mixup-<i>of<n>-<j>.tar`` and its index (module docstring)."""
     from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, shard_key, write_index  # noqa: PLC0415
-    from tclap.data.stream.sources import count_shard  # noqa: PLC0415
+    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415
 
     if per < 1:
         raise UserError(f"--shard-items {per}: use 1 or more items per tar")
@@ -452,15 +452,11 @@ def _build_tars(report: MixupReport, bank: ClipBank, cfg: MixupConfig, labels: l
     todo: list[tuple[Path, list[int]]] = []
     for j, part in enumerate(parts):
         path = out / f"{stem}-{j:06d}.tar"
-        if path.is_file():
-            try:
-                c = count_shard(str(path))
-            except UserError:
-                c = None
-            if c is not None and c.items == len(part) and not c.problems:
-                infos[path.name] = ShardInfo(c.items, c.with_negative, path.stat().st_size)
-                report.skipped_existing += len(part)
-                continue
+        done = finished_shard(path, len(part))
+        if done is not None:
+            infos[path.name] = done
+            report.skipped_existing += len(part)
+            continue
         todo.append((path, part))
     disable = quiet or not sys.stderr.isatty()
     bar = tqdm(total=sum(len(p) for _, p in todo), desc="mixup", unit="clip", disable=disable)

@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from basekit.atomic import atomic_write_text
+from basekit.atomic import atomic_write_text, current_umask
 from basekit.errors import UserError
 from tclap.data.manifest import read_manifest
 
@@ -122,7 +122,7 @@ class ShardWriter:
 
     def close(self) -> ShardInfo:
         self._tar.close()
-        os.chmod(self._tmp, 0o666 & ~_umask())
+        os.chmod(self._tmp, 0o666 & ~current_umask())
         os.replace(self._tmp, self.path)
         return ShardInfo(self.items, self.with_negative, self.path.stat().st_size)
 
@@ -132,12 +132,6 @@ class ShardWriter:
         finally:
             if os.path.exists(self._tmp):
                 os.unlink(self._tmp)
-
-
-def _umask() -> int:
-    from basekit.atomic import current_umask  # noqa: PLC0415
-
-    return current_umask()
 
 
 def write_index(path: str | os.PathLike, infos: dict[str, ShardInfo]) -> Path:

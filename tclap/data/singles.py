@@ -147,7 +147,7 @@ def _build_tars(cfg: SinglesConfig, bank, labels: list[str], todo: list, out: Pa
                 strict: bool) -> SinglesReport:
     """The single-event clips as ``OUT/singles-<j>.tar`` and ``OUT/singles.index.json`` (module docstring)."""
     from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, item_members, shard_key, write_index  # noqa: PLC0415
-    from tclap.data.stream.sources import count_shard  # noqa: PLC0415
+    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415
 
     if per < 1:
         raise UserError(f"--shard-items {per}: use 1 or more items per tar")
@@ -157,14 +157,10 @@ def _build_tars(cfg: SinglesConfig, bank, labels: list[str], todo: list, out: Pa
     written = 0
     for j, part in enumerate(tqdm(parts, desc="single-event tars", disable=quiet)):
         path = out / f"singles-{j:06d}.tar"
-        if path.is_file():
-            try:
-                c = count_shard(str(path))
-            except UserError:
-                c = None
-            if c is not None and c.items == len(part) and not c.problems:
-                infos[path.name] = ShardInfo(c.items, c.with_negative, path.stat().st_size)
-                continue
+        done = finished_shard(path, len(part))
+        if done is not None:
+            infos[path.name] = done
+            continue
         writer = ShardWriter(path)
         try:
             for label, k, key in part:

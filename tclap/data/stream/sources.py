@@ -135,6 +135,20 @@ class Counted:
     truncated: bool = False  # the archive ends early (items past the cut are lost, and not counted)
 
 
+def finished_shard(path: Path, n_items: int) -> ShardInfo | None:
+    """The index entry of ``path`` when it is a complete tar of ``n_items`` readable items (a writer's re-run keeps
+    it), else None (missing, truncated, short or with problems: write it again)."""
+    if not path.is_file():
+        return None
+    try:
+        c = count_shard(str(path))
+    except UserError:
+        return None
+    if c.items != n_items or c.problems:
+        return None
+    return ShardInfo(c.items, c.with_negative, path.stat().st_size)
+
+
 def count_shard(url: str) -> Counted:
     """Walk one shard (reading only its ``.json`` members where it can) and count its usable items."""
     reader = TarReader(url, read=lambda ext: ext == "json")
