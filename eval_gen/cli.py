@@ -3,6 +3,8 @@
     eval-gen score --gen DIR --ref DIR [--prompts FILE] --backend NAME [--weights PATH] \\
                    --metrics fad,kad,kl,clap,order --out DIR
     eval-gen compare runA/scores.json runB/scores.json ...
+    eval-gen detector train --bank BANK --out DIR        (the order judge for a folder-per-class bank)
+    eval-gen detector ceiling [--detector DIR] --n 400   (its order accuracy on real held-out mix-ups)
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", help="scores.json files (or folders holding one)")
     c.add_argument("--names", help="comma list of column names (default: parent folder names)")
     c.add_argument("--out", help="also write the table to this .md file")
+    from eval_gen.detector_cli import add_parser as add_detector_parser
+
+    add_detector_parser(sub)
     return p
 
 
@@ -125,6 +130,10 @@ def _compare(args) -> int:
 @cli_entry(prog="eval-gen")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "detector":
+        from eval_gen.detector_cli import run as run_detector
+
+        return run_detector(args)
     return _score(args) if args.cmd == "score" else _compare(args)
 
 

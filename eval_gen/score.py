@@ -350,17 +350,19 @@ def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped:
             waves.append((w, sr))
         det_sr = {sr for _, sr in waves}
         res = {"accuracy": None, "n": 0, "correct": 0, "skipped": {}}
+        per_clip: dict[str, bool] = {}  # clip name -> order right: pairs two systems' clips (eval_gen.stats)
         for sr in sorted(det_sr):
             sel = [i for i, (_, s) in enumerate(waves) if s == sr]
             r2 = order_accuracy_detector([waves[i][0] for i in sel], sr, [texts[i] for i in sel],
                                          cache_dir=cfg.cache_dir or None, progress=cfg.progress)
+            per_clip.update({gen.names[i]: o for i, o in zip(sel, r2["outcomes"]) if o is not None})
             res["n"] += r2["n"]
             res["correct"] += r2["correct"]
             for k, v in r2["skipped"].items():
                 res["skipped"][k] = res["skipped"].get(k, 0) + v
         res["accuracy"] = res["correct"] / res["n"] if res["n"] else None
         out["order_detector"] = {"value": res["accuracy"], "n": res["n"], "correct": res["correct"],
-                                 "skipped": res["skipped"]}
+                                 "skipped": res["skipped"], "per_clip": dict(sorted(per_clip.items()))}
     return out
 
 

@@ -6,8 +6,13 @@
   The reversed prompt is the same template with the events in the opposite order (built from the mention
   spans that :func:`tclap.data.captions.find_mentions` finds), or the ``negative_prompt`` given in the prompts
   file for free-form prompts.
-* **Order accuracy (detector)**: on the built-in bank, correct when the detected onsets of the prompted
-  events come in the prompted order (:func:`eval_gen.detector.order_matches`).
+* **Order accuracy (detector)**: on the built-in bank (or the bank a detector was trained on), correct when
+  the detected onsets of the prompted events come in the prompted order (:func:`eval_gen.detector.order_matches`).
+  Each clip's outcome is kept (``outcomes``; in ``scores.json``: ``order_detector.per_clip`` by clip name) so
+  that two systems that generated the same prompts with the same seeds are compared pair by pair
+  (:func:`eval_gen.stats.paired_order_claim`, McNemar's exact test).
+* **Detector ceiling** (:func:`detector_ceiling`): the detector's own order accuracy on real held-out mix-ups,
+  the most a generator can be credited with.
 
 Prompts without an order (one event, simultaneous events, unknown words) are not scored; they are counted
 under ``skipped`` with the reason, never silently dropped.
@@ -118,57 +123,92 @@ def order_accuracy_clap(audio_emb: np.ndarray, text_emb: np.ndarray, reversed_te
 
 
 def order_accuracy_detector(waves: Sequence[np.ndarray], sr: int, prompts: Sequence[str],
-                            cache_dir: str | None = None, progress: bool = False) -> dict:
-    """Detected-onset order accuracy on the built-in bank: ``{"accuracy", "n", "correct", "skipped"}``."""
+                            cache_dir: str | None = None, progress: bool = False, detector=None) -> dict:
+    """Detected-onset order accuracy: ``{"accuracy", "n", "correct", "skipped", "outcomes"}``.
+
+    ``outcomes [len(waves)]`` holds each clip's result (``True`` / ``False``; ``None`` for a clip whose prompt
+    states no order of distinct events, counted in ``skipped``), so that two systems that generated the same
+    prompts with the same seeds can be compared pair by pair (:func:`eval_gen.stats.paired_order_claim`).
+    ``detector``: an :class:`eval_gen.detector.EventDetector` (default: the built-in bank's); prompts are
+    parsed with its labels' phrases.
+    """
     from tqdm.auto import tqdm
 
     from eval_gen.detector import get_detector, order_matches
 
-    det = get_detector(cache_dir=cache_dir)
+    det = detector if detector is not None else get_detector(cache_dir=cache_dir)
+    vocab = det.vocabulary()
     skipped: Counter = Counter()
-    correct = n = 0
+    outcomes: list[bool | None] = []
     for w, p in tqdm(list(zip(waves, prompts)), desc="detector order", disable=None if progress else True, leave=False):
-        order = prompt_order(p)
+        order = prompt_order(p, vocab)
         if not order or len(order) < 2 or len(set(order)) != len(order):
             skipped["prompt states no order of distinct built-in events"] += 1
+            outcomes.append(None)
             continue
-        n += 1
-        correct += order_matches(det.detect_order(w, sr), order)
-    return {"accuracy": correct / n if n else None, "n": n, "correct": correct, "skipped": dict(skipped)}
+        outcomes.append(bool(order_matches(det.detect_order(w, sr), order)))
+    scored = [o for o in outcomes if o is not None]
+    n, correct = len(scored), int(sum(scored))
+    return {"accuracy": correct / n if n else None, "n": n, "correct": correct, "skipped": dict(skipped),
+            "outcomes": outcomes}
 
 
-def detector_ceiling(out_dir: str, n: int = 40, seconds: float = 5.0, seed: int = 0, split: str = "heldout",
-                     cache_dir: str | None = None, sequential_only: bool = True) -> dict:
-    """The detector's own order accuracy on real mix-ups of held-out instances (the metric's ceiling).
+def detector_ceiling(out_dir: str, n: int = 400, seconds: float = 4.0, seed: int = 0, split: str = "heldout",
+                     cache_dir: str | None = None, detector=None, bank: str = "builtin", min_events: int = 2,
+                     max_events: int = 3, progress: bool = False, level: float = 0.95) -> dict:
+    """The detector's own order accuracy on real mix-ups of held-out clips (the order metric's ceiling).
 
-    Builds ``n`` mix-ups with :func:`tclap.data.mixup.build_builtin_mixups` and scores the true event order
-    (manifest ``events`` sorted by onset). With ``sequential_only`` only mixes whose events do not overlap
-    in time are scored (overlapping ones have no order); the others are counted in ``skipped``.
+    Builds ``n`` ordered mix-ups of ``bank``'s ``split`` (:func:`tclap.data.mixup.build_mixups`, no overlapping
+    events, ``min_events``-``max_events`` events each, ``seconds`` long, seeded by ``seed``; resumable under
+    ``out_dir``) and checks the detected order against the true one (manifest ``events`` by onset).
+    ``detector``: an :class:`eval_gen.detector.EventDetector` (default: the built-in bank's).
+
+    Returns ``{"order_accuracy", "correct", "n", "wilson": [low, high], "level", "exact_sequence_accuracy",
+    "events_per_clip", "skipped", "missed": {label: count}, "failures": [first 20 {"id", "true", "detected"}],
+    "settings"}``.
     """
+    from tqdm.auto import tqdm
+
     from basekit.audio import load_audio_with_sr
     from tclap.data.manifest import read_manifest
-    from tclap.data.mixup import build_builtin_mixups
+    from tclap.data.mixup import MixupConfig, build_mixups
 
     from eval_gen.detector import get_detector, order_matches
+    from eval_gen.stats import wilson_interval
 
-    det = get_detector(cache_dir=cache_dir)
-    items = read_manifest(build_builtin_mixups(out_dir, n, seconds, split=split, seed=seed))
-    correct = exact = scored = 0
+    det = detector if detector is not None else get_detector(cache_dir=cache_dir)
+    mcfg = MixupConfig(bank=str(bank), seconds=seconds, sr=16000, split=split, seed=seed, min_events=min_events,
+                       max_events=max_events, overlap_prob=0.0)
+    rep = build_mixups(mcfg, out_dir, n, quiet=True)
+    if rep.failed or rep.manifest is None:
+        raise UserError(f"held-out mix-ups under {out_dir} are incomplete: {rep.summary()}")
+    items = read_manifest(rep.manifest)
+    correct = exact = 0
     skipped: Counter = Counter()
     by_len: Counter = Counter()
-    for it in items:
+    missed: Counter = Counter()
+    failures = []
+    for it in tqdm(items, desc="detector ceiling", disable=None if progress else True, leave=False):
         evs = sorted(it.get("events") or [], key=lambda e: e["onset"])
         labels = [e["label"] for e in evs]
         overlap = any(b["onset"] < a["offset"] for a, b in zip(evs, evs[1:]))
-        if len(evs) < 2 or len(set(labels)) != len(labels) or (sequential_only and overlap):
+        if len(evs) < 2 or len(set(labels)) != len(labels) or overlap:
             skipped["no strict order of distinct events"] += 1
             continue
         wav, sr = load_audio_with_sr(it["audio"])
         got = det.detect_order(wav, sr)
-        scored += 1
         by_len[len(labels)] += 1
-        correct += order_matches(got, labels)
+        ok = order_matches(got, labels)
+        correct += ok
         exact += got == labels
-    return {"order_accuracy": correct / scored if scored else None,
-            "exact_sequence_accuracy": exact / scored if scored else None,
-            "n": scored, "events_per_clip": dict(by_len), "skipped": dict(skipped)}
+        if not ok:
+            missed.update(lab for lab in labels if lab not in got)
+            if len(failures) < 20:
+                failures.append({"id": it["id"], "true": labels, "detected": got})
+    scored = sum(by_len.values())
+    lo, hi = wilson_interval(correct, scored, level) if scored else (None, None)
+    return {"order_accuracy": correct / scored if scored else None, "correct": correct, "n": scored,
+            "wilson": [lo, hi], "level": level, "exact_sequence_accuracy": exact / scored if scored else None,
+            "events_per_clip": dict(by_len), "skipped": dict(skipped), "missed": dict(missed), "failures": failures,
+            "settings": {"bank": str(bank), "split": split, "seconds": seconds, "seed": seed,
+                         "events": [min_events, max_events]}}

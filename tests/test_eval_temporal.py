@@ -65,7 +65,7 @@ def test_detector_is_deterministic_and_finds_held_out_sequences(detector, det_ca
         labels = [classes[a], classes[b]]
         x = _sequence(labels, [synth.instance_for_split(k, "heldout"), synth.instance_for_split(k + 1, "heldout")])
         ok += order_matches(detector.detect_order(x, 16000), labels)
-    assert ok / n >= 0.85
+    assert ok >= n - 1  # the detector's ceiling on held-out mix-ups is >= 98% (tests/test_eval_detector.py)
     x = _sequence(["beep", "knock"], [4, 9])
     assert detector.detect_order(x, 16000) == get_detector(cache_dir=det_cache).detect_order(x, 16000)
     assert detector.detect_order(np.zeros(16000, np.float32), 16000) == []  # silence: no events
@@ -76,9 +76,9 @@ def test_detector_ceiling_on_real_held_out_mixups(tmp_path, det_cache):
     from eval_gen.temporal import detector_ceiling
 
     r = detector_ceiling(str(tmp_path / "mix"), n=30, seconds=5.0, seed=0, cache_dir=det_cache)
-    assert r["n"] >= 10, r
+    assert r["n"] == 30 and r["skipped"] == {}, r  # no overlapping mixes are built: every clip has an order
     two = r["events_per_clip"].get(2, 0)
-    assert two > 0 and r["order_accuracy"] >= 0.85, r
+    assert two > 0 and r["order_accuracy"] >= 29 / 30, r
 
 
 def test_kl_of_identical_folders_is_zero_and_detector_order_in_cli(tmp_path, capsys, det_cache):
@@ -104,7 +104,9 @@ def test_kl_of_identical_folders_is_zero_and_detector_order_in_cli(tmp_path, cap
     res = score_folders(gen, ref, prompts=pfile, metrics=("clap", "order"), cache_dir=det_cache, progress=False,
                         clap_model=name)
     m = res["metrics"]
-    assert m["order_detector"]["n"] == 3 and m["order_detector"]["value"] >= 2 / 3
+    assert m["order_detector"]["n"] == 3 and m["order_detector"]["value"] == 1.0
+    # per-clip outcomes by clip name, so that two systems' clips of the same prompt and seed can be paired
+    assert m["order_detector"]["per_clip"] == {"c0": True, "c1": True, "c2": True}
     assert m["order_clap"]["n"] == 3 and 0.0 <= m["order_clap"]["value"] <= 1.0
     assert -1.0 <= m["clap_score"]["value"] <= 1.0
 
