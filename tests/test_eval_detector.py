@@ -181,3 +181,21 @@ def test_load_refuses_a_damaged_detector(tmp_path):
     (tmp_path / "d" / "detector.json").write_text("{")
     with pytest.raises(UserError, match="not readable JSON"):
         EventDetector.load(tmp_path / "d")
+
+
+def test_other_settings_train_once_then_load_from_the_disk_cache(tmp_path):
+    import eval_gen.detector as D
+
+    cfg = DetectorConfig(steps=3, instances_per_class=1, vocoder_augment=False)
+    first = get_detector(cfg, cache_dir=tmp_path)
+    entries = list(tmp_path.glob("detector-*/detector.json"))
+    assert len(entries) == 1 and first.cfg == cfg  # not the shipped one: other settings
+    D._get_detector.cache_clear()
+    again = get_detector(cfg, cache_dir=tmp_path)  # from disk, not retrained
+    assert again is not first and again.record == first.record
+    x = _sequence(["beep", "knock"], [4, 9], seconds=2.0)
+    np.testing.assert_array_equal(again.frame_posteriors(x, SR), first.frame_posteriors(x, SR))
+    (entries[0].parent / "model.safetensors").write_bytes(b"damaged")  # a damaged entry is retrained
+    D._get_detector.cache_clear()
+    np.testing.assert_allclose(get_detector(cfg, cache_dir=tmp_path).frame_posteriors(x, SR),
+                               first.frame_posteriors(x, SR), atol=1e-6)
