@@ -511,7 +511,11 @@ class DetectorBackend(EmbeddingBackend):
         self.batch_size = batch_size
 
     def _settings_key(self) -> str:
-        return f"cfg={asdict(self.det.cfg)}|bank={self.det.record.get('bank', {}).get('fingerprint')}"
+        # keyed by the weights themselves: two detectors with the same settings may still differ
+        weights = hashlib.sha256()
+        for name, t in sorted(self.det.model.state_dict().items()):
+            weights.update(name.encode() + t.detach().cpu().numpy().tobytes())
+        return f"cfg={asdict(self.det.cfg)}|weights={weights.hexdigest()[:16]}"
 
     def _embed_batch(self, waves):
         return [self.det.clip_probabilities(w, SR)[None] for w in waves]
