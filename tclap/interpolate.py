@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from basekit.errors import UserError
+from tclap.models.export import export_bundle
 
 
 def interpolate_bundles(a, b, alpha: float):
@@ -56,8 +57,7 @@ def interpolate_bundles(a, b, alpha: float):
 def interpolate_models(src: str | os.PathLike, dst: str | os.PathLike, alpha: float, out_dir: str | os.PathLike,
                        device: str = "cpu") -> Path:
     """Load ``src`` and ``dst`` (anything :func:`tclap.models.load_clap` loads), interpolate, export to ``out_dir``."""
-    from tclap.models.export import export_bundle  # noqa: PLC0415
-    from tclap.models import load_clap  # noqa: PLC0415
+    from tclap.models import load_clap  # noqa: PLC0415 (tests patch tclap.models.load_clap)
 
     a = load_clap(str(src), device=device)
     b = load_clap(str(dst), device=device)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from tclap.bank import build as bb, packages as pkgs
+from tclap.bank.config import BuildConfig
+from tclap.bank.table import load_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +43,6 @@ def _table_args(p: argparse.ArgumentParser) -> None:
 
 
 def _table(args: argparse.Namespace):
-    from tclap.bank.table import load_table  # noqa: PLC0415
 
     if args.table == "none":
         return None
@@ -48,9 +50,6 @@ def _table(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.bank import build as bb  # noqa: PLC0415
-    from tclap.bank import packages as pkgs  # noqa: PLC0415
-    from tclap.bank.config import BuildConfig  # noqa: PLC0415
 
     if args.action is None:
         raise UserError("tclap bank: give an action: 'build --out DIR' or 'needs'")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from basekit.device import DEVICE_HELP
+from basekit.device import DEVICE_HELP, resolve_device
+from basekit.quiet import quiet_third_party
+from tclap.evaluation.report import markdown_table
+from tclap.evaluation.runner import EvalConfig, evaluate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,10 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.evaluation.report import markdown_table  # noqa: PLC0415
-    from basekit.device import resolve_device  # noqa: PLC0415
-    from basekit.quiet import quiet_third_party  # noqa: PLC0415
-    from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
 
     cfg = EvalConfig(prompt_template=args.prompt_template, batch_size=args.batch_size)
     device = resolve_device(args.device)

@@ -8,6 +8,8 @@ are converted on the way; they carry no tokenizer, so pass ``--tokenizer DIR`` (
 from __future__ import annotations
 
 import argparse
+from basekit.quiet import quiet_third_party
+from tclap.export import export_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from basekit.quiet import quiet_third_party  # noqa: PLC0415
-    from tclap.export import export_model  # noqa: PLC0415
 
     with quiet_third_party(args.verbose):
         out = export_model(args.model, args.out, tokenizer=args.tokenizer, config=args.config, device=args.device)

@@ -8,6 +8,7 @@ order accuracy against the contrastive baseline's retrieval, with no training. E
 from __future__ import annotations
 
 import argparse
+from tclap.interpolate import interpolate_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.interpolate import interpolate_models  # noqa: PLC0415
 
     out = interpolate_models(args.src, args.dst, args.alpha, args.out, device=args.device)
     print(f"interpolated {args.src} -> {args.dst} at alpha {args.alpha:g} -> {out}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from tclap.data.mixup import MixupConfig, build_mixups, parse_shard
 
 
 def _events(text: str) -> tuple[int, int]:
@@ -57,7 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.data.mixup import MixupConfig, build_mixups, parse_shard
 
     lo, hi = args.events
     cfg = MixupConfig(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from tclap.negatives.runner import NegativesConfig, run_negatives
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.negatives.runner import NegativesConfig, run_negatives
 
     cfg = NegativesConfig(
         backend=args.backend, endpoint=args.endpoint, model=args.model, api_key_env=args.api_key_env,

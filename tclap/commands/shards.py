@@ -8,6 +8,8 @@ machines (``--shard i/n``) and resumable (finished tars are kept). See :mod:`tcl
 from __future__ import annotations
 
 import argparse
+from tclap.data.captioned import convert
+from tclap.data.mixup import parse_shard
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.data.captioned import convert  # noqa: PLC0415
-    from tclap.data.mixup import parse_shard  # noqa: PLC0415
 
     report = convert(args.csv or args.jsonl, args.audio_dir, args.out, negatives=args.negatives,
                      shard=parse_shard(args.shard), items_per_shard=args.shard_items, audio_column=args.audio_column,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from tclap.commands.mixup import _folds
+from tclap.data.singles import SinglesConfig, build_singles
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tclap.commands.mixup import _folds  # noqa: PLC0415
 
     p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
     p.add_argument("--per-class", type=int, default=100,
@@ -28,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tclap.data.singles import SinglesConfig, build_singles  # noqa: PLC0415
 
     cfg = SinglesConfig(bank=args.bank, per_class=args.per_class, seconds=args.seconds, sr=args.sr, split=args.split,
                         test_folds=tuple(args.test_folds), phrases_file=args.phrases)

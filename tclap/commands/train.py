@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from tclap.commands.mixup import _events, _folds
+from tclap.train.config import parse_mix_ratio, preset
+from tclap.train.data import plan_lines
+from tclap.train.trainer import train
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--shard-index", action="append", default=[], metavar="FILE",
                     help="an index file (index.json / *.index.json beside the tars) counting pipe:/remote shards by tar "
                          "name, so they need not be read before the run; repeat for several")
-    from tclap.commands.mixup import _events, _folds  # noqa: PLC0415
 
     b = p.add_argument_group("bank: sources (mix-ups made on the fly from the bank's training split, as `tclap mixup`)")
     b.add_argument("--seconds", type=float, help="mix-up length in seconds (default: the model's clip length)")
@@ -76,7 +79,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The preset with the command line's overrides applied."""
-    from tclap.train.config import parse_mix_ratio, preset  # noqa: PLC0415
 
     cfg = preset(args.preset)
     cfg.seed = args.seed
@@ -115,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.dry_run:
         return _dry_run(cfg, args)
-    from tclap.train.trainer import train  # noqa: PLC0415
 
     summary = train(cfg, args.train, args.out, positive_manifests=args.positive, resume=args.resume,
                     max_steps_this_run=args.max_steps_this_run, quiet=args.quiet, export=not args.no_export)
@@ -136,7 +137,6 @@ def _dry_run(cfg, args: argparse.Namespace) -> int:
     """Print the data plan for this launch (``WORLD_SIZE`` processes, as accelerate / torchrun set it) and exit."""
     import os  # noqa: PLC0415
 
-    from tclap.train.data import plan_lines  # noqa: PLC0415
 
     cfg.validate()
     if cfg.init is None:

@@ -38,6 +38,7 @@ import soundfile as sf
 
 from basekit.audio import AUDIO_EXTENSIONS, load_audio
 from basekit.errors import UserError
+from tclap.synth import EVENT_PHRASES, instance_for_split, render_event
 
 MIN_CLIP_SECONDS = 0.25
 #: frames quieter than this (dB below the clip's loudest 10 ms frame) are trimmed from both ends.
@@ -101,7 +102,6 @@ class BuiltinBank(ClipBank):
     """The procedural bank of :mod:`tclap.synth`; clip keys are ``"<label>#<instance>"``."""
 
     def __init__(self) -> None:
-        from tclap.synth import EVENT_PHRASES
 
         super().__init__(name="builtin", phrases=dict(EVENT_PHRASES))
 
@@ -109,21 +109,18 @@ class BuiltinBank(ClipBank):
         return list(self.phrases)
 
     def draw(self, label: str, split: str, rng: np.random.Generator) -> str:
-        from tclap.synth import instance_for_split
 
         # 10**6 instances per split and class: far more than any mix-up set needs, all distinct.
         return f"{label}#{instance_for_split(int(rng.integers(10**6)), split)}"
 
     def keys(self, label: str, split: str, limit: int | None = None) -> list[str]:
         """Instances ``0 .. limit - 1`` of ``split`` (the procedural bank has no end: ``limit`` is required)."""
-        from tclap.synth import instance_for_split
 
         if limit is None:
             raise UserError("the built-in bank has unlimited instances: give a number of clips per class")
         return [f"{label}#{instance_for_split(j, split)}" for j in range(limit)]
 
     def load(self, key: str, sr: int) -> np.ndarray:
-        from tclap.synth import render_event
 
         label, inst = key.rsplit("#", 1)
         return render_event(label, int(inst), sr)

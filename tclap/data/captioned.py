@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basekit.errors import UserError
+from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, TarReader, item_members, shard_key, write_index
 
 AUDIO_COLUMNS = ("file_name", "audio", "filename", "file", "path", "youtube_id", "ytid", "audiocap_id", "id")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -168,7 +169,6 @@ def _captions(rec: dict, cols: list[str]) -> list[str]:
 
 def group_items(rows: list[Row]) -> list[Item]:
     """Rows naming the same audio file as one item (first-appearance order; repeated captions dropped)."""
-    from tclap.data.shards import shard_key  # noqa: PLC0415
 
     items: dict[str, Item] = {}
     for r in rows:
@@ -244,7 +244,6 @@ def convert(table: str | Path, audio_dir: str | Path, out_dir: str | Path, negat
 
     Problems are printed to stderr, one line each, unless ``quiet``, and returned in the report.
     """
-    from tclap.data.shards import INDEX_SUFFIX, ShardWriter, item_members, write_index  # noqa: PLC0415
 
     i, n = shard
     if items_per_shard < 1:
@@ -309,8 +308,7 @@ def convert(table: str | Path, audio_dir: str | Path, out_dir: str | Path, negat
 
 def _finished(path: Path, keys: list[str]):
     """The :class:`ShardInfo` of a tar an earlier run finished with exactly ``keys`` (in order), else None."""
-    from tclap.data.shards import ShardInfo, TarReader  # noqa: PLC0415
-    from tclap.data.stream.sources import count_shard  # noqa: PLC0415
+    from tclap.data.stream.sources import count_shard  # noqa: PLC0415 (tclap.data.stream loads torch; converting captions needs none)
 
     if not path.is_file():
         return None

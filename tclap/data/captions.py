@@ -210,7 +210,7 @@ def parse_event_order(text: str, vocabulary: Mapping[str, str] | Iterable[str] |
     ("a beep, a knock and then a bell"); a leading "first" makes a chain of neutral separators forward.
     """
     if vocabulary is None:
-        from tclap.synth import EVENT_PHRASES
+        from tclap.synth import EVENT_PHRASES  # noqa: PLC0415 (tclap.synth loads numpy; only the default vocabulary needs it)
 
         vocabulary = EVENT_PHRASES
     mentions = find_mentions(text, vocabulary)

@@ -51,6 +51,7 @@ from tclap.data.banks import ClipBank, open_bank
 from tclap.data.captions import make_caption
 from tclap.data.manifest import write_manifest
 from basekit.errors import UserError
+from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, item_members, shard_key, write_index
 
 _SPLIT_CODE = {"train": 0, "heldout": 1}
 MIN_EVENT_SECONDS = 0.25
@@ -311,7 +312,6 @@ def _build_and_write(index: int) -> tuple[int, str, str]:
 
 def _build_members(index: int) -> tuple[int, str, str, dict | None]:
     """Build item ``index`` as tar members (no files); returns ``(index, "written"|"failed", reason, members)``."""
-    from tclap.data.shards import encode_wav, item_members  # noqa: PLC0415
 
     bank, cfg, labels = _WORKER["bank"], _WORKER["cfg"], _WORKER["labels"]
     try:
@@ -437,8 +437,7 @@ def _pool(workers: int, bank: ClipBank, cfg: MixupConfig, out: Path, labels: lis
 def _build_tars(report: MixupReport, bank: ClipBank, cfg: MixupConfig, labels: list[str], out: Path, mine: list[int],
                 shard: tuple[int, int], per: int, workers: int, quiet: bool) -> MixupReport:
     """Write this machine's items as tars ``mixup-<i>of<n>-<j>.tar`` and its index (module docstring)."""
-    from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, shard_key, write_index  # noqa: PLC0415
-    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415
+    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415 (tclap.data.stream's __init__ loads its planner, which imports this module)
 
     if per < 1:
         raise UserError(f"--shard-items {per}: use 1 or more items per tar")

@@ -32,6 +32,10 @@ from tqdm.auto import tqdm
 from basekit.errors import UserError
 from tclap.evaluation import metrics as M
 from tclap.evaluation.report import write_report
+from basekit.audio import load_audio, save_audio
+from tclap.data.manifest import read_manifest, write_manifest
+from tclap.data.mixup import build_builtin_mixups
+from tclap.synth import EVENT_CLASSES, event_phrase, instance_for_split, render_event
 
 BUILTIN_HELDOUT = "builtin-heldout"
 
@@ -102,7 +106,6 @@ class EmbeddingCache:
 
 def embed_audio_paths(bundle, paths: list[str], cache: EmbeddingCache, batch_size: int, quiet: bool) -> np.ndarray:
     """``[N, D]`` embeddings of audio files, each distinct file embedded once (cached by file hash)."""
-    from basekit.audio import load_audio  # noqa: PLC0415
 
     for p in paths:
         if not Path(p).exists():
@@ -136,10 +139,6 @@ def builtin_heldout(cache_dir: Path, seconds: float, sr: int, cfg: EvalConfig) -
 
     Built once into ``cache_dir`` (deterministic from ``cfg.seed``); a finished build is reused.
     """
-    from basekit.audio import save_audio  # noqa: PLC0415
-    from tclap.data.manifest import read_manifest, write_manifest  # noqa: PLC0415
-    from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415
-    from tclap.synth import EVENT_CLASSES, event_phrase, instance_for_split, render_event  # noqa: PLC0415
 
     root = cache_dir / f"{BUILTIN_HELDOUT}-n{cfg.heldout_mixes}-{seconds:g}s-{sr}hz-seed{cfg.seed}"
     mix_manifest = root / "mixups" / "manifest.jsonl"
@@ -191,7 +190,6 @@ def evaluate(
     Returns:
         the metrics dict (percent) with ``counts`` and ``info``, as written to ``metrics.json``.
     """
-    from tclap.data.manifest import read_manifest  # noqa: PLC0415
 
     cfg = cfg or EvalConfig()
     M.format_prompt(cfg.prompt_template, "x")  # fail early on a bad template

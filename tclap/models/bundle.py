@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from basekit.errors import UserError
+from basekit.audio import load_audio
+from tclap.models.export import export_bundle
 
 
 def _pooled(out) -> torch.Tensor:
@@ -187,7 +189,6 @@ class ClapBundle:
     def embed_audio_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 64,
                           progress: bool = False) -> torch.Tensor:
         """Load audio files (resampled to :attr:`sample_rate`, mono) and embed them: ``[N, D]``."""
-        from basekit.audio import load_audio  # noqa: PLC0415
 
         paths = [Path(p) for p in paths]
         out = []
@@ -200,7 +201,6 @@ class ClapBundle:
     # ------------------------------------------------------------------ export
     def save_pretrained(self, out_dir: str | os.PathLike, provenance: dict | None = None) -> Path:
         """Write an exported directory (see :func:`tclap.models.export.export_bundle`); also the checkpoint format."""
-        from tclap.models.export import export_bundle  # noqa: PLC0415
 
         return export_bundle(self, out_dir, provenance=provenance)
 

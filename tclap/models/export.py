@@ -29,6 +29,7 @@ from basekit.atomic import replace_dir
 from basekit.errors import UserError
 from tclap.models.configs import FrontEndConfig
 from tclap.models.frontends import TCLAP_CONFIG_FILE, make_feature_extractor
+import tclap
 
 
 def _frontend_config(bundle) -> FrontEndConfig:
@@ -53,7 +54,6 @@ def export_bundle(bundle, out_dir: str | os.PathLike, provenance: dict | None = 
     import transformers  # noqa: PLC0415
     from transformers import ClapProcessor  # noqa: PLC0415
 
-    import tclap  # noqa: PLC0415
 
     out = Path(out_dir).expanduser().resolve()
     if out.exists():

@@ -31,6 +31,8 @@ from tclap.models.frontends import (
     frontend_config_from_extractor,
     make_frontend,
 )
+from tclap.models import laion
+from tclap.models.tokenizer import build_tiny_tokenizer
 
 SHIPPED_MODELS = ("tiny-baseline", "tiny-tclap")
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -75,7 +77,6 @@ def build_tokenizer(arch: ClapArchConfig, tokenizer=None, source: str = "model")
         except Exception as exc:  # noqa: BLE001 (transformers raises OSError/ValueError/TypeError here)
             raise UserError(f"cannot load a tokenizer from {d}: {str(exc).splitlines()[0][:200]}") from None
     if arch.tokenizer == "tiny":
-        from tclap.models.tokenizer import build_tiny_tokenizer  # noqa: PLC0415
 
         return build_tiny_tokenizer(model_max_length=arch.text.max_length)
     raise UserError(
@@ -169,7 +170,6 @@ def from_laion_checkpoint(path: str | os.PathLike, device="cpu", tokenizer=None,
     """Convert an original LAION-CLAP ``.pt`` checkpoint (see :mod:`tclap.models.laion`)."""
     from transformers import ClapModel  # noqa: PLC0415
 
-    from tclap.models import laion  # noqa: PLC0415
 
     src = str(path)
     hf_sd, _dropped = laion.laion_to_hf_state_dict(laion.read_checkpoint(path), source=src)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
-from tclap.negatives.llm import LLMError, LLMUnavailable, clean_response, load_prompt, render_prompt
+from tclap.negatives.llm import HFTextGenBackend, LLMError, LLMUnavailable, OpenAIChatBackend, clean_response, load_prompt, render_prompt
 from tclap.negatives.rule import rule_negative
 from tclap.negatives.validate import validate_negative
 
@@ -146,7 +146,6 @@ def _make_backend(cfg: NegativesConfig):
         raise UserError(f"--backend {cfg.backend!r}: use rule or llm")
     prompt = load_prompt(cfg.prompt_file)
     if cfg.hf_model:
-        from tclap.negatives.llm import HFTextGenBackend
 
         be = HFTextGenBackend(cfg.hf_model)
         return be, be.name, prompt
@@ -157,7 +156,6 @@ def _make_backend(cfg: NegativesConfig):
         key = os.environ.get(cfg.api_key_env)
         if not key:
             raise UserError(f"--api-key-env {cfg.api_key_env}: that environment variable is not set")
-    from tclap.negatives.llm import OpenAIChatBackend
 
     be = OpenAIChatBackend(cfg.endpoint, cfg.model, api_key=key, timeout=cfg.timeout)
     return be, be.name, prompt

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from tclap.negatives.rule import analyse
 
 STOPWORDS = frozenset(
     """a an the some one two three several many few this that these those its his her their our
@@ -78,7 +79,6 @@ def validate_negative(caption: str, negative: str | None) -> str | None:
         if extra:
             parts.append("extra " + " ".join(extra[:5]))
         return "different event words (" + "; ".join(parts) + ")"
-    from tclap.negatives.rule import analyse
 
     pa, pb = analyse(caption), analyse(negative)
     if pa.order is not None and pb.order is not None:

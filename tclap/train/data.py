@@ -32,6 +32,13 @@ from tqdm.auto import tqdm
 from basekit.audio import load_audio
 from basekit.errors import UserError
 from tclap.train.sampler import POSITIVE, MixedBatchSampler, seed_for
+from basekit.atomic import atomic_write_text
+from tclap.data.manifest import read_manifest
+from tclap.data.stream import ChunkBuilder, ChunkOptions, CountCache, ProcessStream, build_plan, merge
+from tclap.data.stream.readers import MISSING, NO_NEGATIVE_AUDIO, UNREADABLE
+from tclap.data.stream.sources import is_streamed
+from tclap.features import ClapMelConfig
+from tclap.models import CONFIG_NAMES, TCLAP_CONFIG_FILE, get_config
 
 
 @dataclass
@@ -67,7 +74,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _read(path: str) -> list[dict]:
-    from tclap.data.manifest import read_manifest  # noqa: PLC0415 (keeps tclap.train importable alone)
 
     p = Path(path)
     if not p.exists():
@@ -325,7 +331,6 @@ class StreamData:
     """
 
     def __init__(self, plan, cfg, frontend, rank: int, reduce_sum) -> None:
-        from tclap.data.stream import ChunkOptions  # noqa: PLC0415
 
         self.plan, self.cfg, self.rank, self.reduce_sum = plan, cfg, rank, reduce_sum
         self.opts = ChunkOptions(frontend.to_dict(), cfg.seed, cfg.loss.lambda_t, cfg.data.use_negative_audio)
@@ -333,7 +338,6 @@ class StreamData:
         self._stream = None
 
     def batches(self, start: int) -> Iterator[Batch]:
-        from tclap.data.stream import ProcessStream, merge  # noqa: PLC0415
 
         self._stream = ProcessStream(self.plan, self.rank, start, self.opts, self.cfg.data.data_timeout)
         for micro, chunks in enumerate(self._stream, start):
@@ -352,7 +356,6 @@ class StreamData:
 
     def mel_statistics(self):
         """Per-mel-bin mean and variance ``([n_mels], [n_mels])`` of the global batch of micro-step 0 (all processes)."""
-        from tclap.data.stream import ChunkBuilder  # noqa: PLC0415
 
         feats = [ChunkBuilder(self.plan, self.plan.reader_of(self.rank, w), self.opts).chunk(0)["features"]
                  for w in range(max(1, self.plan.workers))]
@@ -369,7 +372,7 @@ class StreamData:
 
     def describe(self) -> dict:
         """What ``train_config.json`` records: the plan, the batch split, skipped items (plan and reading)."""
-        from tclap.data.stream import POSITIVE, TEMPORAL  # noqa: PLC0415
+        from tclap.data.stream import POSITIVE, TEMPORAL  # noqa: PLC0415 (POSITIVE/TEMPORAL also come from tclap.train.sampler at the top)
 
         skipped: dict[str, int] = {}
         for st in self.plan.streams:
@@ -392,7 +395,6 @@ class StreamData:
 
     def final_skipped(self) -> dict[str, int]:
         """What the plan skipped plus what every process's readers skipped while reading (a collective call)."""
-        from tclap.data.stream.readers import MISSING, NO_NEGATIVE_AUDIO, UNREADABLE  # noqa: PLC0415
 
         kinds = (UNREADABLE, NO_NEGATIVE_AUDIO, MISSING)
         counts = self.reduce_sum(torch.tensor([float(self.skipped.get(k, 0)) for k in kinds], dtype=torch.float64))
@@ -429,7 +431,6 @@ def _release_free_memory() -> None:
 def log_ids(batches: Iterator[Batch], path: Path, start: int) -> Iterator[Batch]:
     """Pass ``batches`` through, appending ``{"micro", "ids"}`` per micro-step to ``path`` (lines of micro-steps
     at or after ``start``, left by a killed run, are dropped first)."""
-    from basekit.atomic import atomic_write_text  # noqa: PLC0415
 
     if path.exists():
         keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["micro"] < start]
@@ -443,8 +444,6 @@ def log_ids(batches: Iterator[Batch], path: Path, start: int) -> Iterator[Batch]
 
 def plan_lines(cfg, train_sources: Sequence[str], positive_sources: Sequence[str], world: int) -> list[str]:
     """What ``tclap train --dry-run`` prints: the data plan, from the sources and the model's settings alone."""
-    from tclap.data.stream import CountCache, build_plan  # noqa: PLC0415
-    from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
 
     o = cfg.optim
     lines = [f"tclap train --dry-run: preset {cfg.preset}, init {cfg.init}, {cfg.steps} step(s) x grad-accum {o.grad_accum}, "
@@ -474,8 +473,7 @@ def frontend_settings(init) -> tuple[int, float]:
     (``tclap_config.json``) or its feature extractor's (``preprocessor_config.json`` / ``processor_config.json``);
     anything else (a LAION ``.pt``, a hub id) LAION-CLAP's front end (48 kHz, 10 s).
     """
-    from tclap.models import CONFIG_NAMES, TCLAP_CONFIG_FILE, get_config  # noqa: PLC0415
-    from tclap.models.factory import ASSETS_DIR  # noqa: PLC0415
+    from tclap.models.factory import ASSETS_DIR  # noqa: PLC0415 (tests patch tclap.models.factory.ASSETS_DIR)
 
     name = str(init)
     if name in CONFIG_NAMES:
@@ -490,7 +488,6 @@ def frontend_settings(init) -> tuple[int, float]:
             return int(sr), float(seconds)
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
-    from tclap.features import ClapMelConfig  # noqa: PLC0415
 
     fe = ClapMelConfig()
     return fe.sample_rate, fe.max_length_s

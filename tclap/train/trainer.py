@@ -42,6 +42,9 @@ from basekit.errors import UserError
 from tclap.train.config import TrainConfig
 from tclap.train.data import Batch, MemoryData, StreamData, build_pools, log_ids, prepare_features
 from tclap.train.sampler import seed_for
+from tclap.data.stream import CountCache, build_plan
+from tclap.data.stream.sources import is_streamed
+from tclap.losses import AudioNegativeLoss, TClapLoss
 
 LOG_NAME = "metrics.jsonl"
 LOG_TERMS = ("loss", "contrastive_loss", "temporal_loss")  # averaged over micro-batches and processes
@@ -161,7 +164,7 @@ def train(
         step_callback: ``f(step, log_record)`` after each optimizer step (tests use it to simulate a kill).
         export: write the final model to ``out_dir/model`` (:func:`tclap.models.export.export_bundle`).
     """
-    from tclap.models import load_clap  # noqa: PLC0415
+    from tclap.models import load_clap  # noqa: PLC0415 (tests patch tclap.models.load_clap)
 
     cfg = _resolved(cfg, train_manifests, positive_manifests)
     out = Path(out_dir)
@@ -291,7 +294,6 @@ def _resolved(cfg: TrainConfig, train_sources, positive_sources) -> TrainConfig:
 def _open_data(cfg: TrainConfig, train_sources, positive_sources, bundle, accelerator, out: Path, quiet: bool):
     """The batch source of this process: manifests read into memory with cached features (:class:`MemoryData`),
     or, when any source is shards or a bank, the streaming plan's readers (:class:`StreamData`)."""
-    from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
 
     if any(is_streamed(t) for t in [*train_sources, *positive_sources]):
         return _open_stream(cfg, train_sources, positive_sources, bundle, accelerator, out, quiet)
@@ -306,7 +308,6 @@ def _open_data(cfg: TrainConfig, train_sources, positive_sources, bundle, accele
 
 
 def _open_stream(cfg: TrainConfig, train_sources, positive_sources, bundle, accelerator, out: Path, quiet: bool):
-    from tclap.data.stream import CountCache, build_plan  # noqa: PLC0415
 
     main = accelerator.is_main_process
     # The main process counts shards without an index first and keeps the counts; the others read them.
@@ -322,7 +323,6 @@ def _open_stream(cfg: TrainConfig, train_sources, positive_sources, bundle, acce
 
 def _prepare(cfg: TrainConfig, bundle, data, accelerator, out: Path) -> _Run:
     """Dropout, BatchNorm statistics, frozen towers, AdamW and the losses; the model prepared by accelerate."""
-    from tclap.losses import AudioNegativeLoss, TClapLoss  # noqa: PLC0415
 
     model = bundle.model
     if cfg.dropout is not None:

@@ -35,6 +35,8 @@ import numpy as np
 from basekit.errors import UserError
 from tclap.data.stream.sources import (BANK, MANIFEST, Unit, manifest_units, parse_source, read_shard_indexes, shard_units,
                                       short)
+from tclap.data.banks import open_bank
+from tclap.data.mixup import MixupConfig
 
 TEMPORAL, POSITIVE = "temporal", "positive"
 FINITE = "finite"
@@ -321,8 +323,6 @@ def _group_streams(role, sources, cfg, need_neg, sample_rate, clip_seconds, cach
 
 
 def _bank_stream(role: str, src, cfg, sample_rate: int, clip_seconds: float) -> Stream:
-    from tclap.data.banks import open_bank  # noqa: PLC0415
-    from tclap.data.mixup import MixupConfig  # noqa: PLC0415
 
     d = cfg.data
     mix = MixupConfig(bank=src.bank, seconds=float(d.bank_seconds or clip_seconds), sr=int(sample_rate), split="train",

@@ -27,6 +27,9 @@ from tclap.data.shards import AUDIO_EXTS, NEGATIVE_AUDIO_EXTS, TarReader
 from tclap.data.stream.plan import BANK, POSITIVE, TEMPORAL, DataPlan, shuffle_order
 from tclap.data.stream.sources import usable
 from tclap.train.sampler import seed_for
+from basekit.audio import load_audio, resample
+from tclap.data.mixup import build_item
+from tclap.features import ClapMelFrontEnd
 
 
 @dataclass
@@ -171,7 +174,6 @@ class BankReader:
         self.problems: list[tuple[str, int, str]] = []
 
     def take(self, micro: int) -> list[RawItem]:
-        from tclap.data.mixup import build_item  # noqa: PLC0415
 
         out = []
         for j in range(self.rows):
@@ -189,7 +191,6 @@ class BankReader:
 
 def decode(data: bytes | str | np.ndarray, sr: int, where: str, src_sr: int | None = None) -> np.ndarray:
     """Audio as float32 mono ``[T]`` at ``sr``: from encoded bytes, a file path, or a wave at ``src_sr``."""
-    from basekit.audio import load_audio, resample  # noqa: PLC0415
 
     if isinstance(data, np.ndarray):
         return data if src_sr in (None, sr) else resample(data, int(src_sr), sr)
@@ -232,7 +233,6 @@ class ChunkBuilder:
     status: Callable[[str], None] = field(default=lambda text: None)
 
     def __post_init__(self) -> None:
-        from tclap.features import ClapMelFrontEnd  # noqa: PLC0415
 
         self.frontend = ClapMelFrontEnd(**self.opts.frontend) if self.opts.featurize is None else None
         self.readers = [(st.role, (BankReader if st.kind == BANK else FiniteReader)(self.plan, s, self.g, self.status))

@@ -31,6 +31,7 @@ from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
 from tclap.data.shards import (AUDIO_EXTS, ShardInfo, TarReader, TarSample, is_local, local_path, read_index_file,
                                read_indexes, require_webdataset)
+from tclap.data.manifest import read_manifest
 
 MANIFEST, SHARDS, BANK = "manifest", "shards", "bank"
 NO_NEGATIVE = "temporal item without a negative caption"  # the in-memory path's skip reason, same words
@@ -272,7 +273,6 @@ def shard_units(urls: list[str], need_negative: bool, cache: CountCache, quiet: 
 
 def manifest_units(path: str, need_negative: bool) -> tuple[list[Unit], list[dict], dict[str, int]]:
     """Units of a manifest streamed from disk (one item each): ``(units, items, skipped)``."""
-    from tclap.data.manifest import read_manifest  # noqa: PLC0415
 
     items = read_manifest(path, check_files=True)
     units, kept, skipped = [], [], {}
