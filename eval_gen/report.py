@@ -72,7 +72,7 @@ def bar_chart(result: dict, path: str | os.PathLike) -> Path:
     atomically with the Agg canvas (no pyplot)."""
     from matplotlib.figure import Figure
 
-    from basekit.plotting import save_figure
+    from basekit.plotting import save_figure  # noqa: PLC0415 (basekit.plotting loads matplotlib; only the chart needs it)
 
     rows = [(k, lab, arrow) for k, lab, arrow in METRIC_ROWS
             if result.get("metrics", {}).get(k, {}).get("value") is not None]

@@ -29,13 +29,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eval_gen import metrics as M
-from eval_gen.backends import EmbeddingBackend, get_backend
+from eval_gen.backends import EmbeddingBackend, available_backends, get_backend
 from eval_gen.backends.base import file_sha256
 from eval_gen.cache import EmbeddingCache, default_cache_dir
 from eval_gen.kl import kl_bernoulli, kl_softmax, pair_by_stem
 from eval_gen.stats import bootstrap_ci
 from basekit.audio import SILENCE_DBFS, list_audio_files, load_audio_with_sr, peak_dbfs
 from basekit.errors import UserError
+from eval_gen.prompts import read_prompts
+from eval_gen.temporal import clap_score, order_accuracy_clap, order_accuracy_detector, order_pairs
 
 ALL_METRICS = ("fad", "fad_inf", "kad", "kl", "clap", "order")
 
@@ -312,7 +314,6 @@ def _kl(gen: _Clips, ref: _Clips, cfg: ScoreConfig, backend: EmbeddingBackend | 
 
 
 def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped: dict) -> dict:
-    from eval_gen.temporal import clap_score, order_accuracy_clap, order_accuracy_detector, order_pairs
 
     if not prompts:
         raise UserError("the clap and order metrics need prompts: pass --prompts FILE (JSONL id/prompt or CSV)")
@@ -382,7 +383,6 @@ def score_folders(gen_dir: str | os.PathLike, ref_dir: str | os.PathLike,
         raise UserError(f"prompts file not found: {prompts} (JSONL id/prompt or CSV file,prompt)")
     if prompts is None and set(cfg.metrics) & {"clap", "order"}:
         raise UserError("the clap and order metrics need prompts: pass --prompts FILE (JSONL id/prompt or CSV)")
-    from eval_gen.backends import available_backends  # noqa: PLC0415
 
     for flag, name in (("--backend", cfg.backend), ("--classifier", cfg.classifier)):
         if name is not None and name not in available_backends() and (flag == "--classifier" or backend is None):
@@ -426,6 +426,5 @@ def _prompt_map(prompts) -> dict[str, tuple[str, str | None]] | None:
         return None
     if isinstance(prompts, Mapping):
         return {str(k): (v if isinstance(v, tuple) else (str(v), None)) for k, v in prompts.items()}
-    from eval_gen.prompts import read_prompts
 
     return {k: (p.text, p.negative) for k, p in read_prompts(prompts).items()}
