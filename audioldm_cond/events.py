@@ -27,6 +27,8 @@ from typing import Sequence
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError
+from tclap.negatives.rule import analyse
+from tclap.synth import EVENT_CLASSES, event_phrase
 
 EVENTS_FILE = "events.json"
 
@@ -63,7 +65,6 @@ def key_words(text: str) -> set[str]:
 def event_mentions(prompt: str) -> list[str]:
     """The prompt cut into event mentions: at order connectors (via :func:`tclap.negatives.rule.analyse`), then at
     "and", "with", "while", "as" and commas. ``"a beep followed by a knock"`` -> ``["a beep", "a knock"]``."""
-    from tclap.negatives.rule import analyse  # noqa: PLC0415
 
     groups = analyse(prompt).groups or [prompt]
     out = []
@@ -102,7 +103,6 @@ def write_events(model_dir: str | os.PathLike, events: Sequence[dict], source: s
 
 def builtin_events() -> list[dict]:
     """The built-in procedural bank's events (``tclap.synth``), as the shipped tiny models were trained on them."""
-    from tclap.synth import EVENT_CLASSES, event_phrase  # noqa: PLC0415
 
     return [{"label": c, "phrase": event_phrase(c)} for c in EVENT_CLASSES]
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from basekit.errors import UserError
+from basekit.audio import load_audio, pad_or_crop
 
 DEFAULT_TIMESTEPS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85)  # fractions of the training schedule's length
 
@@ -151,7 +152,6 @@ def probe_order(components, items: Sequence[ProbeItem], *, timesteps: Sequence[f
     """
     from diffusers import DDPMScheduler  # noqa: PLC0415
 
-    from basekit.audio import load_audio, pad_or_crop  # noqa: PLC0415
 
     if not items:
         raise UserError("no probe items: the data needs captions with order-swapped negative captions "

@@ -56,7 +56,7 @@ class DataConfig:
 
     def streamed(self) -> bool:
         """Whether the run streams: a source that is not a manifest, or several sources."""
-        from tclap.data.stream.sources import is_streamed  # noqa: PLC0415
+        from tclap.data.stream.sources import is_streamed  # noqa: PLC0415 (tclap.data.stream loads torch; the config stays torch-free)
 
         srcs = self.sources()
         return len(srcs) > 1 or any(is_streamed(s) for s in srcs)

@@ -35,6 +35,13 @@ import numpy as np
 import torch
 
 from basekit.errors import UserError
+from audioldm_cond.components.config import CONFIG_FILE
+from audioldm_cond.components.io import resolve_model_dir
+from audioldm_cond.mel import AudioLDMMelConfig, AudioLDMMelFrontEnd
+from audioldm_cond.train.data import read_clip_set
+from basekit.audio import pad_or_crop
+from tclap.data.stream import ChunkBuilder, ChunkOptions, CountCache, ProcessStream, build_plan
+from tclap.train.config import TrainConfig as ClapTrainConfig
 
 SAMPLE_ROWS, SAMPLE_MICRO_STEPS = 256, 4
 NAME = "audioldm-cond train"
@@ -60,8 +67,6 @@ class LdmFeaturizer:
 
     def __call__(self, micro: int, reader: int, rows: list, events: list) -> dict:
         """Chunk ``{"micro", "reader", "mel": [b, 1, F, M], "waves": [b, T] | None, "captions", "ids", "events"}``."""
-        from audioldm_cond.mel import AudioLDMMelFrontEnd  # noqa: PLC0415
-        from basekit.audio import pad_or_crop  # noqa: PLC0415
 
         if self._fe is None:
             self._fe = AudioLDMMelFrontEnd(**self.mel)
@@ -104,7 +109,6 @@ def merge_chunks(chunks: list[dict]) -> StreamBatch:
 
 def plan_settings(cfg):
     """The ``tclap`` training config whose data settings :func:`tclap.data.stream.build_plan` reads, from ours."""
-    from tclap.train.config import TrainConfig as ClapTrainConfig  # noqa: PLC0415
 
     d = cfg.data
     t = ClapTrainConfig(preset="audioldm", steps=cfg.optim.steps, seed=cfg.seed)
@@ -125,7 +129,6 @@ def plan_settings(cfg):
 
 def build_data_plan(cfg, world: int, sample_rate: int, cache, quiet: bool = False):
     """The run's :class:`tclap.data.stream.DataPlan` over ``world`` processes (sources resolved and counted)."""
-    from tclap.data.stream import build_plan  # noqa: PLC0415
 
     if cfg.data.seconds is None:
         raise UserError("streamed --train sources need --seconds (every clip is cut or zero-padded to it in the "
@@ -145,7 +148,6 @@ class StreamData:
     """
 
     def __init__(self, plan, cfg, featurizer: LdmFeaturizer, rank: int) -> None:
-        from tclap.data.stream import ChunkOptions  # noqa: PLC0415
 
         self.plan, self.cfg, self.rank = plan, cfg, rank
         self.opts = ChunkOptions({}, cfg.seed, 0.0, False, featurize=featurizer)
@@ -154,7 +156,6 @@ class StreamData:
 
     def batches(self, start: int) -> Iterator[StreamBatch]:
         """Micro-steps ``start, start + 1, ...`` of this process (DataLoader workers, or in-process with 0)."""
-        from tclap.data.stream import ProcessStream  # noqa: PLC0415
 
         self._stream = ProcessStream(self.plan, self.rank, start, self.opts, self.cfg.data.data_timeout)
         for micro, chunks in enumerate(self._stream, start):
@@ -168,7 +169,6 @@ class StreamData:
     def sample(self) -> StreamBatch:
         """The global batches of the first micro-steps (every reader of every process), read here: the sample the
         run's statistics come from (see the module docstring). Identical on every process."""
-        from tclap.data.stream import ChunkBuilder  # noqa: PLC0415
 
         n = max(1, min(SAMPLE_MICRO_STEPS, math.ceil(SAMPLE_ROWS / self.cfg.optim.batch_size),
                        self.plan.micro_steps))
@@ -207,13 +207,10 @@ class StreamData:
 def model_sample_rate(model: str) -> int:
     """The AudioLDM front end's rate of ``--model``, read from its ``audioldm_cond.json`` without loading weights
     (16 kHz, AudioLDM's, for ``tiny`` and for plain diffusers directories)."""
-    from audioldm_cond.mel import AudioLDMMelConfig  # noqa: PLC0415
 
     default = AudioLDMMelConfig().sample_rate
     if model == "tiny":
         return default
-    from audioldm_cond.components.config import CONFIG_FILE  # noqa: PLC0415
-    from audioldm_cond.components.io import resolve_model_dir  # noqa: PLC0415
 
     path = resolve_model_dir(model) / CONFIG_FILE
     if not path.is_file():
@@ -226,13 +223,11 @@ def model_sample_rate(model: str) -> int:
 
 def plan_lines(cfg, world: int) -> list[str]:
     """What ``audioldm-cond train --dry-run`` prints: the data plan, from the sources and the settings alone."""
-    from tclap.data.stream import CountCache  # noqa: PLC0415
 
     o = cfg.optim
     head = (f"{NAME} --dry-run: stage {cfg.stage}, model {cfg.model}, {o.steps} step(s) x grad-accum {o.grad_accum}, "
             f"global batch {o.batch_size}, cond-source {cfg.ldm.cond_source}")
     if not cfg.data.streamed():
-        from audioldm_cond.train.data import read_clip_set  # noqa: PLC0415
 
         clips = read_clip_set(cfg.data.train_manifest)
         return [head, f"data plan: manifest {cfg.data.train_manifest} held in memory (mels, latents and CLAP embeddings "

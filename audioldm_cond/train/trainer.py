@@ -60,6 +60,9 @@ from basekit.atomic import atomic_write_text, replace_dir
 from basekit.checkpoint import latest_checkpoint, list_checkpoints, read_state, save_checkpoint
 from basekit.errors import UserError
 from tclap.distributed import make_accelerator
+from audioldm_cond.train.stream import LdmFeaturizer, StreamData, build_data_plan
+from tclap.data.stream import CountCache
+from tclap.train.data import log_ids
 
 class Trainer:
     """Train one stage of an AudioLDM model; see the module docstring.
@@ -109,8 +112,6 @@ class Trainer:
         """Streamed sources: the data plan, this process's readers, and the sample the run's statistics come from
         (its mels, and for ldm their VAE posteriors) standing in for the in-memory path's ``train_mel`` /
         ``train_lat``; nothing else of the training data is held."""
-        from audioldm_cond.train.stream import LdmFeaturizer, StreamData, build_data_plan  # noqa: PLC0415
-        from tclap.data.stream import CountCache  # noqa: PLC0415
 
         cfg, c, acc = self.cfg, self.components, self.accelerator
         self.train_clips = None
@@ -401,7 +402,6 @@ class Trainer:
             return
         batches = self.stream.batches(micro)
         if self.cfg.data.log_sample_ids:
-            from tclap.train.data import log_ids  # noqa: PLC0415
 
             batches = log_ids(batches, self.run_dir / f"sample_ids.rank{self.accelerator.process_index}.jsonl", micro)
         self._batches = batches
