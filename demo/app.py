@@ -33,6 +33,7 @@ from typing import Any
 
 from basekit.errors import UserError
 from demo.service import CLIP_ROUTE, MosService
+from demo.study import CMOS_LABELS
 
 # Reports play / ended / refused forward seeks of any <audio data-clip> inside the component; one clip plays at
 # a time. `furthest` is the furthest point heard per clip: seeking beyond it (plus a little slack for the
@@ -172,7 +173,6 @@ class _Page:
 
     @staticmethod
     def _cmos_labels() -> dict[int, str]:
-        from demo.study import CMOS_LABELS
 
         return {v: (f"{v:+d}: {lab}" if v else f"0: {lab}") for v, lab in CMOS_LABELS.items()}
 

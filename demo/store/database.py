@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, TypeVar
 
 from demo.store.schema import ADDED_V2, REBUILT_V2, SCHEMA, SCHEMA_VERSION, TABLE_SQL
+from basekit.errors import UserError
 
 _D = TypeVar("_D", bound="Database")  # open_readonly returns the class it is called on (a Store)
 
@@ -138,7 +139,6 @@ class Database:
         """
         import urllib.request
 
-        from basekit.errors import UserError
 
         p = Path(path)
         if not p.is_file():
