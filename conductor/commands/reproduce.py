@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from conductor.recipes.clap import default_jobs
+from conductor.reproduce.config import make_config, parse_seeds
+from conductor.reproduce.paper import add_paper_arguments, run_paper
+from conductor.reproduce.pipeline import Pipeline
+from conductor.reproduce.stages import build_stages
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from conductor.reproduce.paper import add_paper_arguments  # noqa: PLC0415
 
     p.add_argument("--preset", choices=("tiny", "quick", "paper"), default="tiny",
                    help="tiny: the miniature on the built-in bank (default); quick: a smoke run; paper: real data")
@@ -42,7 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_jobs(text: str, preset: str) -> int:
     """``--jobs``: ``auto`` or a positive integer; a bad value is a one-line :class:`UserError`."""
-    from conductor.recipes.clap import default_jobs  # noqa: PLC0415
 
     if text == "auto":
         return 1 if preset == "quick" else default_jobs()
@@ -58,7 +61,6 @@ def parse_jobs(text: str, preset: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from conductor.reproduce.config import make_config, parse_seeds  # noqa: PLC0415
 
     preset = "quick" if args.quick else args.preset
     if args.quick and args.preset == "paper":
@@ -68,11 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     if preset == "paper":
-        from conductor.reproduce.paper import run_paper  # noqa: PLC0415
 
         return run_paper(args, out, seeds or (0, 1, 2))
-    from conductor.reproduce.pipeline import Pipeline  # noqa: PLC0415
-    from conductor.reproduce.stages import build_stages  # noqa: PLC0415
 
     cfg = make_config(preset, seeds)
     if preset == "quick":

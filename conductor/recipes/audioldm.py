@@ -47,6 +47,12 @@ from typing import Any, Sequence
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError, cli_entry
+from audioldm_cond.train.config import (
+    DataConfig, LdmStageConfig, OptimConfig, TrainConfig, VaeStageConfig, ValidationConfig, parse_cond_map, parse_unet_channels,
+)
+from audioldm_cond.train.runlog import read_log
+from conductor.recipes.records import LDM_PATHS_NOTE, portable
+from tclap.data.manifest import read_manifest, write_manifest
 
 CONDITIONERS = ("tiny-tclap", "tiny-baseline")
 
@@ -116,8 +122,7 @@ def split_conditioner(spec: str) -> tuple[str, str]:
 
 def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, Path]:
     """Train pairs (each mix-up and its order-swapped negative) and the held-out validation manifest."""
-    from tclap.data.manifest import read_manifest, write_manifest
-    from tclap.data.mixup import MixupConfig, build_mixups
+    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
 
     paths = {}
     for split, n in (("train", rc.n_train), ("heldout", rc.n_val)):
@@ -144,7 +149,6 @@ def vae_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, data, seed: i
                      quiet: bool = False, **extra):
     """The ``vae`` stage's :class:`~audioldm_cond.train.config.TrainConfig` for this recipe (a tiny model from
     ``rc.arch``); ``data`` is a :class:`~audioldm_cond.train.config.DataConfig`."""
-    from audioldm_cond.train.config import OptimConfig, TrainConfig, VaeStageConfig
 
     return TrainConfig(
         stage="vae", out_dir=str(out_dir), model="tiny", clap=extra.pop("clap", "tiny"), data=data,
@@ -158,7 +162,6 @@ def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: st
                      data, seed: int, val, quiet: bool = False):
     """An ``ldm`` stage's :class:`~audioldm_cond.train.config.TrainConfig`: a UNet on ``clap``'s text embedding,
     on the VAE in ``vae_final``; ``val`` is a :class:`~audioldm_cond.train.config.ValidationConfig`."""
-    from audioldm_cond.train.config import LdmStageConfig, OptimConfig, TrainConfig
 
     return TrainConfig(
         stage="ldm", out_dir=str(out_dir), model=str(vae_final), clap=str(clap), data=data,
@@ -171,7 +174,6 @@ def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: st
 
 def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bool = False) -> dict[str, Any]:
     """The :class:`TrainConfig` of every training stage, by stage name."""
-    from audioldm_cond.train.config import DataConfig, ValidationConfig
 
     data = DataConfig(train_manifest=str(train), val_manifest=str(val), seconds=rc.seconds,
                       cache_dir=str(out / "cache"))
@@ -188,8 +190,7 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
 
 def run_stage(cfg) -> dict[str, Any]:
     """Train one stage unless its ``final/`` exists; returns ``{"final", "first_losses", "seconds"}``."""
-    from audioldm_cond.train.runlog import read_log
-    from audioldm_cond.train.trainer import Trainer
+    from audioldm_cond.train.trainer import Trainer  # noqa: PLC0415 (loads torch and diffusers; only a training run needs them)
 
     run = Path(cfg.out_dir)
     t0 = time.time()
@@ -213,7 +214,6 @@ def _check_same_settings(run: Path, cfg) -> None:
     saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     if saved:
         # Through the dataclasses: a setting added since that run was trained compares at its default value.
-        from audioldm_cond.train.config import TrainConfig
 
         try:
             saved = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
@@ -228,8 +228,7 @@ def _check_same_settings(run: Path, cfg) -> None:
 
 def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence[str]) -> list[Path]:
     """Copy each trained LDM into ``audioldm_cond/assets/models/<name>`` with its ``recipe.json`` (atomic)."""
-    from audioldm_cond.components import assets_dir
-    from conductor.recipes.records import LDM_PATHS_NOTE, portable
+    from audioldm_cond.components import assets_dir  # noqa: PLC0415 (loads torch; only installing the model needs it)
 
     done = []
     for name in (split_conditioner(c)[0] for c in rc.conditioners):
@@ -338,7 +337,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(f"--snr-gamma {args.snr_gamma!r}: give a number (e.g. 5) or none") from None
     if any(v is not None for v in (args.unet_channels, args.unet_layers, args.unet_position_channels,
                                    args.unet_cond_map)):
-        from audioldm_cond.train.config import parse_cond_map, parse_unet_channels
 
         base = rc.ldm_unet or {}  # what a flag leaves unsaid keeps the recipe's default
         widths = args.unet_channels or ",".join(str(c) for c in base.get("channels", rc.arch["unet_channels"]))
@@ -349,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else (base.get("cond_map_channels", 0), base.get("cond_map_segments", 8)))
         rc.ldm_unet = parse_unet_channels(widths, layers, pos, *cmap)
     if args.vae:
-        from audioldm_cond.components import resolve_model_dir
+        from audioldm_cond.components import resolve_model_dir  # noqa: PLC0415 (loads torch; only this branch needs it)
 
         rc.vae_dir = str(resolve_model_dir(args.vae))
     rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())

@@ -41,6 +41,7 @@ from typing import Sequence
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError, cli_entry
+from tclap.train.config import preset
 
 BASELINES = ("finetune", "start")  # RecipeConfig.baseline
 N_FIRST_LOSSES = 5  # optimizer steps whose losses each stage records in first_losses.json
@@ -95,7 +96,6 @@ class RecipeConfig:
 
 
 def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: float, neg_audio: bool):
-    from tclap.train.config import preset  # noqa: PLC0415
 
     cfg = preset("tiny")
     cfg.init, cfg.steps, cfg.seed = init, steps, rc.seed
@@ -105,14 +105,14 @@ def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: flo
     cfg.data.use_negative_audio = neg_audio and lambda_t > 0
     cfg.data.unpaired = rc.unpaired if lambda_t > 0 else "skip"
     cfg.checkpoint_every = max(1, min(cfg.checkpoint_every, steps))
-    from tclap.distributed import resolve_mixed_precision  # noqa: PLC0415
+    from tclap.distributed import resolve_mixed_precision  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
 
     cfg.mixed_precision = resolve_mixed_precision(rc.mixed_precision)
     return cfg
 
 
 def _train_stage(name: str, out: Path, cfg, manifest: Path, quiet: bool, positive: Sequence[str] = ()) -> Path:
-    from tclap.train.trainer import _checkpoints, train  # noqa: PLC0415
+    from tclap.train.trainer import _checkpoints, train  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
 
     run = out / "runs" / name
     model = run / "model"
@@ -246,7 +246,7 @@ def positive_sets(rc: RecipeConfig, out: Path) -> list[str]:
     """The fine-tunes' positive-only manifests: ``out/data/single`` (built or reused) when ``singles_per_class`` > 0."""
     if rc.singles_per_class <= 0:
         return []
-    from tclap.data.singles import build_builtin_singles  # noqa: PLC0415
+    from tclap.data.singles import build_builtin_singles  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
 
     return [str(build_builtin_singles(Path(out) / "data" / "single", per_class=rc.singles_per_class,
                                       seconds=rc.seconds, sr=rc.sample_rate))]
@@ -258,8 +258,8 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
     ``jobs``: how many training stages may run at once (the T-CLAP and baseline fine-tunes are
     independent); see :func:`_train_stages`.
     """
-    from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415
-    from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415
+    from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
+    from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,7 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
     px = rc.export_prefix
     shipped = [(f"{px}-baseline", base, base_stages), (f"{px}-tclap", tcl, (*start_stages, "tclap"))]
     if rc.wise_alpha < 1.0:
-        from tclap.interpolate import interpolate_models  # noqa: PLC0415
+        from tclap.interpolate import interpolate_models  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
 
         soup = out / "runs" / "wise" / "model"
         if not (soup / "config.json").is_file():

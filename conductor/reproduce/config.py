@@ -19,6 +19,7 @@ from typing import Any
 
 from basekit.errors import UserError
 from conductor.recipes.audioldm import RecipeConfig as LdmRecipe
+from conductor.recipes.clap import RecipeConfig
 
 PRESETS = ("quick", "tiny", "paper")
 
@@ -83,7 +84,6 @@ class ReproConfig:
     study: StudySettings = field(default_factory=StudySettings)
 
     def validate(self) -> None:
-        from conductor.recipes.clap import RecipeConfig  # noqa: PLC0415
 
         if not self.seeds:
             raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
@@ -100,7 +100,6 @@ class ReproConfig:
 
     def recipe_config(self, seed: int):
         """The CLAP recipe's :class:`~conductor.recipes.clap.RecipeConfig` for ``seed``."""
-        from conductor.recipes.clap import RecipeConfig  # noqa: PLC0415
 
         return RecipeConfig(**{**self.clap, "seed": seed})
 

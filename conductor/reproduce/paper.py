@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Sequence
 
 from basekit.errors import UserError
+from basekit.atomic import atomic_write_text
+from conductor.reproduce.pipeline import Pipeline, Stage
+from tclap.data.manifest import read_manifest
 
 # flag -> (dest, metavar, what it is). All are required for a real run.
 PAPER_INPUTS = {
@@ -52,7 +55,7 @@ def _script(name: str) -> str:
 
 
 def _looks_like_hub_id(s: str) -> bool:
-    from tclap.models.factory import looks_like_local_path  # noqa: PLC0415 - "clap-htsat-unfused/" is a path
+    from tclap.models.factory import looks_like_local_path  # noqa: PLC0415 (loads torch; the reproduction planner stays light)
 
     return s.count("/") == 1 and not looks_like_local_path(s) and not Path(s).exists()
 
@@ -145,7 +148,6 @@ def format_plan(plan: list[PlanStage], missing: list[str]) -> str:
 
 
 def run_paper(args: argparse.Namespace, out: Path, seeds: Sequence[int]) -> int:
-    from conductor.reproduce.pipeline import Pipeline, Stage  # noqa: PLC0415
 
     missing = check_inputs(args)
     plan = build_plan(args, out, seeds)
@@ -175,8 +177,6 @@ def run_paper(args: argparse.Namespace, out: Path, seeds: Sequence[int]) -> int:
 # ------------------------------------------------------------------------------------------------ helper steps
 def write_prompts(manifest: str, data_dir: str) -> None:
     """AudioCaps test manifest -> ``prompts.jsonl`` (first caption per clip) and ``reference/<id>.<ext>`` links."""
-    from basekit.atomic import atomic_write_text  # noqa: PLC0415
-    from tclap.data.manifest import read_manifest  # noqa: PLC0415
 
     out = Path(data_dir)
     ref = out / "reference"
@@ -197,7 +197,6 @@ def write_paper_study(out: str, seed: str) -> None:
     """The MOS study of the paper preset: AudioLDM_L vs AudioLDM_T clips of ``seed`` for the AudioCaps prompts."""
     import yaml  # noqa: PLC0415
 
-    from basekit.atomic import atomic_write_text  # noqa: PLC0415
 
     o = Path(out)
     prompts = [json.loads(ln) for ln in (o / "data" / "prompts.jsonl").read_text().splitlines() if ln.strip()]

@@ -44,6 +44,11 @@ from basekit.errors import UserError
 from conductor.reproduce.config import ReproConfig
 from conductor.reproduce.layout import SYSTEMS, Paths, model_prefix, read_jsonl
 from conductor.reproduce.pipeline import Stage
+from audioldm_cond.train.config import DataConfig, ValidationConfig
+from conductor.recipes.audioldm import ldm_train_config, vae_train_config
+from conductor.recipes.clap import run_recipe
+from conductor.reproduce.report import write_report
+from tclap.data.manifest import read_manifest, write_manifest
 
 
 
@@ -188,8 +193,7 @@ def stage_data(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
     the negative caption, so the UNet hears each pair of events in both orders and only the caption's
     order tells them apart. (The CLAP recipe builds its own training mix-ups, per seed, in ``clap``.)
     """
-    from tclap.data.manifest import read_manifest, write_manifest  # noqa: PLC0415
-    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415
+    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415 (loads scipy and soundfile; only the data stage needs them)
 
     d = cfg.data
     manifests = {}
@@ -227,7 +231,6 @@ def stage_clap(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: in
 
     With ``jobs > 1`` the two fine-tunes of a seed train side by side (see ``run_recipe``).
     """
-    from conductor.recipes.clap import run_recipe  # noqa: PLC0415
 
     out = {}
     for seed in tqdm(cfg.seeds, desc="clap seeds", disable=quiet or None, leave=False):
@@ -242,10 +245,10 @@ def stage_clap_eval(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> 
     Also keeps the per-pair similarities ``sim(audio, positive caption)`` and ``sim(audio, negative caption)``
     for the report's histogram, read from the evaluation's own embedding cache (no second embedding pass).
     """
-    from tclap.evaluation.runner import (  # noqa: PLC0415
+    from tclap.evaluation.runner import (  # noqa: PLC0415 (loads torch; only the evaluation stage needs it)
         EmbeddingCache, EvalConfig, builtin_heldout, embed_audio_paths, embed_texts, evaluate, model_fingerprint,
     )
-    from tclap.models import load_clap  # noqa: PLC0415
+    from tclap.models import load_clap  # noqa: PLC0415 (loads torch; tests patch tclap.models.load_clap)
 
     cache = sdir / "cache"
     results: dict = {}
@@ -274,8 +277,6 @@ def stage_clap_eval(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> 
 def ldm_train_configs(cfg: ReproConfig, paths: Paths, sdir: Path) -> dict[str, Any]:
     """The ``TrainConfig`` of every AudioLDM training run, by run name (``vae``, ``seed<S>-<system>``), built by the
     AudioLDM recipe's own builders from ``cfg.ldm`` (a :class:`conductor.recipes.audioldm.RecipeConfig`)."""
-    from audioldm_cond.train.config import DataConfig, ValidationConfig  # noqa: PLC0415 (torch-free, but heavy deps)
-    from conductor.recipes.audioldm import ldm_train_config, vae_train_config  # noqa: PLC0415
 
     rc = cfg.ldm
     data = DataConfig(train_manifest=str(paths.ldm_train), val_manifest=str(paths.heldout_manifest),
@@ -475,7 +476,6 @@ def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1
     ``jobs``: how many independent trainings / generations / scorings may run at once (the two systems'
     CLAP fine-tunes and UNets, ...). It changes no setting, so it is not part of any stage's key.
     """
-    from conductor.reproduce.report import write_report  # noqa: PLC0415
 
     paths = Paths(out, model_prefix(cfg.preset))
     d = cfg.to_dict()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from basekit.errors import UserError, cli_entry
+from audioldm_cond.train.config import TrainConfig
 
 
 @cli_entry(prog="tclap reproduce")
@@ -20,8 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
         raise UserError("usage: python -m conductor.reproduce.train_job CONFIG_JSON")
-    from audioldm_cond.train.config import TrainConfig  # noqa: PLC0415 (keeps the stage planner light)
-    from audioldm_cond.train.trainer import Trainer  # noqa: PLC0415
+    from audioldm_cond.train.trainer import Trainer  # noqa: PLC0415 (loads torch and diffusers; the stage planner imports this module to look for a build_parser)
 
     path = Path(argv[0])
     if not path.is_file():
