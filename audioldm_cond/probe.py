@@ -150,7 +150,7 @@ def probe_order(components, items: Sequence[ProbeItem], *, timesteps: Sequence[f
     (``*_ci``), ``timesteps``, the mean margins ``L(swapped) − L(caption)`` and ``L(other) − L(caption)`` per
     timestep (positive: the caption is preferred), ``n_items`` and per-item rows (``items``).
     """
-    from diffusers import DDPMScheduler  # noqa: PLC0415
+    from diffusers import DDPMScheduler  # noqa: PLC0415 (diffusers is heavy; loaded only when this path runs)
 
 
     if not items:

@@ -109,7 +109,7 @@ class _Page:
     """The components of the page and how a service state maps onto them."""
 
     def __init__(self, service: MosService, config: AppConfig):
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         self.service, self.study = service, service.study
         study = self.study
@@ -141,7 +141,7 @@ class _Page:
         self.msg = gr.Markdown(elem_id="mos-message")
 
     def _build_acr(self) -> None:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         with gr.Column(visible=False) as self.acr_col:
             self.prompt_md = gr.Markdown(elem_id="mos-prompt")
@@ -154,7 +154,7 @@ class _Page:
             self.submit_btn = gr.Button("Submit and next", variant="primary", interactive=False, elem_id="mos-submit")
 
     def _build_ab(self) -> None:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         self.ab_col = self.ab_player = self.ab_radio = self.ab_submit = self.ab_md = None
         cm = self.study.cmos
@@ -177,7 +177,7 @@ class _Page:
         return {v: (f"{v:+d}: {lab}" if v else f"0: {lab}") for v, lab in CMOS_LABELS.items()}
 
     def _build_mushra(self) -> None:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         self.mu_col = self.mu_md = self.mu_ref = self.mu_submit = None
         self.mu_players, self.mu_sliders = [], []
@@ -218,7 +218,7 @@ class _Page:
 
     def lock_updates(self, item: dict | None, heard: set[str], reset: bool) -> list:
         """Interactivity (and, on a new page, cleared values) of :meth:`locks` for ``item``."""
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         kind = item["type"] if item else None
 
@@ -243,7 +243,7 @@ class _Page:
         return out
 
     def render(self, state: dict, message: str = "") -> list:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         phase, item = state["phase"], state.get("item")
         kind = item["type"] if item and phase == "rating" else None
@@ -273,14 +273,14 @@ class _Page:
         return out + self.lock_updates(item if kind else None, heard, reset=True) + [message]
 
     def unchanged(self, message: str) -> list:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
         return [gr.update() for _ in self.outputs()[:-1]] + [f"**{html.escape(message)}**" if message else ""]
 
 
 def build_blocks(service: MosService, config: AppConfig | None = None):
     """The ``gr.Blocks`` UI and API of one study (not launched)."""
-    import gradio as gr
+    import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
     config = config or AppConfig()
     study = service.study
@@ -379,7 +379,7 @@ def build_blocks(service: MosService, config: AppConfig | None = None):
 
 def _api(service: MosService) -> None:
     """Typed API endpoints for programmatic raters (load tests, tools); every rating call needs a rater token."""
-    import gradio as gr
+    import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
 
     def guard(fn, *args):
         try:
@@ -422,7 +422,7 @@ def _api(service: MosService) -> None:
 
 def build_app(service: MosService, config: AppConfig | None = None):
     """A FastAPI app: the opaque clip route plus the Gradio UI mounted at ``/`` (no footer links)."""
-    import gradio as gr
+    import gradio as gr  # noqa: PLC0415 (gradio is heavy; loaded only when this path runs)
     from fastapi import FastAPI, HTTPException, Request, Response
 
     config = config or AppConfig()

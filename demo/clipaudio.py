@@ -32,7 +32,7 @@ def file_sig(path: str | Path) -> str:
 
 def lowpass(wav: np.ndarray, sr: int, hz: int) -> np.ndarray:
     """``[T]`` or ``[C, T]`` float32 audio low-passed at ``hz`` (zero phase: forward and backward 4th order)."""
-    from scipy import signal as sps
+    from scipy import signal as sps  # noqa: PLC0415 (scipy is heavy; loaded only when this path runs)
 
     sos = sps.butter(4, hz, btype="lowpass", fs=sr, output="sos")
     return sps.sosfiltfilt(sos, wav, axis=-1).astype(np.float32)

@@ -189,9 +189,9 @@ def _pfmt(p: float) -> str:
 
 def _plot(rows: list[dict], scale: str) -> bytes:
     """Means with the primary (thick) and t (thin) 95% intervals per system, as PNG bytes (Figure API, Agg)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (matplotlib is heavy; loaded only when this path runs)
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib is heavy; loaded only when this path runs)
+    from matplotlib.lines import Line2D  # noqa: PLC0415 (matplotlib is heavy; loaded only when this path runs)
 
     # wide enough for the title and legend even with one or two systems
     fig = Figure(figsize=(max(4.8, 1.6 + 1.1 * len(rows)), 4.2), dpi=100)

@@ -70,7 +70,7 @@ def bar_chart(result: dict, path: str | os.PathLike) -> Path:
     have different scales and must not share one), titled with the metric and its direction (↓ lower is better,
     ↑ higher is better); the bootstrap CI as an error bar where there is one (no zero-width bars). Written
     atomically with the Agg canvas (no pyplot)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib is heavy; loaded only when this path runs)
 
     from basekit.plotting import save_figure  # noqa: PLC0415 (basekit.plotting loads matplotlib; only the chart needs it)
 

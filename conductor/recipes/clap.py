@@ -213,7 +213,7 @@ def default_jobs() -> int:
 
 def _train_stage_in_child(name: str, out: Path, cfg, manifest: Path, quiet: bool, threads: int,
                           positive: Sequence[str] = ()) -> str:
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415 (torch is heavy; loaded only when this path runs)
 
     torch.set_num_threads(threads)
     return str(_train_stage(name, out, cfg, manifest, quiet, positive))

@@ -130,7 +130,7 @@ def load_torch_state(path: str | os.PathLike, expected: str, trust_pickle: bool 
     ``weights_only=True`` is tried first (no code runs while unpickling); checkpoints that store other Python
     objects need ``trust_pickle=True``.
     """
-    import torch
+    import torch  # noqa: PLC0415 (torch is heavy; loaded only when this path runs)
 
     p = Path(path)
     if not p.is_file():

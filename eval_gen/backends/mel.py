@@ -49,7 +49,7 @@ def vggish_mel_matrix(
 @functools.lru_cache(maxsize=16)
 def slaney_mel_matrix(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """librosa's default mel matrix (Slaney scale, Slaney area norm) ``[n_fft // 2 + 1, n_mels]``."""
-    from transformers.audio_utils import mel_filter_bank
+    from transformers.audio_utils import mel_filter_bank  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
     return mel_filter_bank(
         num_frequency_bins=n_fft // 2 + 1,

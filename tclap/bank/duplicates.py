@@ -25,7 +25,7 @@ def match_score(a: np.ndarray, b: np.ndarray) -> float:
     1.0 when one clip is a (scaled) excerpt of the other; a lossy re-encoding of the same recording stays close
     to 1 at low frequencies, where :func:`_fingerprint` looks. ``a``, ``b``: ``[T]`` float arrays.
     """
-    from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve  # noqa: PLC0415 (scipy is heavy; loaded only when this path runs)
 
     if len(a) > len(b):
         a, b = b, a

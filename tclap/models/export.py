@@ -50,9 +50,9 @@ def export_bundle(bundle, out_dir: str | os.PathLike, provenance: dict | None = 
         provenance: extra JSON-serialisable details stored under ``"provenance"`` in ``tclap_config.json``.
         overwrite: replace an existing export (a non-empty directory that is *not* an export is never replaced).
     """
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
-    from transformers import ClapProcessor  # noqa: PLC0415
+    import torch  # noqa: PLC0415 (torch is heavy; loaded only when this path runs)
+    import transformers  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
+    from transformers import ClapProcessor  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
 
     out = Path(out_dir).expanduser().resolve()

@@ -70,7 +70,7 @@ def build_tokenizer(arch: ClapArchConfig, tokenizer=None, source: str = "model")
         d = Path(tokenizer)
         if not d.is_dir():
             raise UserError(f"tokenizer directory not found: {d} (pass a local directory with tokenizer files)")
-        from transformers import AutoTokenizer  # noqa: PLC0415
+        from transformers import AutoTokenizer  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
         try:
             return AutoTokenizer.from_pretrained(str(d), local_files_only=True)
@@ -96,7 +96,7 @@ def _check_vocab(model, tokenizer, source: str) -> None:
 
 def from_config(arch: ClapArchConfig | str, device="cpu", tokenizer=None, seed: int = 0) -> ClapBundle:
     """A randomly initialised model of a named (or given) architecture; seeded, so repeatable."""
-    from transformers import ClapModel  # noqa: PLC0415
+    from transformers import ClapModel  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
     arch = get_config(arch) if isinstance(arch, str) else arch
     tok = build_tokenizer(arch, tokenizer, source=f"config {arch.name!r}")
@@ -111,7 +111,7 @@ def from_config(arch: ClapArchConfig | str, device="cpu", tokenizer=None, seed: 
 
 def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: bool = False) -> ClapBundle:
     """A transformers ``ClapModel`` directory (or, with ``hub=True``, a hub id) with its processor files."""
-    from transformers import ClapFeatureExtractor, ClapModel  # noqa: PLC0415
+    from transformers import ClapFeatureExtractor, ClapModel  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
     src = str(path)
     local = not hub
@@ -140,7 +140,7 @@ def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: b
             raise UserError(f"{meta_file} is unreadable ({exc}); re-export the model") from None
     if tokenizer is None:
         try:
-            from transformers import AutoTokenizer  # noqa: PLC0415
+            from transformers import AutoTokenizer  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
             tok = AutoTokenizer.from_pretrained(src, local_files_only=local)
         except Exception:  # noqa: BLE001 no tokenizer files: fall back below
@@ -168,7 +168,7 @@ def from_directory(path: str | os.PathLike, device="cpu", tokenizer=None, hub: b
 def from_laion_checkpoint(path: str | os.PathLike, device="cpu", tokenizer=None,
                           config: str | ClapArchConfig | None = None) -> ClapBundle:
     """Convert an original LAION-CLAP ``.pt`` checkpoint (see :mod:`tclap.models.laion`)."""
-    from transformers import ClapModel  # noqa: PLC0415
+    from transformers import ClapModel  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
 
     src = str(path)

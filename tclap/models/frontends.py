@@ -23,7 +23,7 @@ def make_frontend(fe: FrontEndConfig):
 
 def make_feature_extractor(fe: FrontEndConfig):
     """The equivalent ``transformers.ClapFeatureExtractor`` (saved in exports for ClapProcessor users)."""
-    from transformers import ClapFeatureExtractor  # noqa: PLC0415
+    from transformers import ClapFeatureExtractor  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
     max_s = int(fe.max_length_s) if float(fe.max_length_s).is_integer() else fe.max_length_s
     return ClapFeatureExtractor(

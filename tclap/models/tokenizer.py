@@ -111,7 +111,7 @@ def build_tiny_tokenizer(vocab_size: int = 1024, model_max_length: int = 32):
         A ``RobertaTokenizerFast``; ``len(tok)`` is the embedding-table size the text config needs.
     """
     from tokenizers import ByteLevelBPETokenizer  # noqa: PLC0415
-    from transformers import RobertaTokenizerFast  # noqa: PLC0415
+    from transformers import RobertaTokenizerFast  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(

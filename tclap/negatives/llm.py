@@ -139,7 +139,7 @@ class HFTextGenBackend:
 
     def _load(self):
         if self._model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 (transformers is heavy; loaded only when this path runs)
 
             try:
                 self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
@@ -148,7 +148,7 @@ class HFTextGenBackend:
                 raise UserError(f"--hf-model {self.path}: cannot load it ({str(exc).splitlines()[0][:120]})") from None
 
     def complete(self, prompt: str, attempt: int = 0) -> str:
-        import torch
+        import torch  # noqa: PLC0415 (torch is heavy; loaded only when this path runs)
 
         self._load()
         enc = self._tok(prompt, return_tensors="pt")

@@ -384,7 +384,7 @@ def _update_run_config(out: Path, **fields) -> None:
 
 def _tensorboard(out: Path):
     try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (torch is heavy; loaded only when this path runs)
 
         return SummaryWriter(str(out / "tensorboard"))
     except ImportError:  # tensorboard is an optional extra
