@@ -173,19 +173,23 @@ def test_cycles_finds_a_circle():
 def test_no_import_circles():
     """No circle among the project's modules, counting imports inside functions too (a deferred import that
     only breaks a circle at import time is still a circle in the design). A package's ``__init__`` counts as
-    importing nothing of its own submodules' users."""
+    importing nothing of its own submodules' users; importing a submodule counts as importing every package above it."""
     mods = _modules()
     graph = {}
     for name, (f, tree) in mods.items():
         deps = set()
         for mod, _ in _imports(name, tree, f.name == "__init__.py"):
             # the deepest of our modules that ``mod`` names (``tclap.models.load_clap`` -> ``tclap.models``)
+            # and every package above it: importing ``a.b.c`` runs ``a/b/__init__.py`` first, so a package whose
+            # ``__init__`` imports back into the importer is a circle too
             parts = mod.split(".")
             while parts and ".".join(parts) not in mods:
                 parts.pop()
-            target = ".".join(parts)
-            if target and target != name and not name.startswith(target + "."):
-                deps.add(target)
+            while parts:
+                target = ".".join(parts)
+                if target != name and not name.startswith(target + "."):
+                    deps.add(target)
+                parts.pop()
         graph[name] = deps
     circles = _cycles(graph)
     assert not circles, circles

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basekit.errors import UserError
-from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, TarReader, item_members, shard_key, write_index
+from tclap.data.shards import count_shard, INDEX_SUFFIX, ShardInfo, ShardWriter, TarReader, item_members, shard_key, write_index
 
 AUDIO_COLUMNS = ("file_name", "audio", "filename", "file", "path", "youtube_id", "ytid", "audiocap_id", "id")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -308,7 +308,6 @@ def convert(table: str | Path, audio_dir: str | Path, out_dir: str | Path, negat
 
 def _finished(path: Path, keys: list[str]):
     """The :class:`ShardInfo` of a tar an earlier run finished with exactly ``keys`` (in order), else None."""
-    from tclap.data.stream.sources import count_shard  # noqa: PLC0415 (tclap.data.stream loads torch; converting captions needs none)
 
     if not path.is_file():
         return None

@@ -51,7 +51,8 @@ from tclap.data.banks import ClipBank, open_bank
 from tclap.data.captions import make_caption
 from tclap.data.manifest import write_manifest
 from basekit.errors import UserError
-from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, item_members, shard_key, write_index
+from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, finished_shard, item_members, shard_key,
+                               write_index)
 
 _SPLIT_CODE = {"train": 0, "heldout": 1}
 MIN_EVENT_SECONDS = 0.25
@@ -437,7 +438,6 @@ def _pool(workers: int, bank: ClipBank, cfg: MixupConfig, out: Path, labels: lis
 def _build_tars(report: MixupReport, bank: ClipBank, cfg: MixupConfig, labels: list[str], out: Path, mine: list[int],
                 shard: tuple[int, int], per: int, workers: int, quiet: bool) -> MixupReport:
     """Write this machine's items as tars ``mixup-<i>of<n>-<j>.tar`` and its index (module docstring)."""
-    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415 (tclap.data.stream's __init__ loads its planner, which imports this module)
 
     if per < 1:
         raise UserError(f"--shard-items {per}: use 1 or more items per tar")

@@ -403,3 +403,69 @@ def iter_shards(paths: list[str | os.PathLike]) -> Iterator[dict]:
             yield out
         if reader.problem:
             raise UserError(f"shard {p}: {reader.problem}; re-create it")
+
+
+# ----------------------------------------------------------------------------------- what a usable item is
+NO_NEGATIVE = "temporal item without a negative caption"  # the in-memory path's skip reason, same words
+
+
+def usable(sample: TarSample, need_negative: bool) -> tuple[dict | None, str | None]:
+    """``(metadata, None)`` for an item a trainer can use, else ``(None, reason)``: the rule the counts and the
+    readers share. An item needs an audio member, a ``.json`` with a caption, and, where ``need_negative``, a
+    negative caption."""
+    if not any(e in AUDIO_EXTS for e in sample.exts):
+        return None, "no audio member (.wav/.flac/.ogg/.mp3)"
+    if "json" not in sample.exts:
+        return None, "no .json member (captions)"
+    try:
+        meta = json.loads(sample.members["json"])
+    except (ValueError, UnicodeDecodeError):
+        return None, "its .json member is not valid JSON"
+    if not isinstance(meta, dict) or not [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]:
+        return None, "no caption in its .json member"
+    if need_negative and not [c for c in meta.get("negative_captions") or [] if isinstance(c, str) and c.strip()]:
+        return None, NO_NEGATIVE
+    return meta, None
+
+
+@dataclass
+class Counted:
+    """Item counts of one shard: all usable items, those with a negative caption, problems met while counting."""
+
+    items: int
+    with_negative: int
+    problems: list[str] = field(default_factory=list)  # one line each, naming the shard and member
+    unusable: int = 0  # items without audio, caption or readable JSON
+    truncated: bool = False  # the archive ends early (items past the cut are lost, and not counted)
+
+
+def count_shard(url: str) -> Counted:
+    """Walk one shard (reading only its ``.json`` members where it can) and count its usable items."""
+    reader = TarReader(url, read=lambda ext: ext == "json")
+    c = Counted(0, 0)
+    for s in reader:
+        meta, why = usable(s, need_negative=False)
+        if meta is None:
+            c.problems.append(f"shard {url} member {s.key}: {why}")
+            c.unusable += 1
+            continue
+        c.items += 1
+        c.with_negative += usable(s, need_negative=True)[0] is not None
+    if reader.problem:
+        c.problems.append(f"shard {url}: {reader.problem}")
+        c.truncated = True
+    return c
+
+
+def finished_shard(path: Path, n_items: int) -> ShardInfo | None:
+    """The index entry of ``path`` when it is a complete tar of ``n_items`` readable items (a writer's re-run keeps
+    it), else None (missing, truncated, short or with problems: write it again)."""
+    if not path.is_file():
+        return None
+    try:
+        c = count_shard(str(path))
+    except UserError:
+        return None
+    if c.items != n_items or c.problems:
+        return None
+    return ShardInfo(c.items, c.with_negative, path.stat().st_size)

@@ -36,7 +36,8 @@ from tclap.data.captions import capitalize_first
 from tclap.data.manifest import write_manifest
 from tclap.data.mixup import check_settings
 from basekit.errors import UserError
-from tclap.data.shards import INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, item_members, shard_key, write_index
+from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, finished_shard, item_members, shard_key,
+                               write_index)
 
 CONFIG_FILE = "singles_config.json"
 
@@ -147,7 +148,6 @@ def _item(bank, cfg: SinglesConfig, label: str, j: int, key: str, length: int, a
 def _build_tars(cfg: SinglesConfig, bank, labels: list[str], todo: list, out: Path, n: int, per: int, quiet: bool,
                 strict: bool) -> SinglesReport:
     """The single-event clips as ``OUT/singles-<j>.tar`` and ``OUT/singles.index.json`` (module docstring)."""
-    from tclap.data.stream.sources import finished_shard  # noqa: PLC0415 (tclap.data.stream loads torch; writing shards needs none)
 
     if per < 1:
         raise UserError(f"--shard-items {per}: use 1 or more items per tar")

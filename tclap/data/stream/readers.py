@@ -25,7 +25,7 @@ import torch
 from basekit.errors import UserError
 from tclap.data.shards import AUDIO_EXTS, NEGATIVE_AUDIO_EXTS, TarReader
 from tclap.data.stream.plan import BANK, POSITIVE, TEMPORAL, DataPlan, shuffle_order
-from tclap.data.stream.sources import usable
+from tclap.data.shards import usable
 from tclap.train.sampler import seed_for
 from basekit.audio import load_audio, resample
 from tclap.data.mixup import build_item
