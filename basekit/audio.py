@@ -20,6 +20,7 @@ Levels (:func:`set_level`, what ``audioldm-cond generate`` applies before writin
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -321,6 +322,38 @@ def set_level(
     return y, record
 
 
+def _storable(wav: np.ndarray, what: object, on_overload: str) -> np.ndarray:
+    """``[T]`` or ``[C, T]`` float audio -> float32 ``[T]`` / ``[T, C]`` that a PCM writer can store.
+
+    Samples beyond full scale (|x| > 1) are clipped with a warning naming ``what`` and the peak (``"warn"``), or
+    refused (``"error"``): never silently. Empty, badly shaped or non-finite audio is a :class:`UserError`.
+    """
+    x = np.asarray(wav, dtype=np.float32)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise UserError(f"cannot write {what}: audio must be a non-empty [T] or [C, T] array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"cannot write {what}: the audio holds NaN or infinite samples (check the model output)")
+    if on_overload not in ("warn", "error"):
+        raise ValueError(f"on_overload={on_overload!r}: use 'warn' or 'error'")
+    over = int(np.count_nonzero(np.abs(x) > 1.0))
+    if over:
+        msg = (f"{what}: {over} sample(s) beyond full scale (peak {peak_dbfs(x):+.1f} dBFS); turn the level down "
+               "before saving (basekit.audio.set_level)")
+        if on_overload == "error":
+            raise UserError(f"cannot write {msg}")
+        warnings.warn(f"clipped {msg}", stacklevel=3)
+        x = np.clip(x, -1.0, 1.0)
+    return x.T if x.ndim == 2 else x
+
+
+def encode_wav(wav: np.ndarray, sr: int, what: str = "audio", on_overload: Literal["warn", "error"] = "warn") -> bytes:
+    """``[T]`` or ``[C, T]`` float audio -> 16-bit PCM WAV bytes in memory (shard members, served clips), with the
+    same checks as :func:`save_audio` (``what`` names the audio in a warning or error)."""
+    buf = io.BytesIO()
+    sf.write(buf, _storable(wav, what, on_overload), int(sr), format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
 def save_audio(
     path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str = "PCM_16",
     on_overload: Literal["warn", "error"] = "warn",
@@ -332,26 +365,11 @@ def save_audio(
     warning naming the file and the peak (``on_overload="warn"``), or refused (``"error"``): never silently.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    x = np.asarray(wav, dtype=np.float32)
-    if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise UserError(f"cannot write {p}: audio must be a non-empty [T] or [C, T] array, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"cannot write {p}: the audio holds NaN or infinite samples (check the model output)")
-    if on_overload not in ("warn", "error"):
-        raise ValueError(f"on_overload={on_overload!r}: use 'warn' or 'error'")
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(p.suffix.lower())
     if fmt is None:
         raise UserError(f"cannot write {p}: use a .wav, .flac or .ogg file name")
-    over = int(np.count_nonzero(np.abs(x) > 1.0))
-    if over:
-        msg = (f"{p}: {over} sample(s) beyond full scale (peak {peak_dbfs(x):+.1f} dBFS); turn the level down "
-               "before saving (basekit.audio.set_level)")
-        if on_overload == "error":
-            raise UserError(f"cannot write {msg}")
-        warnings.warn(f"clipped {msg}", stacklevel=2)
-        x = np.clip(x, -1.0, 1.0)
-    data = x.T if x.ndim == 2 else x
+    data = _storable(wav, p, on_overload)
+    p.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "OGG":
         subtype = "VORBIS"
     with atomic_path(p, suffix=p.suffix) as tmp:

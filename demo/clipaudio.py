@@ -15,13 +15,12 @@ reference as the low anchor); it is then measured and levelled like every other 
 from __future__ import annotations
 
 import functools
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from basekit.audio import load_audio_with_sr, loudness_lufs, set_level
+from basekit.audio import encode_wav, load_audio_with_sr, loudness_lufs, set_level
 
 
 def file_sig(path: str | Path) -> str:
@@ -71,10 +70,5 @@ def measure(path: str | Path, process: str | None, target_lufs: float | None, ce
 def wav_bytes(path: str, process: str | None, gain_db: float, sig: str) -> bytes:
     """The clip as served: ``process``, then ``gain_db``, as 16-bit PCM WAV bytes (``sig`` keys the cache to the
     file's state). Re-encoded rather than sent as is, so the bytes carry no original name, tag or container hint."""
-    import soundfile as sf
-
     wav, sr = _source(path, process)
-    wav = wav * np.float32(10.0 ** (gain_db / 20.0))
-    buf = io.BytesIO()
-    sf.write(buf, wav.T, sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    return encode_wav(wav * np.float32(10.0 ** (gain_db / 20.0)), sr, what=f"clip {path}")

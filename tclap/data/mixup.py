@@ -46,12 +46,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from basekit.atomic import atomic_write_text
-from basekit.audio import save_audio
+from basekit.audio import encode_wav, save_audio
 from tclap.data.banks import ClipBank, open_bank
 from tclap.data.captions import make_caption
 from tclap.data.manifest import write_manifest
 from basekit.errors import UserError
-from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, finished_shard, item_members, shard_key,
+from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, finished_shard, item_members, shard_key,
                                write_index)
 
 _SPLIT_CODE = {"train": 0, "heldout": 1}

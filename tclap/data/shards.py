@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-
 from basekit.atomic import atomic_write_text, current_umask
 from basekit.errors import UserError
 from tclap.data.manifest import read_manifest
@@ -62,15 +60,6 @@ class ShardError(UserError):
 def shard_key(item_id: str) -> str:
     """The WebDataset key of an item: its id with dots replaced (dots separate key and extension)."""
     return item_id.replace(".", "_").replace("/", "_")
-
-
-def encode_wav(wav: np.ndarray, sr: int) -> bytes:
-    """``[T]`` float audio -> 16-bit PCM WAV bytes (what ``basekit.audio.save_audio`` writes to a file)."""
-    import soundfile as sf  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0), int(sr), subtype="PCM_16", format="WAV")
-    return buf.getvalue()
 
 
 def item_members(item: dict, audio: bytes, negative_audio: bytes | None = None, audio_ext: str = "wav") -> dict[str, bytes]:

@@ -30,13 +30,13 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from basekit.audio import save_audio
+from basekit.audio import encode_wav, save_audio
 from tclap.data.banks import open_bank
 from tclap.data.captions import capitalize_first
 from tclap.data.manifest import write_manifest
 from tclap.data.mixup import check_settings
 from basekit.errors import UserError
-from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, encode_wav, finished_shard, item_members, shard_key,
+from tclap.data.shards import (INDEX_SUFFIX, ShardInfo, ShardWriter, finished_shard, item_members, shard_key,
                                write_index)
 
 CONFIG_FILE = "singles_config.json"
