@@ -213,3 +213,92 @@ def test_bad_streamed_input_is_one_line_and_exit_2(data, tmp_path, capsys, args,
     assert train_main(["--stage", "vae", "--out", str(tmp_path / "o"), *args, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0]
+
+
+# ------------------------------------------------------------------------------------------ a real kill -9
+KILL_STEPS, KILL_CKPT = 8, 3
+# The tiny components of the `tiny` fixture, built by the CLI itself (`--model tiny --tiny-config`): a subprocess
+# can build them from the command line alone.
+TINY_CONFIG = {"vae_channels": [8, 16], "unet_channels": [16, 32], "latent_channels": 4, "max_seconds": SECONDS}
+
+
+def _cli_args(data: dict, out: Path, *extra: str) -> list[str]:
+    """`audioldm-cond train` on the 4 shards with 2 DataLoader workers: batch 2 over 2 readers, so an epoch is
+    8 / 2 = 4 micro-steps; 8 steps = 2 epochs, checkpoints after steps 3 and 6 (both inside an epoch)."""
+    return ["train", "--stage", "ldm", "--train", str(data["shards"] / "shard-{000000..000003}.tar"),
+            "--seconds", str(SECONDS), "--model", "tiny", "--clap", "tiny", "--tiny-config", json.dumps(TINY_CONFIG),
+            "--cond-source", "mix", "--cfg-dropout", "0.2", "--steps", str(KILL_STEPS), "--batch-size", "2",
+            "--lr", "1e-3", "--ema-decay", "0.9", "--ckpt-every", str(KILL_CKPT), "--workers", "2",
+            "--shuffle-buffer", "2", "--log-sample-ids", "--no-val-generate", "--quiet", "--out", str(out),
+            "--cache-dir", str(out.parent / f"cache-{out.name}"), *extra]
+
+
+def _logged_steps(out: Path) -> list[int]:
+    """Training steps in ``out/log.jsonl`` so far (a line cut by a kill is not one)."""
+    p = out / "log.jsonl"
+    if not p.exists():
+        return []
+    steps = []
+    for line in p.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("kind") == "train":
+            steps.append(int(rec["step"]))
+    return steps
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(data, tmp_path):
+    """The real CLI in a subprocess, SIGKILLed (workers and all) after the first checkpoint and before the end;
+    the same command with --resume reads the same items from there on and ends with the same weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from audioldm_cond.cli import main as cli_main
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert cli_main(_cli_args(data, full)) == 0
+    ref_ids = _ids(full)
+    assert sorted(ref_ids) == list(range(KILL_STEPS))
+    every = sorted(f"c{i}" for i in range(N))  # the shards divide evenly over the 2 readers: each item once per epoch
+    for epoch in range(2):
+        assert sorted(i for m in range(4 * epoch, 4 * epoch + 4) for i in ref_ids[m]) == every
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    err_path = tmp_path / "killed.stderr"
+    with open(err_path, "wb") as err:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen([sys.executable, "-m", "audioldm_cond.cli", *_cli_args(data, killed)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            if any(s > KILL_CKPT for s in _logged_steps(killed)):
+                # the whole process group: the training process and its DataLoader workers, as an OOM kill would
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, err_path.read_text()[-2000:]
+    done = sorted(int(p.name.split("-")[1]) for p in (killed / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert done and done[0] == KILL_CKPT and done[-1] < KILL_STEPS and not (killed / "final").exists()
+    resume_at = done[-1]  # the resume starts at micro-step 3 (or 6): inside an epoch of 4
+    assert resume_at % 4 != 0
+
+    assert cli_main(_cli_args(data, killed, "--resume")) == 0
+    got = _ids(killed)
+    assert {m: got[m] for m in got if m >= resume_at} == {m: ref_ids[m] for m in ref_ids if m >= resume_at}
+    assert got == ref_ids
+    assert [r["step"] for r in read_log(killed, "train")] == list(range(1, KILL_STEPS + 1))
+    assert [r["loss"] for r in read_log(killed, "train")] == pytest.approx(
+        [r["loss"] for r in read_log(full, "train")], rel=1e-6)
+    a = load_file(str(full / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(killed / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
