@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from basekit.errors import UserError
+from tclap.data.banks import BUILTIN, bank_setting
 from tclap.data.mixup import MixupConfig, build_mixups, parse_shard
 
 
@@ -33,7 +34,9 @@ def _folds(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
+    p.add_argument("--bank", action="append", default=None, metavar="BANK",
+                   help="builtin (default), a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV; repeat it (or "
+                        "join with +: builtin+DIR) to mix events of several banks, each keeping its own hold-out")
     p.add_argument("--n", type=int, required=True, help="number of clips in the set")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default 10)")
     p.add_argument("--out", required=True, help="output folder (audio/, negative_audio/, manifest.jsonl; or the tars)")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     lo, hi = args.events
     cfg = MixupConfig(
-        bank=args.bank, seconds=args.seconds, sr=args.sr, split=args.split, seed=args.seed,
+        bank=bank_setting(args.bank or [BUILTIN]), seconds=args.seconds, sr=args.sr, split=args.split, seed=args.seed,
         min_events=lo, max_events=hi, overlap_prob=args.overlap_prob, test_folds=tuple(args.test_folds),
         phrases_file=args.phrases,
     )

@@ -6,12 +6,15 @@ import argparse
 
 from basekit.errors import UserError
 from tclap.commands.mixup import _folds
+from tclap.data.banks import BUILTIN, bank_label, bank_setting
 from tclap.data.singles import SinglesConfig, build_singles
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
 
-    p.add_argument("--bank", default="builtin", help="builtin, a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV")
+    p.add_argument("--bank", action="append", default=None, metavar="BANK",
+                   help="builtin (default), a folder per class (BANK/<label>/*.wav), or an ESC-50 CSV; repeat it (or "
+                        "join with +: builtin+DIR) for the classes of several banks")
     p.add_argument("--per-class", type=int, default=100,
                    help="clips per class (built-in: that many instances; file banks: at most that many, default 100)")
     p.add_argument("--seconds", type=float, default=10.0, help="longest clip in seconds; longer ones are cut (default 10)")
@@ -30,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    cfg = SinglesConfig(bank=args.bank, per_class=args.per_class, seconds=args.seconds, sr=args.sr, split=args.split,
+    cfg = SinglesConfig(bank=bank_setting(args.bank or [BUILTIN]), per_class=args.per_class, seconds=args.seconds, sr=args.sr, split=args.split,
                         test_folds=tuple(args.test_folds), phrases_file=args.phrases)
     report = build_singles(cfg, args.out, quiet=args.quiet, strict=args.strict, webdataset=args.format == "webdataset",
                            items_per_shard=args.shard_items)
@@ -38,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     for key, reason in list(report.failed.items())[:10]:
         print(f"  left out {key}: {reason}")
     if not report.items:
-        raise UserError(f"no clip of bank {args.bank!r} could be read; fix the bank")
+        raise UserError(f"no clip of bank {bank_label(cfg.bank)!r} could be read; fix the bank")
     return 0

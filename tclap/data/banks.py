@@ -21,6 +21,16 @@ phrases file maps labels to phrases (JSON object, or lines ``label<TAB>phrase``)
 Bad files (unreadable, empty, shorter than 0.25 s) are skipped when the bank is scanned, counted and
 reported in :attr:`ClipBank.skipped` (or raise with ``strict=True``). A bank left with fewer than two
 classes for the requested split cannot make an ordered mix-up and raises :class:`UserError`.
+
+Several banks as one (:class:`UnionBank`): the CLIs take ``--bank`` more than once (``--bank builtin --bank DIR``);
+a single spec joins banks with ``+`` (``builtin+DIR``, ``bank:builtin+DIR`` as a stream source), which
+:func:`split_bank_spec` reads by one rule: a spec that names an existing file or folder as a whole is that one bank
+(a folder whose name holds ``+`` keeps working alone); otherwise it is split at every ``+`` and each part must be
+``builtin`` or an existing bank; a spec that reads both ways is refused as ambiguous. The union's classes are the
+members' classes: a class name (or a caption phrase) found in two banks is an error naming both, never a silent
+merge, because one label would then stand for two different sounds (a procedural "bell" and a recorded one) and
+the captions could not tell them apart. Each member keeps its own train / held-out split, so held-out recordings
+never reach a training mix-up; a mix-up may pair events of different banks.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -40,6 +51,8 @@ from basekit.audio import AUDIO_EXTENSIONS, load_audio
 from basekit.errors import UserError
 from tclap.synth import EVENT_PHRASES, instance_for_split, render_event
 
+BUILTIN = "builtin"
+UNION_SEP = "+"  # joins banks in one spec: builtin+DIR
 MIN_CLIP_SECONDS = 0.25
 #: frames quieter than this (dB below the clip's loudest 10 ms frame) are trimmed from both ends.
 TRIM_DB = 40.0
@@ -312,19 +325,131 @@ def esc50_bank(
     return bank
 
 
-def open_bank(
-    spec: str,
-    test_folds: tuple[int, ...] = (5,),
-    phrases_file: str | os.PathLike | None = None,
-    strict: bool = False,
-) -> ClipBank:
-    """``"builtin"``, a folder per class (``DIR`` or ``bank:DIR``), or an ESC-50-style ``.csv``."""
-    phrases = read_phrases(phrases_file) if phrases_file else None
-    if spec.startswith("bank:"):
-        spec = spec[len("bank:"):]
-        if not spec:
-            raise UserError("'bank:' needs a folder: bank:DIR")
-    if spec == "builtin":
+def _strip_prefix(spec: str) -> str:
+    return spec[len("bank:"):] if spec.startswith("bank:") else spec
+
+
+def _names_a_bank(part: str) -> bool:
+    return part == BUILTIN or Path(part).exists()
+
+
+def split_bank_spec(spec: str) -> list[str]:
+    """The banks one spec names, ``bank:`` prefixes removed: ``"builtin+DIR"`` -> ``["builtin", "DIR"]``.
+
+    A spec that names an existing file or folder as a whole is that one bank (``+`` inside a folder name stays);
+    otherwise it is split at every ``+``, and every part must be ``builtin`` or an existing bank. When both readings
+    name existing banks the spec is refused (one line): pass the banks one per ``--bank`` instead.
+    """
+    whole = _strip_prefix(spec)
+    if not whole:
+        raise UserError("'bank:' needs a folder: bank:DIR" if spec else
+                        "empty clip bank; use builtin, a folder per class, or an ESC-50 CSV")
+    if UNION_SEP not in whole:
+        return [whole]
+    parts = [_strip_prefix(p) for p in whole.split(UNION_SEP)]
+    one = Path(whole).exists()
+    if one and all(p and _names_a_bank(p) for p in parts):
+        raise UserError(f"clip bank {spec!r} is ambiguous: it names a file or folder and also the banks "
+                        f"{' + '.join(parts)}; give each bank its own --bank (or rename the folder)")
+    if one:
+        return [whole]
+    if not all(parts):
+        raise UserError(f"clip bank {spec!r} has an empty part between '+' signs; join banks as builtin+DIR")
+    missing = [p for p in parts if not _names_a_bank(p)]
+    if missing:
+        raise UserError(f"clip bank not found: {missing[0]!r} in {spec!r} ('+' joins banks: builtin+DIR; "
+                        "use 'builtin', a folder per class, or an ESC-50 CSV)")
+    return parts
+
+
+def bank_parts(spec: str | os.PathLike | Sequence[str]) -> list[str]:
+    """Every bank a spec or a list of specs (repeated ``--bank``) names, in order (see :func:`split_bank_spec`)."""
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    if not specs:
+        raise UserError("no clip bank given; use --bank builtin, a folder per class, or an ESC-50 CSV")
+    return [p for s in specs for p in split_bank_spec(str(s))]
+
+
+def bank_setting(values: str | Sequence[str]) -> str | tuple[str, ...]:
+    """What a config records for ``--bank`` values: a single bank as it was written (so sets built before unions
+    existed keep their settings), several as the tuple of their parts (one spelling for ``--bank A --bank B``
+    and ``--bank A+B``)."""
+    values = [values] if isinstance(values, str) else list(values)
+    parts = bank_parts(values)
+    return values[0] if len(values) == 1 and len(parts) == 1 else tuple(parts)
+
+
+def bank_label(spec: str | Sequence[str]) -> str:
+    """A bank setting as a user writes it on one line: ``builtin+DIR``."""
+    return spec if isinstance(spec, str) else UNION_SEP.join(spec)
+
+
+class UnionBank(ClipBank):
+    """Several banks read as one: the union of their classes, each class drawn from (and held out by) its own bank.
+
+    Clip keys are the members' own keys (built-in ``"<label>#<instance>"``, files their paths), so a manifest's
+    ``clips`` name the recordings as a single-bank set would.
+    """
+
+    def __init__(self, members: Sequence[ClipBank], phrases: dict[str, str] | None = None) -> None:
+        """``phrases``: label -> phrase for some classes of the members (a phrases file), over their own."""
+        super().__init__(name=UNION_SEP.join(m.name for m in members), phrases={})
+        self.members = list(members)
+        self._owner: dict[str, ClipBank] = {}  # label -> its bank
+        phrase_owner: dict[str, tuple[str, ClipBank]] = {}
+        for m in self.members:
+            for label, own in m.phrases.items():
+                phrase = (phrases or {}).get(label) or own
+                if label in self._owner:
+                    raise UserError(f"class {label!r} is in both clip bank {self._owner[label].name!r} and clip bank "
+                                    f"{m.name!r}; a class must come from one bank (rename one class folder, or "
+                                    "leave one bank out)")
+                seen = phrase_owner.get(phrase.strip().lower())
+                if seen is not None and seen[1] is not m:  # within one bank its own list decides
+                    raise UserError(f"class {seen[0]!r} of clip bank {seen[1].name!r} and class {label!r} of clip bank "
+                                    f"{m.name!r} have the same caption phrase {phrase!r}; captions could not tell "
+                                    "them apart (give one a phrases.txt line with another phrase)")
+                self._owner[label] = m
+                phrase_owner[phrase.strip().lower()] = (label, m)
+                self.phrases[label] = phrase
+            for split, by_label in m.clips.items():
+                for label, keys in by_label.items():
+                    self.clips.setdefault(split, {})[label] = list(keys)
+            self.skipped += m.skipped
+        for split in ("train", "heldout"):
+            self.clips.setdefault(split, {})
+        # File keys -> their bank; the built-in bank's keys are made on demand, so they are recognised by form.
+        self._file_owner = {k: m for m in self.members for by_label in m.clips.values()
+                            for keys in by_label.values() for k in keys}
+        self._builtin = next((m for m in self.members if isinstance(m, BuiltinBank)), None)
+
+    def owner(self, label: str) -> ClipBank:
+        """The member bank that holds class ``label``."""
+        if label not in self._owner:
+            raise UserError(f"class {label!r} is in none of the clip banks {self.name!r}")
+        return self._owner[label]
+
+    def labels(self, split: str) -> list[str]:
+        return sorted({lab for m in self.members for lab in m.labels(split)})
+
+    def draw(self, label: str, split: str, rng: np.random.Generator) -> str:
+        return self.owner(label).draw(label, split, rng)
+
+    def keys(self, label: str, split: str, limit: int | None = None) -> list[str]:
+        return self.owner(label).keys(label, split, limit)
+
+    def load(self, key: str, sr: int) -> np.ndarray:
+        bank = self._file_owner.get(key)
+        if bank is None and self._builtin is not None and key.rsplit("#", 1)[0] in self._builtin.phrases:
+            bank = self._builtin
+        if bank is None:
+            raise UserError(f"clip {key!r} belongs to none of the clip banks {self.name!r}")
+        return bank.load(key, sr)
+
+
+def _open_one(spec: str, test_folds: tuple[int, ...], phrases: dict[str, str] | None, strict: bool) -> ClipBank:
+    """One bank: ``"builtin"``, a folder per class, or an ESC-50-style ``.csv`` (``bank:`` already removed)."""
+    if spec == BUILTIN:
         bank: ClipBank = BuiltinBank()
         if phrases:
             unknown = set(phrases) - set(bank.phrases)
@@ -340,3 +465,34 @@ def open_bank(
     if p.is_file():
         raise UserError(f"clip bank {spec} is a file but not a .csv (use 'builtin', a folder per class, or an ESC-50 CSV)")
     return folder_bank(p, phrases=phrases, strict=strict)
+
+
+def open_bank(
+    spec: str | Sequence[str],
+    test_folds: tuple[int, ...] = (5,),
+    phrases_file: str | os.PathLike | None = None,
+    strict: bool = False,
+) -> ClipBank:
+    """``"builtin"``, a folder per class (``DIR`` or ``bank:DIR``), an ESC-50-style ``.csv``, or several of them.
+
+    Several banks (a list, as repeated ``--bank`` gives, or one spec joined by ``+``) make a :class:`UnionBank`. With
+    a union, ``phrases_file`` sets the phrases of the classes it names (each must be a class of some member; the
+    others keep their bank's phrase), and ``test_folds`` / ``strict`` apply to every member.
+    """
+    parts = bank_parts(spec)
+    phrases = read_phrases(phrases_file) if phrases_file else None
+    if len(parts) == 1:
+        return _open_one(parts[0], test_folds, phrases, strict)
+    seen: dict[str, str] = {}
+    for part in parts:
+        ident = part if part == BUILTIN else str(Path(part).resolve())
+        if ident in seen:
+            raise UserError(f"clip bank {part!r} is named twice ({seen[ident]!r} and {part!r}); name each bank once")
+        seen[ident] = part
+    members = [_open_one(part, test_folds, None, strict) for part in parts]
+    if phrases:
+        unknown = sorted(set(phrases) - {lab for m in members for lab in m.phrases})
+        if unknown:
+            raise UserError(f"phrases file {phrases_file} names class(es) {unknown} that none of the banks "
+                            f"{UNION_SEP.join(m.name for m in members)!r} holds; fix the labels")
+    return UnionBank(members, phrases)

@@ -63,7 +63,8 @@ class MixupConfig:
     """Settings of one mix-up set. Everything except ``n`` must match when a set is resumed or extended.
 
     Attributes:
-        bank: ``"builtin"``, a folder per class, or an ESC-50-style CSV.
+        bank: ``"builtin"``, a folder per class, or an ESC-50-style CSV; a tuple of them for their union
+            (:func:`tclap.data.banks.bank_setting`).
         seconds: clip length in seconds.
         sr: sample rate of the written audio.
         split: ``train`` or ``heldout`` (which bank instances / folds / files may be used).
@@ -77,7 +78,7 @@ class MixupConfig:
         phrases_file: optional label -> phrase file for folder/CSV banks.
     """
 
-    bank: str = "builtin"
+    bank: str | tuple[str, ...] = "builtin"
     seconds: float = 10.0
     sr: int = 16000
     split: str = "train"
@@ -114,6 +115,8 @@ class MixupConfig:
         """The settings that define the set's content (written to ``mixup_config.json``)."""
         d = asdict(self)
         d["test_folds"] = list(self.test_folds)
+        if isinstance(self.bank, tuple):  # as JSON reads it back, so that a resumed set compares equal
+            d["bank"] = list(self.bank)
         return d
 
 

@@ -47,7 +47,8 @@ class SinglesConfig:
     """Settings of one single-event set.
 
     Attributes:
-        bank: ``"builtin"``, a folder per class, or an ESC-50-style CSV.
+        bank: ``"builtin"``, a folder per class, or an ESC-50-style CSV; a tuple of them for their union
+            (:func:`tclap.data.banks.bank_setting`).
         per_class: clips per class (built-in: instances 0.. of the split; file banks: the first ``per_class``
             clips of the class by path, all of them when the class has fewer).
         seconds: longest clip length in seconds (longer clips are cut).
@@ -57,7 +58,7 @@ class SinglesConfig:
         phrases_file: optional label -> phrase file for folder/CSV banks.
     """
 
-    bank: str = "builtin"
+    bank: str | tuple[str, ...] = "builtin"
     per_class: int = 100
     seconds: float = 4.0
     sr: int = 16000
@@ -78,6 +79,8 @@ class SinglesConfig:
     def identity(self) -> dict:
         d = asdict(self)
         d["test_folds"] = list(self.test_folds)
+        if isinstance(self.bank, tuple):  # as JSON reads it back, so that a re-run compares equal
+            d["bank"] = list(self.bank)
         return d
 
 
