@@ -1,6 +1,6 @@
 """``eval-gen``: score generated audio folders and compare runs.
 
-    eval-gen score --gen DIR --ref DIR [--prompts FILE] --backend NAME [--weights PATH] \\
+    eval-gen score --gen DIR --ref DIR [--prompts FILE] --backend NAME [--weights PATH] [--detector DIR] \\
                    --metrics fad,kad,kl,clap,order --out DIR
     eval-gen compare runA/scores.json runB/scores.json ...
     eval-gen detector train --bank BANK --out DIR        (the order judge for a folder-per-class bank)
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classifier", help="classifier for KL (default: the backend if it classifies)")
     s.add_argument("--classifier-weights", help="weights file of the KL classifier")
     s.add_argument("--clap-model", default="tiny-tclap", help="CLAP model for clap/order when the backend is not CLAP")
+    s.add_argument("--detector", help="event detector folder written by 'eval-gen detector train' (default: the "
+                   "built-in bank's): judges order, and is the builtin-events classifier (KL) / backend")
     s.add_argument("--metrics", default="fad,kad", help=f"comma list of {','.join(ALL_METRICS)}")
     s.add_argument("--pooling", default="auto", choices=["auto", "frames", "clip"])
     s.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates for CIs (0: none)")
@@ -92,6 +94,7 @@ def _score(args) -> int:
     cfg = ScoreConfig(
         backend=args.backend, backend_kwargs=bkw, metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         pooling=args.pooling, classifier=args.classifier, classifier_kwargs=ckw, clap_model=args.clap_model,
+        detector=args.detector,
         n_boot=args.n_boot, seed=args.seed, on_silent=args.on_silent, silence_dbfs=args.silence_dbfs,
         cache_dir=args.cache_dir, device=device,
         progress=not args.quiet,

@@ -29,7 +29,8 @@ Where a detector comes from (:func:`get_detector`): the one in memory; for the b
 settings, the shipped ``eval_gen/assets/detector-builtin`` (its ``detector.json`` records the settings, the
 bank's fingerprint and the command that made it; it is used only when both match the code); else the disk
 cache keyed by the settings and the bank's fingerprint; else trained now and cached. A saved detector is a
-folder: ``detector.json`` + ``model.safetensors``.
+folder: ``detector.json`` + ``model.safetensors``; ``eval-gen score --detector DIR`` judges order with one, and
+uses it as the ``builtin-events`` classifier / backend (:class:`DetectorBackend` ``detector=``).
 """
 
 from __future__ import annotations
@@ -259,6 +260,9 @@ class EventDetector:
         self.model = model.eval()
         self.phrases = dict(phrases) if phrases else {lab: lab.replace("_", " ") for lab in labels}
         self.record = dict(record or {})
+        # Where it came from, for reports: a saved folder's path, "builtin" for the packaged one, None when made
+        # in this process (its record says how).
+        self.source: str | None = None
 
     def vocabulary(self) -> dict[str, str]:
         """label -> caption phrase, for :func:`eval_gen.temporal.prompt_order`."""
@@ -319,6 +323,18 @@ class EventDetector:
                 out.append(ev.label)
         return out
 
+    def weights_digest(self) -> str:
+        """sha256 (16 hex digits) of the weights: two detectors with the same settings may still differ."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode() + t.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """What identifies this detector in a report: its source, labels, weights digest and bank fingerprint."""
+        return {"source": self.source, "labels": list(self.labels[1:]),
+                "weights": self.weights_digest(), "bank": self.record.get("bank", {}).get("fingerprint")}
+
     def clip_probabilities(self, wave: np.ndarray, sr: int) -> np.ndarray:
         """Per-clip class distribution ``[n_classes]`` (background excluded, renormalised) for KL."""
         p = self.frame_posteriors(wave, sr)[:, 1:].mean(axis=0)
@@ -343,6 +359,9 @@ class EventDetector:
         """A detector saved by :meth:`save` (a folder holding ``detector.json`` and ``model.safetensors``)."""
         d = Path(path)
         meta_file, weights = d / "detector.json", d / "model.safetensors"
+        if not d.is_dir():
+            raise UserError(f"event detector folder {d} not found (give a folder written by: eval-gen detector train "
+                            "--bank BANK --out DIR)")
         if not meta_file.is_file() or not weights.is_file():
             raise UserError(f"{d} is not a saved event detector (needs detector.json and model.safetensors; make "
                             "one with: eval-gen detector train --bank BANK --out DIR)")
@@ -362,7 +381,9 @@ class EventDetector:
         except Exception as e:  # noqa: BLE001 - any mismatch is the same user-facing problem
             raise UserError(f"{weights} does not fit its detector.json ({str(e).splitlines()[0]}); retrain it") from None
         record = {k: v for k, v in meta.items() if k not in ("format", "config", "labels", "phrases")}
-        return cls(cfg, labels, model, meta.get("phrases"), record)
+        det = cls(cfg, labels, model, meta.get("phrases"), record)
+        det.source = str(d.resolve())
+        return det
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -434,6 +455,7 @@ def _shipped(cfg: DetectorConfig, fingerprint: str) -> EventDetector | None:
     det = EventDetector.load(SHIPPED_DIR)
     if det.cfg != cfg or det.record.get("bank", {}).get("fingerprint") != fingerprint:
         return None
+    det.source = BUILTIN
     return det
 
 
@@ -504,18 +526,17 @@ class DetectorBackend(EmbeddingBackend):
     activation = "softmax"
     default_pooling = "clip"
 
-    def __init__(self, cache_dir: str | None = None, batch_size: int = 32):
-        self.det = get_detector(cache_dir=cache_dir)
+    def __init__(self, cache_dir: str | None = None, batch_size: int = 32, detector: str | os.PathLike | None = None):
+        """``detector``: a saved detector folder (``eval-gen detector train --out DIR``) instead of the built-in
+        bank's; its classes are then the ones this classifier gives probabilities for."""
+        self.det = EventDetector.load(detector) if detector is not None else get_detector(cache_dir=cache_dir)
         self.n_classes = len(self.det.labels) - 1
         self.dim = self.n_classes
         self.batch_size = batch_size
 
     def _settings_key(self) -> str:
         # keyed by the weights themselves: two detectors with the same settings may still differ
-        weights = hashlib.sha256()
-        for name, t in sorted(self.det.model.state_dict().items()):
-            weights.update(name.encode() + t.detach().cpu().numpy().tobytes())
-        return f"cfg={asdict(self.det.cfg)}|weights={weights.hexdigest()[:16]}"
+        return f"cfg={asdict(self.det.cfg)}|weights={self.det.weights_digest()}"
 
     def _embed_batch(self, waves):
         return [self.det.clip_probabilities(w, SR)[None] for w in waves]

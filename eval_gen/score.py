@@ -6,7 +6,13 @@ by file content, so an interrupted run resumes), then compute the requested metr
 
 ``fad`` (+ bootstrap CI), ``fad_inf`` (fadtk's extrapolation, with R²), ``kad`` (+ CI), ``kl`` (paired by stem,
 softmax KL(ref‖gen) and, for sigmoid classifiers, the Bernoulli KL), ``clap`` (text-audio cosine) and
-``order`` (temporal-order accuracy by a CLAP model and, for prompts over the built-in bank, by the detector).
+``order`` (temporal-order accuracy by a CLAP model and, for prompts over the detector's events, by the detector).
+
+The event detector: the built-in bank's by default; ``detector`` (``eval-gen score --detector DIR``) names a
+folder written by ``eval-gen detector train`` instead. That one detector judges order (prompts are read with its
+labels' phrases) and is the ``builtin-events`` classifier (KL) and backend wherever those are chosen; it is
+loaded before any folder is read, so a bad folder fails first, and ``scores.json`` records which one it was
+(source, labels, weights digest).
 
 Silence: a clip is silent or near-silent when its peak is below ``silence_dbfs`` (-60 dBFS by default,
 :data:`basekit.audio.SILENCE_DBFS`), judged on its level **before any gain**: for a folder written by
@@ -53,6 +59,7 @@ class ScoreConfig:
     classifier: str | None = None  # for KL; default: the backend if it classifies
     classifier_kwargs: dict = field(default_factory=dict)
     clap_model: str = "tiny-tclap"  # for clap/order when the backend is not a CLAP model
+    detector: str | None = None  # a saved event detector folder (eval-gen detector train); None: the built-in one
     device: str = "cpu"  # where that CLAP runs (``eval-gen score --device auto`` resolves it)
     n_boot: int = 100
     ci_level: float = 0.95
@@ -233,9 +240,34 @@ def _distance_block(name: str, fn, x: np.ndarray, y: np.ndarray, cfg: ScoreConfi
     return {"value": float(value), "ci": ci.as_dict() if ci else None}
 
 
+DETECTOR_BACKEND = "builtin-events"  # the registry name of the event detector as a classifier / backend
+
+
+def _backend_kwargs(name: str, kwargs: dict, cfg: ScoreConfig) -> dict:
+    """``kwargs`` for backend ``name``, with the chosen detector folder when ``name`` is the event detector."""
+    if name == DETECTOR_BACKEND and cfg.detector is not None:
+        return {**kwargs, "detector": cfg.detector}
+    return dict(kwargs)
+
+
+def load_chosen_detector(cfg: ScoreConfig):
+    """The detector of ``cfg.detector`` (None: the built-in one is used where needed); a bad folder is one
+    :class:`UserError` line naming it and how to make a good one."""
+    if cfg.detector is None:
+        return None
+    from eval_gen.detector import EventDetector  # noqa: PLC0415 (loads torch; only scoring with a detector needs it)
+
+    try:
+        return EventDetector.load(cfg.detector)
+    except UserError as exc:
+        raise UserError(f"--detector: {exc}") from None  # the message names the folder and the fix
+
+
 def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None]] | None, cfg: ScoreConfig,
-           backend: EmbeddingBackend | None) -> dict:
+           backend: EmbeddingBackend | None, detector=None) -> dict:
     cfg.validate()
+    if detector is None:
+        detector = load_chosen_detector(cfg)
     gen, ref = _scan_silent(gen, cfg), _scan_silent(ref, cfg)
     result: dict = {"n_gen": len(gen), "n_ref": len(ref), "silent": {"gen": gen.silent, "ref": ref.silent},
                     "silence": {"threshold_dbfs": cfg.silence_dbfs, "judged_on": "peak before any gain",
@@ -245,7 +277,7 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
     need_emb = mset & {"fad", "fad_inf", "kad"}
     clap_backend = None
     if need_emb:
-        be = backend or get_backend(cfg.backend, **cfg.backend_kwargs)
+        be = backend or get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, cfg))
         pooling = be.default_pooling if cfg.pooling == "auto" else cfg.pooling
         cache = _cache_for(be, cfg)
         ge = _run_backend(gen, be, cache, cfg, be.embed, f"embedding generated ({be.name})")
@@ -279,20 +311,33 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
             result["metrics"]["kad"] = {**_distance_block("kad", kad, x, y, cfg, 2), "bandwidth": bw,
                                         "scale": cfg.kad_scale}
     if "kl" in mset:
-        result["metrics"].update(_kl(gen, ref, cfg, backend))
+        result["metrics"].update(_kl(gen, ref, cfg, backend, be if need_emb else None))
     if mset & {"clap", "order"}:
-        result["metrics"].update(_text_metrics(gen, prompts, cfg, clap_backend, result["skipped"]))
+        result["metrics"].update(_text_metrics(gen, prompts, cfg, clap_backend, result["skipped"], detector))
+    if detector is not None:
+        result["detector"] = detector.describe()
+        used = ("order" in mset or (bool(need_emb) and cfg.backend == DETECTOR_BACKEND)
+                or ("kl" in mset and (cfg.classifier or cfg.backend) == DETECTOR_BACKEND))
+        if not used:
+            msg = (f"--detector {cfg.detector} was not used: it judges the order metric and is the "
+                   f"{DETECTOR_BACKEND} classifier / backend, and none of those was asked for")
+            warnings.warn(msg, stacklevel=2)
+            result.setdefault("warnings", []).append(msg)
     return result
 
 
-def _kl(gen: _Clips, ref: _Clips, cfg: ScoreConfig, backend: EmbeddingBackend | None) -> dict:
+def _kl(gen: _Clips, ref: _Clips, cfg: ScoreConfig, backend: EmbeddingBackend | None,
+        built: EmbeddingBackend | None = None) -> dict:
+    """KL block(s); ``built``: the embedding backend already made for FAD/KAD (reused when it classifies)."""
     pairs = pair_by_stem([f"{n}" for n in gen.names], [f"{n}" for n in ref.names])
     if cfg.classifier:
-        clf = get_backend(cfg.classifier, **cfg.classifier_kwargs)
+        clf = get_backend(cfg.classifier, **_backend_kwargs(cfg.classifier, cfg.classifier_kwargs, cfg))
     elif backend is not None and backend.n_classes:
         clf = backend
+    elif built is not None and built.n_classes:
+        clf = built
     else:
-        clf = get_backend(cfg.backend, **cfg.backend_kwargs)
+        clf = get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, cfg))
     if not clf.n_classes:
         raise UserError(f"KL needs a classifier and backend {clf.name!r} is not one; pass --classifier "
                         "panns-cnn14 --classifier-weights Cnn14_mAP=0.431.pth (or --classifier builtin-events)")
@@ -307,13 +352,16 @@ def _kl(gen: _Clips, ref: _Clips, cfg: ScoreConfig, backend: EmbeddingBackend | 
     ri = [p[1] for p in pairs]
     out = {"kl_softmax": {"value": kl_softmax(gl[gi], rl[ri]), "n_pairs": len(pairs), "classifier": clf.name,
                           "convention": "KL(ref||gen), softmax, summed over classes, mean over pairs (AudioLDM)"}}
+    det = getattr(clf, "det", None)
+    if det is not None:  # the event detector as the classifier: say which one
+        out["kl_softmax"]["detector"] = det.describe()
     if clf.activation == "sigmoid":
         out["kl_bernoulli"] = {"value": kl_bernoulli(gl[gi], rl[ri]), "n_pairs": len(pairs), "classifier": clf.name,
                                "convention": "sum over classes of Bernoulli KL(ref||gen), mean over pairs"}
     return out
 
 
-def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped: dict) -> dict:
+def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped: dict, detector=None) -> dict:
 
     if not prompts:
         raise UserError("the clap and order metrics need prompts: pass --prompts FILE (JSONL id/prompt or CSV)")
@@ -344,7 +392,12 @@ def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped:
             r = {"accuracy": None, "n": 0, "correct": 0, "margin_mean": None}
         out["order_clap"] = {"value": r["accuracy"], **{k: v for k, v in r.items() if k != "accuracy"},
                              "skipped": dict(skip)}
-        # The detector only knows the built-in events: score the prompts whose order parses over that bank.
+        # The detector knows only its own bank's events (the built-in bank's, or those of the --detector folder):
+        # the prompts whose order parses over them are scored, the others counted as skipped.
+        if detector is None:
+            from eval_gen.detector import get_detector  # noqa: PLC0415 (loads torch; only the order metric needs it)
+
+            detector = get_detector(cache_dir=cfg.cache_dir or None)
         waves = []
         for i in range(len(gen)):
             w, sr = gen.load(i)
@@ -355,7 +408,7 @@ def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped:
         for sr in sorted(det_sr):
             sel = [i for i, (_, s) in enumerate(waves) if s == sr]
             r2 = order_accuracy_detector([waves[i][0] for i in sel], sr, [texts[i] for i in sel],
-                                         cache_dir=cfg.cache_dir or None, progress=cfg.progress)
+                                         cache_dir=cfg.cache_dir or None, progress=cfg.progress, detector=detector)
             per_clip.update({gen.names[i]: o for i, o in zip(sel, r2["outcomes"]) if o is not None})
             res["n"] += r2["n"]
             res["correct"] += r2["correct"]
@@ -363,7 +416,8 @@ def _text_metrics(gen: _Clips, prompts, cfg: ScoreConfig, clap_backend, skipped:
                 res["skipped"][k] = res["skipped"].get(k, 0) + v
         res["accuracy"] = res["correct"] / res["n"] if res["n"] else None
         out["order_detector"] = {"value": res["accuracy"], "n": res["n"], "correct": res["correct"],
-                                 "skipped": res["skipped"], "per_clip": dict(sorted(per_clip.items()))}
+                                 "skipped": res["skipped"], "per_clip": dict(sorted(per_clip.items())),
+                                 "detector": detector.describe()}
     return out
 
 
@@ -379,6 +433,7 @@ def score_folders(gen_dir: str | os.PathLike, ref_dir: str | os.PathLike,
     if isinstance(cfg.metrics, str):
         cfg.metrics = tuple(m.strip() for m in cfg.metrics.split(",") if m.strip())
     cfg.validate()  # before hashing folders or loading any model
+    detector = load_chosen_detector(cfg)  # a bad --detector folder fails before any long work
     if prompts is not None and not isinstance(prompts, Mapping) and not Path(prompts).is_file():
         raise UserError(f"prompts file not found: {prompts} (JSONL id/prompt or CSV file,prompt)")
     if prompts is None and set(cfg.metrics) & {"clap", "order"}:
@@ -390,7 +445,7 @@ def score_folders(gen_dir: str | os.PathLike, ref_dir: str | os.PathLike,
     gen, _ = _folder_clips(gen_dir, "generated", cfg.progress)
     ref, _ = _folder_clips(ref_dir, "reference", cfg.progress)
     pr = _prompt_map(prompts)
-    res = _score(gen, ref, pr, cfg, backend)
+    res = _score(gen, ref, pr, cfg, backend, detector)
     res["gen_dir"], res["ref_dir"] = str(gen_dir), str(ref_dir)
     return res
 
