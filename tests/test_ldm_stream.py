@@ -295,6 +295,8 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(data, tmp_p
     assert {m: got[m] for m in got if m >= resume_at} == {m: ref_ids[m] for m in ref_ids if m >= resume_at}
     assert got == ref_ids
     assert [r["step"] for r in read_log(killed, "train")] == list(range(1, KILL_STEPS + 1))
+    # each step's wait for the workers is logged, and is part of the step's time
+    assert all(0 <= r["data_wait_s"] <= r["sec"] + 2e-3 for r in read_log(killed, "train"))
     assert [r["loss"] for r in read_log(killed, "train")] == pytest.approx(
         [r["loss"] for r in read_log(full, "train")], rel=1e-6)
     a = load_file(str(full / "final" / "unet" / "diffusion_pytorch_model.safetensors"))

@@ -87,6 +87,7 @@ class Trainer:
         self.output_bias: float | None = None
         self.stream = None  # a train.stream.StreamData when the sources stream
         self._batches: Iterator | None = None
+        self._data_wait = 0.0  # seconds this optimiser step waited for streamed batches (log: data_wait_s)
 
     # ------------------------------------------------------------------------------------------- data
     def _prepare_data(self) -> None:
@@ -408,7 +409,9 @@ class Trainer:
 
     def _stream_batch(self, micro: int):
         """The streamed batch of micro step ``micro`` (the readers move forward one micro step per call)."""
+        t0 = time.perf_counter()
         batch = next(self._batches)
+        self._data_wait += time.perf_counter() - t0
         if batch.micro != micro:  # the loop and the readers must agree, or a resume would read other items
             raise RuntimeError(f"streamed batch of micro step {batch.micro} where {micro} was due")
         return batch
@@ -434,6 +437,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.step(self.accelerator.unwrap_model(self.model).parameters())
         rec = meter.record(step, lr=self.lr_scheduler.get_last_lr()[0])
+        if self.stream is not None:  # seconds of the step spent waiting for the data workers (bench_ldm_stream.py)
+            rec["data_wait_s"], self._data_wait = round(self._data_wait, 4), 0.0
         log.scalars(rec)
         pbar.update(1)
         pbar.set_postfix(loss=f"{rec['loss']:.4f}")
