@@ -23,6 +23,10 @@ NA = "–"
 # The order claim (AudioLDM_T above AudioLDM_L): exact McNemar test on clips paired by (seed, prompt id).
 ORDER_CLAIM_ALPHA = 0.01
 ORDER_CLAIM_MIN_PAIRS = 400
+# The retrieval claim (T-CLAP keeps the baseline's retrieval): R@1 both ways at most this many points below the
+# baseline's (means over the seeds), measured over at least this many held-out captions.
+RETRIEVAL_MAX_DROP = 2.0
+RETRIEVAL_MIN_CAPTIONS = 1000
 PAPER_LABELS = {"baseline": "CLAP_l", "tclap": "T-CLAP"}
 
 
@@ -72,12 +76,38 @@ def _probe(out: Path) -> float | None:
     return float(next(iter(res.values()))["order_preference"]) if res else None
 
 
+def retrieval_claim(clap: dict, captions: dict[str, int | None]) -> dict:
+    """Does T-CLAP keep the baseline's retrieval? R@1 text-to-audio and audio-to-text (means over the seeds) each at
+    most :data:`RETRIEVAL_MAX_DROP` points below the baseline's, over at least :data:`RETRIEVAL_MIN_CAPTIONS` held-out
+    captions in every evaluation (``captions``: ``"seed<S>/<system>" -> count``).
+
+    Returns ``{"verdict": "yes" | "no" | "not shown" | "not measured", "reason", "differences": {key: T-CLAP minus
+    baseline, points}, "captions", "max_drop", "min_captions"}``.
+    """
+    diffs = {}
+    for k in ("r1_t2a", "r1_a2t"):
+        a, b = clap["tclap"][k]["mean"], clap["baseline"][k]["mean"]
+        diffs[k] = None if a is None or b is None else a - b
+    counts = [c for c in captions.values() if c is not None]
+    n = min(counts) if counts and len(counts) == len(captions) else None
+    out = {"differences": diffs, "captions": n, "max_drop": RETRIEVAL_MAX_DROP, "min_captions": RETRIEVAL_MIN_CAPTIONS}
+    if any(v is None for v in diffs.values()) or n is None:
+        return {**out, "verdict": "not measured", "reason": "R@1 or its caption count is missing"}
+    if n < RETRIEVAL_MIN_CAPTIONS:
+        return {**out, "verdict": "not shown", "reason": f"too few captions ({n} < {RETRIEVAL_MIN_CAPTIONS})"}
+    worst = min(diffs.values())
+    if worst >= -RETRIEVAL_MAX_DROP:
+        return {**out, "verdict": "yes", "reason": f"R@1 at most {RETRIEVAL_MAX_DROP:g} points below over {n} captions"}
+    return {**out, "verdict": "no", "reason": f"R@1 {-worst:.2f} points below (allowed {RETRIEVAL_MAX_DROP:g})"}
+
+
 def collect(cfg, paths) -> dict:
     """Read every stage's outputs into the ``results.json`` structure."""
     from conductor.reproduce.pipeline import read_done  # noqa: PLC0415
 
     seeds = list(cfg.seeds)
     clap: dict = {}
+    captions: dict = {}  # "seed<S>/<system>" -> retrieval captions of that evaluation
     for system in SYSTEMS:
         per = {k: {} for k in CLAP_KEYS}
         for s in seeds:
@@ -86,6 +116,8 @@ def collect(cfg, paths) -> dict:
             for k in CLAP_KEYS:
                 v = flat.get(k)
                 per[k][s] = float(v) if isinstance(v, (int, float)) else None
+            n_cap = (m.get("counts") or {}).get("retrieval_captions")
+            captions[f"seed{s}/{system}"] = int(n_cap) if isinstance(n_cap, (int, float)) else None
         clap[system] = {k: aggregate(v) for k, v in per.items()}
     gen: dict = {}
     counts: dict = {}
@@ -120,12 +152,15 @@ def collect(cfg, paths) -> dict:
         a, b = table["tclap"][key]["mean"], table["baseline"][key]["mean"]
         return None if a is None or b is None else bool(a > b)
 
+    retrieval = retrieval_claim(clap, captions)
     checks = {
         "tclap_above_baseline_t_classify_t2a": above(clap, "t_classify_t2a"),
         "tclap_above_baseline_t_classify_a2t": above(clap, "t_classify_a2t"),
         # "yes" only when McNemar's exact test on the paired clips says so (not a comparison of two means).
         "audioldm_t_above_audioldm_l_order_detector": (order_claim["verdict"] == "yes") if order_claim["n_pairs"]
         else None,
+        # "yes" only over enough captions; None when not measured or not shown
+        "tclap_retrieval_r1_within_max_drop": {"yes": True, "no": False}.get(retrieval["verdict"]),
     }
     timing = {}
     for name in ("data", "clap", "clap_eval", "ldm", "generate", "score", "study"):
@@ -133,7 +168,8 @@ def collect(cfg, paths) -> dict:
         timing[name] = float(done["seconds"]) if done else None
     return {"preset": cfg.preset, "seeds": seeds, "config": cfg.to_dict(), "clap": clap, "generation": gen,
             "detector_ceiling": ceiling, "generation_counts": counts, "checks": checks, "order_claim": order_claim,
-            "stage_seconds_last_run": timing, "paper": PAPER,
+            "retrieval_claim": retrieval, "retrieval_captions": captions, "stage_seconds_last_run": timing,
+            "paper": PAPER,
             "study": str(paths.study), "prompts": str(paths.prompts)}
 
 
@@ -198,6 +234,18 @@ def _order_claim(oc: dict | None, ceiling: dict) -> str:
     return line + "."
 
 
+def _retrieval_claim(rc: dict | None) -> str:
+    """The retrieval claim's verdict with the R@1 differences and the caption count."""
+    if not rc or rc["verdict"] == "not measured":
+        return "not measured" + (f" ({rc['reason']})" if rc else "")
+    d = rc["differences"]
+    evidence = (f"T-CLAP minus baseline R@1: text-to-audio {d['r1_t2a']:+.2f}, audio-to-text {d['r1_a2t']:+.2f} points "
+                f"over {rc['captions']} held-out captions (needs at most {rc['max_drop']:g} points below over at least "
+                f"{rc['min_captions']} captions)")
+    verdict = {"yes": "**yes**", "no": "**no**"}.get(rc["verdict"], f"**not shown** ({rc['reason']})")
+    return f"{verdict}. {evidence}."
+
+
 def markdown(res: dict, figures: dict[str, list[str]]) -> str:
 
     ldm_names = {k: v[1] for k, v in SYSTEMS.items()}
@@ -219,11 +267,14 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
     L += ["## Claims", "",
           f"- T-CLAP above the baseline on T-Classify text-to-audio: {_yes(c['tclap_above_baseline_t_classify_t2a'])}",
           f"- T-CLAP above the baseline on T-Classify audio-to-text: {_yes(c['tclap_above_baseline_t_classify_a2t'])}",
+          f"- T-CLAP keeps the baseline's retrieval: {_retrieval_claim(res.get('retrieval_claim'))}",
           f"- AudioLDM_T above AudioLDM_L on temporal-order accuracy (event detector, clips paired by seed and "
           f"prompt): {_order_claim(res.get('order_claim'), res.get('detector_ceiling', {}))}", ""]
     keys = ("r1_t2a", "r5_t2a", "r10_t2a", "r1_a2t", "r5_a2t", "r10_a2t")
+    n_cap = (res.get("retrieval_claim") or {}).get("captions")
     L += ["## Table 1 analogue: retrieval (%)", "",
-          "Ours: built-in held-out two-event mix-ups, one caption per clip. Paper: AudioCaps test set "
+          "Ours: built-in held-out two-event mix-ups, one caption per clip"
+          + (f" ({n_cap} captions)" if n_cap else "") + ". Paper: AudioCaps test set "
           "(CLAP_l = LAION-CLAP, the model T-CLAP was fine-tuned from).", ""]
     L += _table(["model", "T2A R@1", "T2A R@5", "T2A R@10", "A2T R@1", "A2T R@5", "A2T R@10"],
                 _rows(res, "clap", "retrieval_audiocaps", keys, CLAP_LABELS)) + [""]
@@ -241,8 +292,11 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
     rows = _rows(res, "clap", "t_classify", tk, CLAP_LABELS)
     L += _table(["model", "T2A", "A2T", "T2A audio-blind control"], rows) + [""]
     gk = ("kl_softmax", "fad", "kad", "clap_score", "order_detector", "order_clap", "unet_order_preference")
+    n_prompts = res.get("config", {}).get("data", {}).get("n_heldout")
+    n_study = res.get("config", {}).get("study", {}).get("max_prompts")
     L += ["## Table 4 analogue: AudioLDM conditioned on each CLAP", "",
-          "Held-out ordered prompts, one clip per prompt and seed. KL: softmax KL(ref‖gen) of the built-in event "
+          "Held-out ordered prompts" + (f" ({n_prompts} per seed)" if n_prompts else "") + ", one clip per prompt "
+          "and seed, the same sampler seed for both systems. KL: softmax KL(ref‖gen) of the built-in event "
           "classifier, paired by prompt; FAD / KAD on mel statistics (independent of both CLAPs); CLAP score and "
           "order accuracy (CLAP) by the seed's T-CLAP; order accuracy (detector): the frame-level event detector "
           "finds the prompted events in the prompted order (%). UNet order preference: on the real held-out "
@@ -270,9 +324,10 @@ def markdown(res: dict, figures: dict[str, list[str]]) -> str:
     for title, files in figures.items():
         L += [f"### {title}", ""] + [f"![{Path(f).stem}]({f})" for f in files] + [""]
     L += ["## Listening test", "",
-          f"The study file `{res['study']}` holds both systems' clips of the first seed (checked with "
-          f"`mos validate`). Run `mos serve {res['study']}`, then `mos report --db <study>.sqlite --out DIR` for "
-          "MOS_r and MOS_t with confidence intervals.", ""]
+          f"The study file `{res['study']}` holds both systems' clips of the first seed"
+          + (f" for the first {min(n_study, n_prompts)} held-out prompts" if n_study and n_prompts else "")
+          + f" (checked with `mos validate`). Run `mos serve {res['study']}`, then "
+          "`mos report --db <study>.sqlite --out DIR` for MOS_r and MOS_t with confidence intervals.", ""]
     L += ["## Stage times of the last run (s)", ""]
     L += _table(["stage", "seconds"], [[k, fmt(v)] for k, v in res["stage_seconds_last_run"].items()]) + [""]
     L += ["A stage skipped as up to date keeps the time of the run that produced it.", ""]

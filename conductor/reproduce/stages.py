@@ -253,9 +253,9 @@ def stage_clap_eval(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> 
     cache = sdir / "cache"
     results: dict = {}
     jobs = [(s, m) for s in cfg.seeds for m in SYSTEMS]
+    # The same held-out set for every seed and system (EvalConfig's seed 0): cfg.clap_eval.heldout_mixes captions.
+    ecfg = EvalConfig(heldout_mixes=cfg.clap_eval.heldout_mixes)
     for seed, system in tqdm(jobs, desc="clap_eval", disable=quiet or None, leave=False):
-        rc = cfg.recipe_config(seed)
-        ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)  # the same held-out set for every seed (seed 0)
         model_dir = paths.clap(seed, system)
         res = evaluate(str(model_dir), "builtin-heldout", paths.clap_eval(seed, system), cfg=ecfg,
                        cache_dir=cache, quiet=True)
@@ -357,7 +357,8 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
     built-in event classifier (paired by prompt id), CLAP score and order accuracy by the seed's T-CLAP, and
     order accuracy by the frame-level event detector. The ceiling is the detector's order accuracy on the
     *real* held-out mix-ups themselves (the same prompts), the best a generator can be credited with. Then the
-    likelihood order probe of each UNet on those real clips (``audioldm-cond probe-order``).
+    likelihood order probe of each UNet on the first ``score.probe_clips`` of those real clips
+    (``audioldm-cond probe-order``).
     """
     s = cfg.score
     first = cfg.seeds[0]
@@ -405,7 +406,8 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
 
             probes.append(ModuleJob("audioldm_cond.cli", [
                 "probe-order", "--model", paths.ldm(seed, system) / "final", "--data", paths.heldout_manifest,
-                "--n", cfg.data.n_heldout, "--seed", seed, "--out", out, "--quiet"], log, f"order probe ({name})",
+                "--n", min(s.probe_clips, cfg.data.n_heldout), "--seed", seed, "--out", out, "--quiet"], log,
+                f"order probe ({name})",
                 probed))
 
     # The first job runs alone: it trains the event detector that every job uses and caches it (the
@@ -419,7 +421,8 @@ def stage_score(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool, jobs: i
 
 
 def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict:
-    """A ready-to-serve MOS study (both systems of the first seed), checked with ``mos validate``.
+    """A ready-to-serve MOS study (both systems of the first seed, the first ``study.max_prompts`` held-out prompts),
+    checked with ``mos validate``.
 
     The clips are copied next to the study file so the folder can be moved to a listening server. Training
     page: a real held-out clip. Gold: the order-swapped real clip under its positive prompt (MOS_t must be
@@ -428,7 +431,7 @@ def stage_study(cfg: ReproConfig, paths: Paths, sdir: Path, quiet: bool) -> dict
     import yaml  # noqa: PLC0415
 
     seed = cfg.seeds[0]
-    prompts = read_jsonl(paths.prompts)
+    prompts = read_jsonl(paths.prompts)[: cfg.study.max_prompts]
     systems = []
     for system, (_, label) in SYSTEMS.items():
         dst = sdir / "clips" / label
@@ -489,7 +492,7 @@ def build_stages(cfg: ReproConfig, out: Path, quiet: bool = False, jobs: int = 1
         Stage("data", bind(stage_data), d["data"], (), "built-in bank mix-ups and held-out prompts"),
         Stage("clap", bind(stage_clap), {"clap": d["clap"], "seeds": d["seeds"]}, (),
               "baseline CLAP and T-CLAP per seed (conductor.recipes.clap)"),
-        Stage("clap_eval", bind(stage_clap_eval), {"seeds": d["seeds"]}, ("clap",),
+        Stage("clap_eval", bind(stage_clap_eval), {"seeds": d["seeds"], "clap_eval": d["clap_eval"]}, ("clap",),
               "zero-shot, retrieval, T-Classify"),
         Stage("ldm", bind(stage_ldm), {"ldm": d["ldm"], "seeds": d["seeds"]}, ("data", "clap"),
               "AudioLDM_L and AudioLDM_T per seed"),
