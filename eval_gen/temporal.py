@@ -143,7 +143,7 @@ def order_accuracy_detector(waves: Sequence[np.ndarray], sr: int, prompts: Seque
     for w, p in tqdm(list(zip(waves, prompts)), desc="detector order", disable=None if progress else True, leave=False):
         order = prompt_order(p, vocab)
         if not order or len(order) < 2 or len(set(order)) != len(order):
-            skipped["prompt states no order of distinct built-in events"] += 1
+            skipped["prompt states no order of distinct events the detector knows"] += 1
             outcomes.append(None)
             continue
         outcomes.append(bool(order_matches(det.detect_order(w, sr), order)))
