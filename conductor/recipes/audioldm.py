@@ -5,8 +5,10 @@
 
 Stages (each resumable: a finished stage is skipped, an interrupted one resumes from its last checkpoint):
 
-1. ``data``: 2-event ordered mix-ups of the built-in bank (``tclap.data.mixup``; 4 s at 16 kHz, no overlap
-   clips), train split for training and the held-out split for validation. Every item also contributes its
+1. ``data``: 2-event ordered mix-ups of the clip bank(s) (``tclap.data.mixup``; 4 s at 16 kHz, no overlap
+   clips), train split for training and the held-out split for validation. ``banks`` (``--bank``, repeatable):
+   the built-in procedural bank by default; ``--bank builtin --bank DIR`` trains on the union of the procedural
+   events and a folder bank of recordings (``tclap bank build``), each keeping its own hold-out (docs/bank.md). Every item also contributes its
    negative audio (the same two event instances in the other order) with its negative caption, so the model
    sees each pair of events in both orders: the order in the caption is the only thing that tells them apart.
 2. ``vae``: the tiny mel VAE, trained once from scratch (on random mel windows, cheap on CPU).
@@ -17,6 +19,9 @@ Stages (each resumable: a finished stage is skipped, an interrupted one resumes 
    UNet learns to follow.
 4. ``install``: both models are copied into ``audioldm_cond/assets/models/<name>`` with ``recipe.json``
    (the settings and the first logged losses of every stage, which ``tests/test_ldm_recipe.py`` re-checks).
+   Every trained model folder (``ldm-<name>/final``, so also the installed copy) holds ``events.json``: the
+   events of the bank(s) it was trained on (:mod:`audioldm_cond.events`; what ``audioldm-cond generate
+   --list-events`` prints and its unknown-event warning reads).
 
 ``--vae-steps`` / ``--ldm-steps`` shorten it. Why 2000 VAE steps: with far fewer, the VAE's reconstruction
 loses so much that the event detector no longer finds the order in real mix-ups passed through VAE + vocoder, and
@@ -38,6 +43,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -51,10 +57,11 @@ from audioldm_cond.train.config import (
     DataConfig, LdmStageConfig, OptimConfig, TrainConfig, VaeStageConfig, ValidationConfig, parse_cond_map, parse_unet_channels,
 )
 from audioldm_cond.train.runlog import read_log
-from conductor.recipes.records import LDM_PATHS_NOTE, portable
+from conductor.recipes.records import BANK_NOTE, LDM_PATHS_NOTE, portable, portable_banks
 from tclap.data.manifest import read_manifest, write_manifest
 
 CONDITIONERS = ("tiny-tclap", "tiny-baseline")
+BUILTIN = "builtin"  # tclap.data.banks.BUILTIN (that module loads soundfile: imported where it is used)
 
 
 @dataclass
@@ -104,6 +111,12 @@ class RecipeConfig:
         "cond_map_channels": 8, "cond_map_segments": 8})
     vae_dir: str | None = None
     judge_clap: str | None = "tiny-tclap"  # CLAP of the validation CLAP metrics (None: the conditioner's own)
+    # The clip banks of the training and validation mix-ups (their union when several, each keeping its own
+    # hold-out): "builtin", a folder per class, an ESC-50 CSV (docs/bank.md).
+    banks: tuple[str, ...] = (BUILTIN,)
+
+    def __post_init__(self) -> None:
+        self.banks = tuple(self.banks)  # a record read back from JSON gives a list
 
     @classmethod
     def quick(cls) -> "RecipeConfig":
@@ -122,11 +135,12 @@ def split_conditioner(spec: str) -> tuple[str, str]:
 
 def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, Path]:
     """Train pairs (each mix-up and its order-swapped negative) and the held-out validation manifest."""
+    from tclap.data.banks import bank_setting  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
     from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
 
     paths = {}
     for split, n in (("train", rc.n_train), ("heldout", rc.n_val)):
-        cfg = MixupConfig(bank="builtin", seconds=rc.seconds, sr=rc.sr, split=split, seed=rc.data_seed,
+        cfg = MixupConfig(bank=bank_setting(rc.banks), seconds=rc.seconds, sr=rc.sr, split=split, seed=rc.data_seed,
                           min_events=2, max_events=2, overlap_prob=0.0)
         rep = build_mixups(cfg, out / "data" / split, n, quiet=quiet)
         if rep.failed or rep.manifest is None or rep.manifest_items != n:
@@ -143,6 +157,29 @@ def build_data(out: Path, rc: RecipeConfig, quiet: bool = False) -> tuple[Path, 
                               "negative_audio": it["audio"], "events": it.get("negative_events", [])})
         write_manifest(pairs, items)
     return pairs, paths["heldout"]
+
+
+def bank_events(rc: RecipeConfig) -> tuple[list[dict], str]:
+    """The events of the recipe's bank(s), ``[{"label", "phrase"}]`` (the training split's classes, per bank in the
+    order of ``rc.banks``), and a one-line source naming each bank with its count (no folder of this machine)."""
+    from tclap.data.banks import bank_parts, open_bank  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
+
+    events, names = [], []
+    for spec in bank_parts(rc.banks):
+        bank = open_bank(spec)
+        labels = bank.labels("train")
+        events += [{"label": lab, "phrase": bank.phrases[lab]} for lab in labels]
+        what = "tclap.synth's procedural events" if spec == BUILTIN else "recorded events"
+        names.append(f"{bank.name} ({len(labels)} {what})")
+    return events, "conductor.recipes.audioldm: the clip bank(s) it was trained on: " + ", ".join(names)
+
+
+def write_model_events(final: str | os.PathLike, rc: RecipeConfig) -> Path:
+    """``final/events.json``: the events of ``rc.banks`` (see :func:`bank_events`)."""
+    from audioldm_cond.events import write_events  # noqa: PLC0415 (keeps this module's imports light)
+
+    events, source = bank_events(rc)
+    return write_events(final, events, source)
 
 
 def vae_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, data, seed: int, ema_decay: float,
@@ -237,10 +274,19 @@ def install(out: Path, rc: RecipeConfig, results: dict[str, Any], argv: Sequence
         tmp = dst.with_name(f".{name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("training.json"))
-        args = ["DIR" if i and argv[i - 1] == "--out" else a for i, a in enumerate(argv)]
+        # A bank folder outside the repository is named BANK_DIR (BANK_DIR2, ...) in the record, as in the command,
+        # whose --bank arguments are written again from the banks (one per --bank, '+' specs split).
+        banks = portable_banks(rc.banks)
+        prc = dataclasses.replace(rc, banks=tuple(banks[b] for b in rc.banks))
+        args = ["DIR" if i and argv[i - 1] == "--out" else a for i, a in enumerate(argv)
+                if a != "--bank" and not a.startswith("--bank=") and not (i and argv[i - 1] == "--bank")]
+        if rc.banks != RecipeConfig().banks:
+            args += [x for b in prc.banks for x in ("--bank", shlex.quote(b))]
         record = {"command": "python -m conductor.recipes.audioldm " + " ".join(args),
-                  "recipe": dataclasses.asdict(rc), "stages": {k: results[k] for k in ("vae", f"ldm-{name}")}}
+                  "recipe": dataclasses.asdict(prc), "stages": {k: results[k] for k in ("vae", f"ldm-{name}")}}
         record = {**portable(record, out), "paths": LDM_PATHS_NOTE}
+        if rc.banks != RecipeConfig().banks:
+            record["paths"] += "; " + BANK_NOTE
         atomic_write_text(tmp / "recipe.json", json.dumps(record, indent=2))
         if dst.exists():
             shutil.rmtree(dst)
@@ -269,6 +315,8 @@ def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True
                                   "trained_by": vae_rec.get("trained_by", prev.get("command"))}
     for name, cfg in cfgs.items():
         results[name] = run_stage(cfg)
+        if name.startswith("ldm-"):
+            write_model_events(results[name]["final"], rc)
         atomic_write_text(out / "recipe_results.json", json.dumps(results, indent=2))
     if do_install:
         results["installed"] = [str(p) for p in install(out, rc, results, argv)]
@@ -312,9 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val-every", type=int, default=None)
     p.add_argument("--no-val-generate", action="store_true",
                    help="validation computes the held-out loss only (no generation and scoring)")
+    p.add_argument("--bank", action="append", default=None, metavar="BANK",
+                   help="clip bank of the training and validation mix-ups: builtin (default), a folder per class (tclap "
+                        "bank build), or an ESC-50 CSV; repeat it (--bank builtin --bank DIR) to train on the union of "
+                        "several banks, each keeping its own hold-out (docs/bank.md)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     rc = RecipeConfig.quick() if args.quick else RecipeConfig()
+    if args.bank:
+        from tclap.data.banks import bank_parts  # noqa: PLC0415 (loads soundfile; only this branch needs it)
+
+        rc.banks = tuple(bank_parts(args.bank))
     rc.val_generate = not args.no_val_generate
     if args.ldm_steps is not None:
         rc.ldm_steps = args.ldm_steps

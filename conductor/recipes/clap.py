@@ -2,8 +2,10 @@
 
 Stages (each resumable; a finished stage is skipped on a re-run):
 
-1. ``data``: ``n`` two-event mix-ups of the built-in bank's **training** instances (held-out instances never
-   enter; see :func:`tclap.synth.instance_split`).
+1. ``data``: ``n`` mix-ups of the clip bank's **training** clips (held-out ones never enter; see
+   :func:`tclap.synth.instance_split` and docs/bank.md). ``banks`` (``--bank``, repeatable): the built-in
+   procedural bank by default (the shipped models); ``--bank builtin --bank DIR`` trains on the union of the
+   procedural events and a folder bank of recordings (``tclap bank build``), mix-ups pairing events of both.
 2. ``pretrain``: a tiny CLAP from random init with L_c only.
 2b. ``warm`` (only when ``warm_steps`` > 0): continue (2) with L_c only, a second schedule (warm-up, cosine);
    the start of both fine-tunes. A longer contrastive start is what lets L_t learn order without losing the
@@ -18,7 +20,11 @@ Stages (each resumable; a finished stage is skipped on a re-run):
 4b. ``wise`` (only when ``wise_alpha`` < 1): **tiny-tclap** becomes the weight-space blend
    ``(1 − α)·baseline + α·T-CLAP fine-tune`` of the two fine-tunes (WiSE-FT / a two-model soup,
    :mod:`tclap.interpolate`); the un-blended fine-tune is still evaluated, as ``tiny-tclap-finetune``.
-5. ``evaluate``: the models on ``builtin-heldout``; ``DIR/summary.json`` and ``DIR/summary.md``.
+5. ``evaluate``: the models on ``builtin-heldout`` (``heldout_metrics``, as always), and for every other bank of
+   ``banks`` on its own held-out set (``bank_heldout_metrics[<bank>]``): ``heldout_mixes`` mix-ups of its held-out
+   recordings (T-Classify T2A and A2T, the audio-blind control, retrieval R@1/5/10 over their captions) and every
+   held-out recording alone (zero-shot top-1, prompted with the class phrase), both built under ``DIR/eval_data``;
+   ``DIR/summary.json`` and ``DIR/summary.md``.
 6. ``export``: ``DIR/tiny-baseline`` and ``DIR/tiny-tclap`` (the folders shipped under
    ``tclap/assets/models/``), each with a ``recipe.json``: the recipe's settings, every stage's resolved
    training config and first logged losses (the first :data:`N_FIRST_LOSSES` optimizer steps, recorded
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,9 +48,11 @@ from typing import Sequence
 
 from basekit.atomic import atomic_write_text
 from basekit.errors import UserError, cli_entry
+from conductor.recipes.records import BANK_NOTE, portable_banks
 from tclap.train.config import preset
 
 BASELINES = ("finetune", "start")  # RecipeConfig.baseline
+BUILTIN = "builtin"  # tclap.data.banks.BUILTIN, the procedural bank (that module loads soundfile: imported lazily)
 N_FIRST_LOSSES = 5  # optimizer steps whose losses each stage records in first_losses.json
 FIRST_LOSSES_FILE = "first_losses.json"
 LOSS_KEYS = ("step", "loss", "contrastive_loss", "temporal_loss", "lr")
@@ -93,6 +102,12 @@ class RecipeConfig:
     # The exported folders are <prefix>-baseline and <prefix>-tclap: "tiny" for the shipped models; a smoke run
     # (``tclap reproduce --preset quick``) names its few-step models "smoke" so they are never taken for them.
     export_prefix: str = "tiny"
+    # The clip banks the data, the single-event positives and the held-out evaluation come from (their union when
+    # several; each keeps its own hold-out): "builtin", a folder per class, an ESC-50 CSV (docs/bank.md).
+    banks: tuple[str, ...] = (BUILTIN,)
+
+    def __post_init__(self) -> None:
+        self.banks = tuple(self.banks)  # a record read back from JSON gives a list
 
 
 def _stage_cfg(rc: RecipeConfig, init: str, steps: int, lr: float, lambda_t: float, neg_audio: bool):
@@ -172,11 +187,21 @@ def _relative(path: str, root: Path) -> str:
 
 
 def write_recipe_record(rc: RecipeConfig, out: Path, dest: Path, name: str, stages: Sequence[str],
-                        metrics: dict) -> Path:
-    """``dest/recipe.json``: how the model in ``dest`` was made (settings, stages, first losses, metrics)."""
-    rec = {"model": name, "recipe": asdict(rc), "command": _command(rc),
+                        metrics: dict, bank_metrics: dict | None = None) -> Path:
+    """``dest/recipe.json``: how the model in ``dest`` was made (settings, stages, first losses, metrics).
+
+    A bank folder outside the repository is recorded as ``BANK_DIR`` (``BANK_DIR2``, ...): the record names no
+    folder of the machine it was made on; ``banks`` says what each bank held (classes, recordings, hold-out).
+    """
+    banks = portable_banks(rc.banks)
+    prc = RecipeConfig(**{**asdict(rc), "banks": tuple(banks[b] for b in rc.banks)})
+    rec = {"model": name, "recipe": asdict(prc), "command": _command(prc),
            "stages": {s: _stage_record(out, s) for s in stages}, "heldout_metrics": metrics,
            "paths": "relative to the recipe's --out folder (DIR in the command)"}
+    if rc.banks != RecipeConfig().banks:
+        rec["banks"] = [{"spec": banks[b], **_bank_summary(b)} for b in rc.banks]
+        rec["bank_heldout_metrics"] = bank_metrics or {}
+        rec["paths"] += "; " + BANK_NOTE
     path = dest / "recipe.json"
     atomic_write_text(path, json.dumps(rec, indent=2))
     return path
@@ -203,7 +228,27 @@ def _command(rc: RecipeConfig) -> str:
         cmd += f" --baseline {rc.baseline}"
     if rc.export_prefix != d.export_prefix:
         cmd += f" --export-prefix {rc.export_prefix}"
+    if rc.banks != d.banks:
+        cmd += "".join(f" --bank {shlex.quote(b)}" for b in rc.banks)
     return cmd
+
+
+def _bank_summary(spec: str) -> dict:
+    """What one bank of the recipe held: its name, classes, recordings per split and a sha256 of its hold-out list
+    (``label/file`` lines, sorted), so that a later evaluation can tell whether it holds out the same recordings.
+    The built-in bank's instances are unlimited and split by :func:`tclap.synth.instance_split`."""
+    import hashlib  # noqa: PLC0415
+
+    from tclap.data.banks import open_bank  # noqa: PLC0415 (loads soundfile and the synthesiser; planning a reproduction stays light)
+
+    b = open_bank(spec)
+    out = {"name": b.name, "classes": b.labels("train")}
+    if spec != BUILTIN:
+        out.update({f"{split}_recordings": sum(len(b.keys(lab, split)) for lab in b.labels(split))
+                    for split in ("train", "heldout")})
+        held = sorted(f"{lab}/{Path(k).name}" for lab in b.labels("heldout") for k in b.keys(lab, "heldout"))
+        out["heldout_sha256"] = hashlib.sha256("\n".join(held).encode("utf-8")).hexdigest()
+    return out
 
 
 def default_jobs() -> int:
@@ -243,13 +288,83 @@ def _train_stages(stages: Sequence[tuple[str, object]], out: Path, manifest: Pat
 
 
 def positive_sets(rc: RecipeConfig, out: Path) -> list[str]:
-    """The fine-tunes' positive-only manifests: ``out/data/single`` (built or reused) when ``singles_per_class`` > 0."""
+    """The fine-tunes' positive-only manifests: ``out/data/single`` (built or reused) when ``singles_per_class`` > 0:
+    that many single-event clips per class of the banks' training split (a file bank's class: at most that many)."""
     if rc.singles_per_class <= 0:
         return []
-    from tclap.data.singles import build_builtin_singles  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
+    from tclap.data.banks import bank_setting  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
+    from tclap.data.singles import SinglesConfig, build_singles  # noqa: PLC0415 (same)
 
-    return [str(build_builtin_singles(Path(out) / "data" / "single", per_class=rc.singles_per_class,
-                                      seconds=rc.seconds, sr=rc.sample_rate))]
+    cfg = SinglesConfig(bank=bank_setting(rc.banks), per_class=rc.singles_per_class, seconds=rc.seconds,
+                        sr=rc.sample_rate)
+    report = build_singles(cfg, Path(out) / "data" / "single", quiet=True)
+    if report.failed:
+        raise UserError(f"single-event clips under {Path(out) / 'data' / 'single'} are incomplete: {report.summary()}")
+    return [str(report.manifest)]
+
+
+def train_mixups(rc: RecipeConfig, out: Path, workers: int) -> Path:
+    """``out/data/train``: ``n_train`` mix-ups of the banks' training split (built or resumed); its manifest."""
+    from tclap.data.banks import bank_setting  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
+    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415 (same)
+
+    cfg = MixupConfig(bank=bank_setting(rc.banks), seconds=rc.seconds, sr=rc.sample_rate, split="train", seed=rc.seed)
+    report = build_mixups(cfg, Path(out) / "data" / "train", rc.n_train, workers=workers, quiet=True)
+    if report.failed or report.manifest is None or report.manifest_items != rc.n_train:
+        raise UserError(f"mix-ups under {Path(out) / 'data' / 'train'} are incomplete: {report.summary()}")
+    return report.manifest
+
+
+def bank_heldout_sets(rc: RecipeConfig, out: Path, seed: int = 0) -> dict[str, tuple[Path, Path]]:
+    """For every bank of ``rc.banks`` but the built-in one (which ``builtin-heldout`` covers): ``name -> (mix-up
+    manifest, single-recording manifest)`` of its held-out split, built (or reused) under ``out/eval_data/<name>``.
+
+    The mix-ups are made as the built-in held-out set is (``heldout_mixes`` of 2-3 events, a share overlapping,
+    data seed ``seed``), from that bank's held-out recordings only; the singles are every held-out recording,
+    each item carrying its class phrase as ``class_text`` (the zero-shot prompt's label).
+    """
+    from tclap.data.banks import bank_parts, open_bank  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
+    from tclap.data.manifest import read_manifest, write_manifest  # noqa: PLC0415 (same)
+    from tclap.data.mixup import MixupConfig, build_mixups  # noqa: PLC0415 (same)
+    from tclap.data.singles import SinglesConfig, build_singles  # noqa: PLC0415 (same)
+
+    sets: dict[str, tuple[Path, Path]] = {}
+    for spec in bank_parts(rc.banks):
+        if spec == BUILTIN:
+            continue
+        bank = open_bank(spec)
+        name = bank.name if bank.name not in sets and bank.name != BUILTIN else f"{bank.name}{len(sets) + 1}"
+        root = Path(out) / "eval_data" / name
+        mix = build_mixups(MixupConfig(bank=spec, seconds=rc.seconds, sr=rc.sample_rate, split="heldout", seed=seed),
+                           root / "mixups", rc.heldout_mixes, quiet=True, bank=bank)
+        if mix.failed or mix.manifest is None or mix.manifest_items != rc.heldout_mixes:
+            raise UserError(f"held-out mix-ups under {root / 'mixups'} are incomplete: {mix.summary()}")
+        labels = bank.check_split("heldout")
+        per = max(len(bank.keys(lab, "heldout")) for lab in labels)
+        single = build_singles(SinglesConfig(bank=spec, per_class=per, seconds=rc.seconds, sr=rc.sample_rate,
+                                             split="heldout"), root / "single", quiet=True)
+        if single.failed:
+            raise UserError(f"held-out recordings under {root / 'single'} are incomplete: {single.summary()}")
+        items = [{**it, "class_text": bank.phrases[it["events"][0]["label"]]} for it in read_manifest(single.manifest)]
+        sets[name] = (mix.manifest, write_manifest(root / "single_eval.jsonl", items))
+    return sets
+
+
+BANK_METRICS = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r1_a2t", "r5_t2a",
+                "r5_a2t", "r10_t2a", "r10_a2t", "map10_t2a", "map10_a2t")
+
+
+def evaluate_on_bank(model: Path, mixups: Path, singles: Path, out: Path, cache: Path, ecfg, quiet: bool) -> dict:
+    """One model on one bank's held-out set: T-Classify, the audio-blind control and retrieval on the mix-ups,
+    zero-shot top-1 on the single recordings (:func:`tclap.evaluation.runner.evaluate` on each manifest)."""
+    from tclap.evaluation.runner import evaluate  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
+
+    res = evaluate(str(model), str(mixups), out / "mixups", cfg=ecfg, cache_dir=cache, quiet=quiet)
+    zs = evaluate(str(model), str(singles), out / "single", cfg=ecfg, cache_dir=cache, quiet=quiet)
+    got = {k: res[k] for k in BANK_METRICS if isinstance(res.get(k), float)}
+    if isinstance(zs.get("zero_shot_top1"), float):
+        got["zero_shot_top1"] = zs["zero_shot_top1"]
+    return got
 
 
 def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs: int = 1) -> dict:
@@ -258,14 +373,12 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
     ``jobs``: how many training stages may run at once (the T-CLAP and baseline fine-tunes are
     independent); see :func:`_train_stages`.
     """
-    from tclap.data.mixup import build_builtin_mixups  # noqa: PLC0415 (loads scipy and soundfile; planning a reproduction stays light)
     from tclap.evaluation.runner import EvalConfig, evaluate  # noqa: PLC0415 (loads torch; the reproduction planner imports this module and stays light)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "recipe_config.json", json.dumps(asdict(rc), indent=2))
-    manifest = Path(build_builtin_mixups(out / "data" / "train", n=rc.n_train, seconds=rc.seconds,
-                                         sr=rc.sample_rate, split="train", seed=rc.seed, workers=max(1, jobs)))
+    manifest = Path(train_mixups(rc, out, workers=max(1, jobs)))
     pre = _train_stage("pretrain", out, _stage_cfg(rc, "tiny", rc.pretrain_steps, rc.pretrain_lr, 0.0, False), manifest, quiet)
     start_stages: tuple[str, ...] = ("pretrain",)
     if rc.warm_steps > 0:
@@ -293,11 +406,15 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
             interpolate_models(base, tcl, rc.wise_alpha, soup)  # atomic export
         shipped = [shipped[0], (f"{px}-tclap", soup, (*start_stages, "tclap", "baseline")),
                    (f"{px}-tclap-finetune", tcl, None)]
-    results = {}
+    results: dict[str, dict] = {}
+    bank_results: dict[str, dict] = {}
     ecfg = EvalConfig(heldout_mixes=rc.heldout_mixes)
+    held = bank_heldout_sets(rc, out, seed=ecfg.seed)
     for name, model, stages in shipped:
         res = evaluate(str(model), "builtin-heldout", out / "eval" / name, cfg=ecfg, cache_dir=out / "eval_cache", quiet=quiet)
         results[name] = {k: v for k, v in res.items() if isinstance(v, float)}
+        bank_results[name] = {b: evaluate_on_bank(model, mix, single, out / "eval" / name / b, out / "eval_cache",
+                                                  ecfg, quiet) for b, (mix, single) in held.items()}
         if stages is None:  # evaluated for the record, not exported
             continue
         dest = out / name
@@ -305,15 +422,24 @@ def run_recipe(rc: RecipeConfig, out_dir: str | Path, quiet: bool = False, jobs:
         tmp = out / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(model, tmp)
-        write_recipe_record(rc, out, tmp, name, stages, results[name])
+        write_recipe_record(rc, out, tmp, name, stages, results[name], bank_results[name])
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
     keys = ("t_classify_t2a", "t_classify_a2t", "t_classify_t2a_audio_blind", "r1_t2a", "r1_a2t", "zero_shot_top1")
-    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.1f}" for k in keys) + " |")
+
+    def table(rows: dict[str, dict]) -> list[str]:
+        head = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        return head + [f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.1f}" for k in keys) + " |"
+                       for name, r in rows.items()]
+
+    lines = table(results)
+    for b in held:  # each other bank's held-out recordings
+        lines += ["", f"{b} (held-out recordings: {rc.heldout_mixes} mix-ups; zero-shot on each recording alone)", ""]
+        lines += table({name: bank_results[name][b] for name in bank_results})
     summary = {"config": asdict(rc), "results": results}
+    if held:
+        summary["bank_results"] = bank_results
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -347,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=BASELINES, default=d.baseline,
                    help="finetune (default): the baseline is an L_c-only fine-tune beside T-CLAP's, same start and "
                         "steps; start: the baseline is T-CLAP's start (warm, else pretrain), as in the paper")
+    p.add_argument("--bank", action="append", default=None, metavar="BANK",
+                   help="clip bank of the data, the positives and the held-out evaluation: builtin (default), a folder "
+                        "per class (tclap bank build), or an ESC-50 CSV; repeat it (--bank builtin --bank DIR) to train "
+                        "on the union of several banks, each keeping its own hold-out (docs/bank.md)")
     p.add_argument("--export-prefix", default=d.export_prefix,
                    help="names of the exported folders, PREFIX-baseline and PREFIX-tclap (default: tiny)")
     p.add_argument("--jobs", type=int, default=default_jobs(),
@@ -358,7 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
+    from tclap.data.banks import bank_parts  # noqa: PLC0415 (loads soundfile; planning a reproduction stays light)
+
     a = build_parser().parse_args(argv)
+    d = RecipeConfig()
     if min(a.n_train, a.batch_size, a.pretrain_steps, a.finetune_steps) < 1:
         raise UserError("--n-train, --batch-size and the step counts must be >= 1")
     if a.jobs < 1:
@@ -376,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       finetune_steps=a.finetune_steps, heldout_mixes=a.heldout_mixes,
                       negative_audio=not a.no_negative_audio, finetune_lr=a.finetune_lr, lambda_t=a.lambda_t,
                       mixed_precision=a.mixed_precision, unpaired=a.unpaired, baseline=a.baseline,
-                      export_prefix=a.export_prefix)
+                      export_prefix=a.export_prefix, banks=tuple(bank_parts(a.bank)) if a.bank else d.banks)
     run_recipe(rc, a.out, quiet=a.quiet, jobs=a.jobs)
     return 0
 

@@ -10,11 +10,34 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 LDM_PATHS_NOTE = ("DIR: the command's --out folder; audioldm_cond/...: relative to the repository root (--vae "
                   "tiny-tclap names the shipped model's folder); VAE_DIR / CLAP_DIR in a reused VAE's trained_by: the "
                   "--out folders of the runs that trained it and the CLAPs it was conditioned on")
+
+
+BANK_NOTE = ("BANK_DIR, BANK_DIR2, ...: the clip bank folders (or ESC-50 CSVs) outside the repository that the "
+             "command's --bank named, in order; 'banks' says what each held")
+
+
+def portable_banks(banks: Sequence[str]) -> dict[str, str]:
+    """Each bank spec -> how a record names it: ``builtin`` and relative paths as given, a path inside the repository
+    relative to its root, any other absolute path ``BANK_DIR``, ``BANK_DIR2``, ... in order of appearance (a
+    ``+``-joined spec should be split first, :func:`tclap.data.banks.bank_parts`)."""
+    root = Path(__file__).resolve().parents[2]
+    out: dict[str, str] = {}
+    n = 0
+    for spec in banks:
+        p = Path(spec[len("bank:"):] if spec.startswith("bank:") else spec)
+        if not p.is_absolute():
+            out[spec] = spec
+        elif p.resolve().is_relative_to(root):
+            out[spec] = str(p.resolve().relative_to(root))
+        else:
+            n += 1
+            out[spec] = "BANK_DIR" if n == 1 else f"BANK_DIR{n}"
+    return out
 
 
 def portable(record: Any, out: str | os.PathLike) -> Any:
