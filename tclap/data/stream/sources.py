@@ -7,7 +7,8 @@ A ``SOURCE`` is one of
   expanded by ``webdataset``), a folder holding ``*.tar``, a ``pipe:`` command (``pipe:aws s3 cp s3://b/x.tar -``;
   braces expand there too) or another URL ``webdataset.gopen`` opens; each shard is a *unit*;
 - ``bank:builtin``, ``bank:FOLDER`` or ``bank:ESC50_CSV``: a clip bank (:func:`tclap.data.banks.open_bank`) from
-  which temporal mix-ups are made on the fly (endless; its training split only).
+  which temporal mix-ups are made on the fly (endless; its training split only); ``bank:builtin+FOLDER`` joins
+  banks into one (:func:`tclap.data.banks.split_bank_spec`: their union of classes, each bank's hold-out kept).
 
 Counting: an epoch plan needs every unit's item count before any reading starts. Shards written by this
 project carry an index (:func:`tclap.data.shards.read_indexes`); other local shards are counted by walking their
