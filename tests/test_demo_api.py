@@ -18,12 +18,22 @@ SECRET_NAMES = ("system-alpha", "system-beta", "p000", "p001", "p002", ".wav", "
                 "training-0")
 
 
+class HeldClock:
+    """The wall clock, unless a test holds it at one instant (``held``): then an `ended` right after its `play` is
+    early however slowly a loaded machine answers the two calls."""
+
+    def __init__(self):
+        self.held: float | None = None
+
+    def __call__(self) -> float:
+        return time.time() if self.held is None else self.held
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     d = tmp_path_factory.mktemp("api")
-    # 2 s clips: long enough that an `ended` sent right after `play` is early even on a loaded machine
     p = write_synthetic_study(d, n_prompts=3, clips_per_rater=2, seconds=CLIP_S)
-    svc = MosService(load_study(p), d / "db.sqlite")
+    svc = MosService(load_study(p), d / "db.sqlite", clock=HeldClock())
     with Server(svc, AppConfig(port=0)) as srv:
         yield srv, svc, d / "db.sqlite"
     svc.store.close()
@@ -69,19 +79,25 @@ def test_api_refusals_write_nothing(served):
         assert msg in str(ei.value), (api, str(ei.value))
         assert "system-" not in str(ei.value) and "p00" not in str(ei.value)
     assert _snapshot(db) == before
-    # ended too soon (a seek to the end): the play is written, the early end is not
-    c.predict(tok, item, "play", api_name="/played")
-    after_play = _snapshot(db)
-    with pytest.raises(Exception, match="listen to the whole clip"):
-        c.predict(tok, item, "ended", api_name="/played")
-    with pytest.raises(Exception, match="has not been played to the end"):
-        c.predict(tok, item, {"mos_r": 3, "mos_t": 3}, api_name="/rate")
+    # ended too soon (a seek to the end): the play is written, the early end is not. The server's clock is held
+    # still from before the play until after the end, so the end comes 0 s after the play on every run (with the
+    # wall clock, two slow calls on a loaded machine could take the clip's length and make it a full listen).
+    svc.clock.held = time.time()
+    try:
+        c.predict(tok, item, "play", api_name="/played")
+        after_play = _snapshot(db)
+        with pytest.raises(Exception, match="listen to the whole clip"):
+            c.predict(tok, item, "ended", api_name="/played")
+        with pytest.raises(Exception, match="has not been played to the end"):
+            c.predict(tok, item, {"mos_r": 3, "mos_t": 3}, api_name="/rate")
+    finally:
+        svc.clock.held = None
     assert _snapshot(db) == after_play
     for args, msg in (((tok, item, {"mos_r": 7, "mos_t": 3}), "outside 1-5"),
                       ((tok, item, {"mos_r": 3}), "no rating for scale")):
         with pytest.raises(Exception, match=msg):
             c.predict(*args, api_name="/rate")
-    time.sleep(CLIP_S)  # now its end counts
+    time.sleep(CLIP_S)  # the wall clock again, the clip's length after the held instant: now its end counts
     assert c.predict(tok, item, "ended", api_name="/played")["played"] is True
     res = c.predict(tok, item, {"mos_r": 4, "mos_t": 4}, api_name="/rate")
     assert res["status"] == "saved" and _count(db) == before["ratings"] + 2
