@@ -12,14 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from pathlib import Path
 
 import pytest
+from test_bank_union import (
+    HELD,
+    PER_CLASS,
+    PHRASES,
+    _check_clips,
+    _listed,
+    _rel,
+    write_folder_bank,
+)
 
 from tclap.data.manifest import read_manifest
 from tclap.synth import EVENT_PHRASES, instance_split
-
-from test_bank_union import HELD, PHRASES, PER_CLASS, _check_clips, _listed, _rel, write_folder_bank
 
 ALL_EVENTS = {**EVENT_PHRASES, **PHRASES}
 
@@ -102,8 +108,8 @@ def test_clap_recipe_record_names_the_banks_portably(clap_run):
 
 
 def test_audioldm_recipe_writes_both_banks_events_and_a_portable_record(tmp_path, monkeypatch):
-    import audioldm_cond.components as components
     import conductor.recipes.audioldm as recipe
+    from audioldm_cond import components
     from audioldm_cond.events import read_events
 
     bank = write_folder_bank(tmp_path / "recorded")

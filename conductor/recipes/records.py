@@ -29,7 +29,7 @@ def portable_banks(banks: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     n = 0
     for spec in banks:
-        p = Path(spec[len("bank:"):] if spec.startswith("bank:") else spec)
+        p = Path(spec.removeprefix("bank:"))
         if not p.is_absolute():
             out[spec] = spec
         elif p.resolve().is_relative_to(root):

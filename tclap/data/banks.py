@@ -326,7 +326,7 @@ def esc50_bank(
 
 
 def _strip_prefix(spec: str) -> str:
-    return spec[len("bank:"):] if spec.startswith("bank:") else spec
+    return spec.removeprefix("bank:")
 
 
 def _names_a_bank(part: str) -> bool:
