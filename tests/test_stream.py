@@ -223,8 +223,14 @@ def test_positive_sources_fill_their_share_of_every_batch(shards, tmp_path):
     assert cfg["batch"] == {"temporal": 2, "positive": 6} and cfg["pools"]["temporal"] == "endless"
 
 
+# 11 steps, a checkpoint every 3: checkpoints 3, 6 and 9 all fall inside an epoch of 4 micro-steps. The kill has to
+# land between the step-4 log line and the last checkpoint: 7 steps of slack for the polling test process (with
+# 7 steps it was 3, short enough for a loaded machine to keep the poller off the CPU past the end of the run).
+KILL_STEPS = 11
+
+
 def _train_args(shards, out, *extra):
-    return ["train", "--train", str(shards), "--batch-size", "4", "--steps", "7", "--checkpoint-every", "3",
+    return ["train", "--train", str(shards), "--batch-size", "4", "--steps", str(KILL_STEPS), "--checkpoint-every", "3",
             "--log-every", "1", "--log-sample-ids", "--workers", "2", "--quiet", "--no-export", "--out", str(out), *extra]
 
 
@@ -234,7 +240,7 @@ def _ids(run, rank=0):
 
 @pytest.mark.timeout(240)
 def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(shards, tmp_path):
-    # batch 4 over 2 readers: an epoch is 16 / 4 = 4 micro-steps; checkpoints after steps 3 and 6 fall inside epochs.
+    # batch 4 over 2 readers: an epoch is 16 / 4 = 4 micro-steps; checkpoints after steps 3, 6 and 9 fall inside epochs.
     assert tclap_main(_train_args(shards, tmp_path / "full")) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tclap.cli", *_train_args(shards, tmp_path / "killed")], env=env,
@@ -248,13 +254,14 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(shards, tmp
         time.sleep(0.02)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    done = [p.name for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.startswith("step-")]
-    assert "step-00000003" in done and "step-00000007" not in done
+    done = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "killed" / "checkpoints").iterdir()
+                  if p.name.startswith("step-"))
+    assert done and done[-1] < KILL_STEPS and done[-1] % 4 != 0, done  # the resume starts inside an epoch
     assert tclap_main(_train_args(shards, tmp_path / "killed", "--resume")) == 0
     assert _ids(tmp_path / "killed") == _ids(tmp_path / "full")  # the items after the resume are the same ones
-    assert [r["micro"] for r in _ids(tmp_path / "full")] == list(range(7))
-    wa = load_file(tmp_path / "full" / "checkpoints" / "step-00000007" / "model.safetensors")
-    wb = load_file(tmp_path / "killed" / "checkpoints" / "step-00000007" / "model.safetensors")
+    assert [r["micro"] for r in _ids(tmp_path / "full")] == list(range(KILL_STEPS))
+    wa = load_file(tmp_path / "full" / "checkpoints" / f"step-{KILL_STEPS:08d}" / "model.safetensors")
+    wb = load_file(tmp_path / "killed" / "checkpoints" / f"step-{KILL_STEPS:08d}" / "model.safetensors")
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
