@@ -178,6 +178,9 @@ def test_run_modules_ctrl_c_stops_the_running_jobs(tmp_path, monkeypatch):
     from conductor.reproduce.stages import ModuleJob, run_modules
 
     _module(tmp_path, "pid_job", """    open(argv[0], "w").write(str(os.getpid()))
+    t0 = time.time()
+    while not all(os.path.exists(f) for f in argv[2:]) and time.time() - t0 < 60:  # wait for the other's pid file
+        time.sleep(0.05)
     time.sleep(float(argv[1]))
     return 0
 """)
@@ -187,7 +190,8 @@ def test_run_modules_ctrl_c_stops_the_running_jobs(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     jobs = [ModuleJob("pid_job", [slow, 120], tmp_path / "s.log", "slow"),
-            ModuleJob("pid_job", [quick, 0.5], tmp_path / "q.log", "quick", interrupt)]
+            # the quick job ends 0.5 s after the slow one has written its pid, however late that one started
+            ModuleJob("pid_job", [quick, 0.5, slow], tmp_path / "q.log", "quick", interrupt)]
     with pytest.raises(KeyboardInterrupt):
         run_modules(jobs, parallel=2)
     pid = int(slow.read_text())
