@@ -9,7 +9,6 @@ single process that sees all 5 rows.
 from __future__ import annotations
 
 import math
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -46,10 +45,10 @@ def _step(m, xa, xt, xn, mask):
     return out
 
 
-def _worker(rank: int, world: int, port: int, out_path: str) -> None:
+def _worker(rank: int, world: int, init_method: str, out_path: str) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         xa, xt, xn, mask = _data()
         lo, hi = SPLIT[rank]
@@ -66,15 +65,11 @@ def _worker(rank: int, world: int, port: int, out_path: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gather_matches_single_process(tmp_path):
     out_path = str(tmp_path / "res")
-    mp.spawn(_worker, args=(2, _free_port(), out_path), nprocs=2, join=True)
+    # A rendezvous file, not a TCP port picked beforehand: a port found free and released could be taken by another
+    # process (the other xdist worker) before rank 0 bound it.
+    mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", out_path), nprocs=2, join=True)
     m = _model()
     ref = _step(m, *_data())
     ref_grads = {n: p.grad for n, p in m.named_parameters()}
