@@ -224,13 +224,17 @@ def test_llm_backend_validates_retries_and_counts(tmp_path, fake_llm, monkeypatc
 
 
 def test_llm_endpoint_down_is_a_clear_failure(tmp_path, capsys):
+    # Bound but not listening: connections are refused, and while the socket is held no other process (say a server
+    # of a test in the other xdist worker) can take the port, as it could once a released port was reused.
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-    s.close()  # nothing listens there now
     caps = _captions_file(tmp_path, [GOOD, COPY, JUNK_THEN_GOOD, ALWAYS_JUNK])
-    rc = tclap_main(["negatives", str(caps), "--backend", "llm", "--endpoint", f"http://127.0.0.1:{port}/v1",
-                     "--model", "m", "--out", str(tmp_path / "o"), "--timeout", "5"])
+    try:
+        rc = tclap_main(["negatives", str(caps), "--backend", "llm", "--endpoint", f"http://127.0.0.1:{port}/v1",
+                         "--model", "m", "--out", str(tmp_path / "o"), "--timeout", "5"])
+    finally:
+        s.close()
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "unreachable" in err[0] and "--endpoint" in err[0]
