@@ -223,14 +223,8 @@ def test_positive_sources_fill_their_share_of_every_batch(shards, tmp_path):
     assert cfg["batch"] == {"temporal": 2, "positive": 6} and cfg["pools"]["temporal"] == "endless"
 
 
-# 11 steps, a checkpoint every 3: checkpoints 3, 6 and 9 all fall inside an epoch of 4 micro-steps. The kill has to
-# land between the step-4 log line and the last checkpoint: 7 steps of slack for the polling test process (with
-# 7 steps it was 3, short enough for a loaded machine to keep the poller off the CPU past the end of the run).
-KILL_STEPS = 11
-
-
 def _train_args(shards, out, *extra):
-    return ["train", "--train", str(shards), "--batch-size", "4", "--steps", str(KILL_STEPS), "--checkpoint-every", "3",
+    return ["train", "--train", str(shards), "--batch-size", "4", "--steps", "7", "--checkpoint-every", "3",
             "--log-every", "1", "--log-sample-ids", "--workers", "2", "--quiet", "--no-export", "--out", str(out), *extra]
 
 
@@ -238,30 +232,44 @@ def _ids(run, rank=0):
     return [json.loads(ln) for ln in (Path(run) / f"sample_ids.rank{rank}.jsonl").read_text().splitlines()]
 
 
+# The real CLI in a subprocess whose train() gets a step callback that SIGKILLs the process (no cleanup runs) right
+# after step 4 is logged: one step past the step-3 checkpoint, before the step-6 one. The kill lands at that point
+# on every run; a test process polling the log and sending the signal could be kept off the CPU past the end of
+# the 7 short steps on a loaded machine.
+_KILLED_AT_STEP_4 = """
+import os, signal, sys
+from functools import partial
+import tclap.commands.train as command
+
+def die(step, rec):
+    if step == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+command.train = partial(command.train, step_callback=die)
+from tclap.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.timeout(240)
 def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(shards, tmp_path):
-    # batch 4 over 2 readers: an epoch is 16 / 4 = 4 micro-steps; checkpoints after steps 3, 6 and 9 fall inside epochs.
+    # batch 4 over 2 readers: an epoch is 16 / 4 = 4 micro-steps; checkpoints after steps 3 and 6 fall inside epochs.
     assert tclap_main(_train_args(shards, tmp_path / "full")) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tclap.cli", *_train_args(shards, tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and any(json.loads(ln)["step"] >= 4 for ln in log.read_text().splitlines() if ln.strip()):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    done = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "killed" / "checkpoints").iterdir()
-                  if p.name.startswith("step-"))
-    assert done and done[-1] < KILL_STEPS and done[-1] % 4 != 0, done  # the resume starts inside an epoch
+    err = tmp_path / "killed.stderr"
+    with open(err, "wb") as fh:  # a file, not a pipe: the orphaned DataLoader workers would hold a pipe open
+        proc = subprocess.run([sys.executable, "-c", _KILLED_AT_STEP_4, *_train_args(shards, tmp_path / "killed")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=fh, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, err.read_text()[-2000:]
+    done = [p.name for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.startswith("step-")]
+    assert done == ["step-00000003"], done
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # killed after step 4, not at some later step
     assert tclap_main(_train_args(shards, tmp_path / "killed", "--resume")) == 0
     assert _ids(tmp_path / "killed") == _ids(tmp_path / "full")  # the items after the resume are the same ones
-    assert [r["micro"] for r in _ids(tmp_path / "full")] == list(range(KILL_STEPS))
-    wa = load_file(tmp_path / "full" / "checkpoints" / f"step-{KILL_STEPS:08d}" / "model.safetensors")
-    wb = load_file(tmp_path / "killed" / "checkpoints" / f"step-{KILL_STEPS:08d}" / "model.safetensors")
+    assert [r["micro"] for r in _ids(tmp_path / "full")] == list(range(7))
+    wa = load_file(tmp_path / "full" / "checkpoints" / "step-00000007" / "model.safetensors")
+    wb = load_file(tmp_path / "killed" / "checkpoints" / "step-00000007" / "model.safetensors")
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
