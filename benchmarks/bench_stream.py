@@ -12,7 +12,8 @@ Columns: peak RSS of the training process; peak memory of it and its workers tog
 which counts the pages they share after fork once); steady samples/s (median over the steps after the warm-up,
 data loading included); the share of step time spent waiting for data; the time from start to the first step.
 Ratios are against ``in-memory ITEMS`` in the same run. Goals (issue 23): streaming RSS flat within 10 % from
-ITEMS to 10 x ITEMS to endless; from shards, data wait < 5 % of step time with 2 workers.
+ITEMS to 10 x ITEMS to endless; from shards, data wait < 5 % of step time with 2 workers. Each shards row first
+reads its tars once (:func:`warm_page_cache`), so that rows compare the loaders, not the disk.
 
 The larger sets reuse the smaller set's audio (tars linked under new names, manifest lines pointing at linked
 files with new ids): building 50 000 mix-ups takes far longer than the runs, and memory and reading cost do not
@@ -64,6 +65,16 @@ def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
     except psutil.NoSuchProcess:
         return 0, 0
     return own, total
+
+
+def warm_page_cache(folder: Path) -> None:
+    """Read every file under ``folder`` once, so that a streamed row starts from the page cache like the rows before it
+    (a row that follows a large in-memory run would otherwise also time the disk re-reading evicted tars)."""
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while fh.read(1 << 22):
+                    pass
 
 
 def run_train(args: list[str], out: Path, threads: int) -> dict:
@@ -245,6 +256,8 @@ def main(argv=None) -> int:
         ]
         results = []
         for name, n, extra in runs:
+            if name.startswith("shards"):
+                warm_page_cache(Path(extra[1]))
             r = summarise(run_train(common + extra, root / "runs" / name.split()[0].replace(":", "-") / str(n), args.threads),
                           args.warmup)
             results.append((name, n, r))

@@ -347,6 +347,11 @@ class StreamData:
                 raise UserError(f"rank {self.rank}: every row of micro-step {micro} was unreadable (named above); "
                                 "fix or remove those shards")
             yield Batch(b["features"], b["texts"], b["has_negative"], b["negative_audio_rows"], b["ids"])
+            del b
+            if micro % TRIM_EVERY == TRIM_EVERY - 1:
+                # Batches of varying shapes (captions, negative rows) fragment the C heap: without a trim the
+                # process grows with every step of an endless stream (docs/streaming.md, "Memory").
+                _release_free_memory()
 
     def _note(self, events: list[tuple[str, int, str]]) -> None:
         """Print each problem a reader met (one line) and count it by kind."""
@@ -415,6 +420,9 @@ class StreamData:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+
+
+TRIM_EVERY = 8  # micro-steps between heap trims of a streaming run (a trim costs a few ms)
 
 
 def _release_free_memory() -> None:
