@@ -55,6 +55,8 @@ if [ "$DEV" = cuda ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   timeout 200 $PY benchmarks/bench_pipeline.py --device cuda --real-size --dtype fp16 > "$OUT/bench_pipeline_real_fp16.md" 2>"$OUT/bench_pipeline.err" || log "bench_pipeline failed: $(tail -n 2 "$OUT/bench_pipeline.err")"
   log "bench_train real-size"
   timeout 170 $PY benchmarks/bench_train.py --model htsat-tiny-roberta --device cuda --batch-size 64 --steps 8 > "$OUT/bench_train_real.md" 2>"$OUT/bench_train.err" || log "bench_train failed: $(tail -n 2 "$OUT/bench_train.err")"
+  log "bench_stream paper preset from shards (issue 23: >= 1500 samples/s bf16, data loading included)"
+  timeout 240 $PY benchmarks/bench_stream.py --paper --steps 60 --batch-size 64 --workers 8 --mixed-precision bf16 > "$OUT/bench_stream_paper.md" 2>"$OUT/bench_stream.err" || log "bench_stream failed: $(tail -n 2 "$OUT/bench_stream.err")"
 fi
 wait $DATA_PID || log "data build failed: $(tail -n 3 "$OUT/data.log")"
 
