@@ -526,10 +526,14 @@ class DetectorBackend(EmbeddingBackend):
     activation = "softmax"
     default_pooling = "clip"
 
-    def __init__(self, cache_dir: str | None = None, batch_size: int = 32, detector: str | os.PathLike | None = None):
-        """``detector``: a saved detector folder (``eval-gen detector train --out DIR``) instead of the built-in
-        bank's; its classes are then the ones this classifier gives probabilities for."""
-        self.det = EventDetector.load(detector) if detector is not None else get_detector(cache_dir=cache_dir)
+    def __init__(self, cache_dir: str | None = None, batch_size: int = 32,
+                 detector: str | os.PathLike | EventDetector | None = None):
+        """``detector``: a saved detector folder (``eval-gen detector train --out DIR``), or one already loaded,
+        instead of the built-in bank's; its classes are then the ones this classifier gives probabilities for."""
+        if isinstance(detector, EventDetector):
+            self.det = detector
+        else:
+            self.det = EventDetector.load(detector) if detector is not None else get_detector(cache_dir=cache_dir)
         self.n_classes = len(self.det.labels) - 1
         self.dim = self.n_classes
         self.batch_size = batch_size

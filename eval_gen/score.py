@@ -243,10 +243,11 @@ def _distance_block(name: str, fn, x: np.ndarray, y: np.ndarray, cfg: ScoreConfi
 DETECTOR_BACKEND = "builtin-events"  # the registry name of the event detector as a classifier / backend
 
 
-def _backend_kwargs(name: str, kwargs: dict, cfg: ScoreConfig) -> dict:
-    """``kwargs`` for backend ``name``, with the chosen detector folder when ``name`` is the event detector."""
-    if name == DETECTOR_BACKEND and cfg.detector is not None:
-        return {**kwargs, "detector": cfg.detector}
+def _backend_kwargs(name: str, kwargs: dict, detector) -> dict:
+    """``kwargs`` for backend ``name``, with the chosen detector (already loaded) when ``name`` is the event
+    detector."""
+    if name == DETECTOR_BACKEND and detector is not None:
+        return {**kwargs, "detector": detector}
     return dict(kwargs)
 
 
@@ -277,7 +278,7 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
     need_emb = mset & {"fad", "fad_inf", "kad"}
     clap_backend = None
     if need_emb:
-        be = backend or get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, cfg))
+        be = backend or get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, detector))
         pooling = be.default_pooling if cfg.pooling == "auto" else cfg.pooling
         cache = _cache_for(be, cfg)
         ge = _run_backend(gen, be, cache, cfg, be.embed, f"embedding generated ({be.name})")
@@ -311,7 +312,7 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
             result["metrics"]["kad"] = {**_distance_block("kad", kad, x, y, cfg, 2), "bandwidth": bw,
                                         "scale": cfg.kad_scale}
     if "kl" in mset:
-        result["metrics"].update(_kl(gen, ref, cfg, backend, be if need_emb else None))
+        result["metrics"].update(_kl(gen, ref, cfg, backend, be if need_emb else None, detector))
     if mset & {"clap", "order"}:
         result["metrics"].update(_text_metrics(gen, prompts, cfg, clap_backend, result["skipped"], detector))
     if detector is not None:
@@ -327,17 +328,18 @@ def _score(gen: _Clips, ref: _Clips, prompts: Mapping[str, tuple[str, str | None
 
 
 def _kl(gen: _Clips, ref: _Clips, cfg: ScoreConfig, backend: EmbeddingBackend | None,
-        built: EmbeddingBackend | None = None) -> dict:
-    """KL block(s); ``built``: the embedding backend already made for FAD/KAD (reused when it classifies)."""
+        built: EmbeddingBackend | None = None, detector=None) -> dict:
+    """KL block(s); ``built``: the embedding backend already made for FAD/KAD (reused when it classifies);
+    ``detector``: the loaded ``--detector`` (the event-detector classifier then uses it)."""
     pairs = pair_by_stem([f"{n}" for n in gen.names], [f"{n}" for n in ref.names])
     if cfg.classifier:
-        clf = get_backend(cfg.classifier, **_backend_kwargs(cfg.classifier, cfg.classifier_kwargs, cfg))
+        clf = get_backend(cfg.classifier, **_backend_kwargs(cfg.classifier, cfg.classifier_kwargs, detector))
     elif backend is not None and backend.n_classes:
         clf = backend
     elif built is not None and built.n_classes:
         clf = built
     else:
-        clf = get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, cfg))
+        clf = get_backend(cfg.backend, **_backend_kwargs(cfg.backend, cfg.backend_kwargs, detector))
     if not clf.n_classes:
         raise UserError(f"KL needs a classifier and backend {clf.name!r} is not one; pass --classifier "
                         "panns-cnn14 --classifier-weights Cnn14_mAP=0.431.pth (or --classifier builtin-events)")
