@@ -40,13 +40,10 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import psutil
 
 # The embedded recipe's ldm stage (conductor.recipes.audioldm.RecipeConfig: ldm_unet, ldm_lr, ema_decay,
 # cfg_dropout, prediction_type) on the shipped model's VAE and CLAP.
@@ -82,28 +79,13 @@ def _train_records(log: Path) -> list[dict]:
     return out
 
 
-def run_train(args: list[str], out: Path, threads: int, tree_memory) -> dict:
-    """Run `audioldm-cond train` in a subprocess; its peak memory, step records, setup time and disk cache."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cache = out / "cache"
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "audioldm_cond.cli", "train", *args, "--out", str(out),
-                          "--cache-dir", str(cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    proc = psutil.Process(p.pid)
-    peak_own = peak_all = 0
-    first_step = None
-    log = out / "log.jsonl"
-    while p.poll() is None:
-        own, tree = tree_memory(proc)
-        peak_own, peak_all = max(peak_own, own), max(peak_all, tree)
-        if first_step is None and _train_records(log):
-            first_step = time.perf_counter() - t0
-        time.sleep(0.2)
-    err = p.stderr.read().decode()
-    if p.returncode != 0:
-        raise SystemExit(f"audioldm-cond train {' '.join(args)} failed:\n{err[-3000:]}")
-    return {"recs": _train_records(log), "peak_own": peak_own, "peak_all": peak_all,
-            "setup_s": first_step or float("nan"), "wall_s": time.perf_counter() - t0, "cache": _dir_bytes(cache)}
+def run_train(args: list[str], out: Path, threads: int, bs) -> dict:
+    """Run `audioldm-cond train` in a subprocess (``bs.run_sampled``); its peak memory, step records, setup time
+    and disk cache."""
+    cache, log = out / "cache", out / "log.jsonl"
+    r = bs.run_sampled(["audioldm_cond.cli", "train", *args, "--out", str(out), "--cache-dir", str(cache)], threads,
+                       lambda: bool(_train_records(log)))
+    return {**r, "recs": _train_records(log), "cache": _dir_bytes(cache)}
 
 
 def summarise(r: dict, warmup: int, samples_per_step: int) -> dict:
@@ -167,7 +149,7 @@ def main(argv=None) -> int:
         for name, items, extra in runs:
             if name.startswith("shards"):
                 bs.warm_page_cache(Path(extra[1]))
-            r = summarise(run_train(common + extra, runs_dir / name.replace(" ", "-"), args.threads, bs._tree_memory),
+            r = summarise(run_train(common + extra, runs_dir / name.replace(" ", "-"), args.threads, bs),
                           warmup, args.batch_size)
             results.append((name, items, r))
             wait = "-" if r["wait"] is None else f"{100 * r['wait']:.1f}%"

@@ -77,28 +77,37 @@ def warm_page_cache(folder: Path) -> None:
                     pass
 
 
-def run_train(args: list[str], out: Path, threads: int) -> dict:
-    """Run `tclap train` in a subprocess; its peak RSS, steady samples/s, data-wait share and setup time."""
+def run_sampled(cmd: list[str], threads: int, started) -> dict:
+    """Run ``python -m <cmd>`` with ``threads`` torch threads, sampling its memory (and its workers') every 0.2 s.
+
+    ``started()`` says whether the run has logged its first step (the end of its setup). Returns the peak RSS of
+    the process (``peak_own``), the peak PSS of it and its workers (``peak_all``), ``setup_s`` and ``wall_s``.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "tclap.cli", "train", *args, "--out", str(out)], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen([sys.executable, "-m", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc = psutil.Process(p.pid)
     peak_own = peak_all = 0
     first_step = None
-    log = out / "metrics.jsonl"
     while p.poll() is None:
         own, tree = _tree_memory(proc)
         peak_own, peak_all = max(peak_own, own), max(peak_all, tree)
-        if first_step is None and log.exists() and log.stat().st_size:
+        if first_step is None and started():
             first_step = time.perf_counter() - t0
         time.sleep(0.2)
     err = p.stderr.read().decode()
     if p.returncode != 0:
-        raise SystemExit(f"tclap train {' '.join(args)} failed:\n{err[-3000:]}")
-    recs = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
-    return {"recs": recs, "peak_own": peak_own, "peak_all": peak_all, "setup_s": first_step or float("nan"),
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return {"peak_own": peak_own, "peak_all": peak_all, "setup_s": first_step or float("nan"),
             "wall_s": time.perf_counter() - t0}
+
+
+def run_train(args: list[str], out: Path, threads: int) -> dict:
+    """Run `tclap train` in a subprocess; its peak RSS, steady samples/s, data-wait share and setup time."""
+    log = out / "metrics.jsonl"
+    r = run_sampled(["tclap.cli", "train", *args, "--out", str(out)], threads,
+                    lambda: log.exists() and log.stat().st_size > 0)
+    return {**r, "recs": [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]}
 
 
 def summarise(r: dict, warmup: int) -> dict:
