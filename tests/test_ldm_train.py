@@ -240,6 +240,7 @@ def test_cli_missing_audio_is_one_clear_line(clips, tmp_path, capsys):
     (["--unet-channels", "32,64", "--unet-cond-map", "8x1"], "--unet-cond-map 8x1"),
     (["--unet-cond-map", "8x8"], "give its widths with --unet-channels"),
     (["--unet-channels", "32,64", "--unet-position-channels", "65"], "--unet-position-channels 65"),
+    (["--steps", "10", "--warmup-steps", "4", "--decay-steps", "7"], "--decay-steps 7"),
 ])
 def test_cli_bad_settings_are_one_line(clips, tmp_path, capsys, argv, needle):
     from audioldm_cond.train.cli import main
@@ -362,3 +363,30 @@ def test_prediction_type_is_trained_and_saved(clips, tiny, tmp_path):
     bad.ldm.prediction_type = "x0"
     with pytest.raises(UserError, match="--prediction-type"):
         bad.validate()
+
+
+def test_lr_factor_warms_up_holds_then_decays_linearly_to_zero():
+    """Hand-worked: 10 steps, 2 warm-up, 4 decay -> 0, 0.5, 1, 1, 1, 1, then (10 - s) / 4 for s = 6..9."""
+    from audioldm_cond.train.trainer import lr_factor
+
+    f = lr_factor(OptimConfig(steps=10, warmup_steps=2, decay_steps=4))
+    assert [f(s) for s in range(10)] == pytest.approx([0.0, 0.5, 1, 1, 1, 1, 1.0, 0.75, 0.5, 0.25])
+    flat = lr_factor(OptimConfig(steps=10, warmup_steps=2))  # decay_steps=0: diffusers' constant_with_warmup
+    from diffusers.optimization import get_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = get_scheduler("constant_with_warmup", opt, num_warmup_steps=2).lr_lambdas[0]
+    assert [flat(s) for s in range(10)] == [ref(s) for s in range(10)]
+
+
+def test_decaying_run_logs_the_schedule_and_resumes_onto_it(clips, tiny, tmp_path):
+    """A 4-step run extended to 8 steps with 4 decay steps: steps 1-4 at the constant rate, then 3/4, 1/2, 1/4, 0 of it
+    (the scheduler is stepped after each optimiser step, so step k logs the factor of step k)."""
+    run = tmp_path / "run"
+    cfg = _cfg(clips, run, "ldm", steps=4)
+    _fit(cfg, tiny)
+    cfg2 = _cfg(clips, run, "ldm", steps=8, resume=True)
+    cfg2.optim.decay_steps = 4
+    _fit(cfg2, tiny)
+    lrs = [r["lr"] for r in read_log(run, "train")]
+    assert lrs == pytest.approx([1e-3] * 4 + [7.5e-4, 5e-4, 2.5e-4, 0.0])

@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--decay-steps", type=int, default=0,
+                   help="the last N steps lower the learning rate linearly to 0 (default 0: constant after warm-up)")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--ema-decay", type=float, default=0.999, help="0 turns EMA off")
     p.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no")
@@ -124,7 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                         bank_overlap_prob=args.overlap_prob, bank_test_folds=tuple(args.test_folds),
                         bank_phrases=args.phrases),
         optim=OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
-                          warmup_steps=args.warmup_steps),
+                          warmup_steps=args.warmup_steps, decay_steps=args.decay_steps),
         vae=VaeStageConfig(kl_weight=args.kl_weight, crop_frames=args.vae_crop_frames),
         ldm=LdmStageConfig(cond_source=args.cond_source, cfg_dropout=args.cfg_dropout,
                            scaling_factor=str(args.scaling_factor), snr_gamma=args.snr_gamma,

@@ -64,7 +64,12 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedule (AdamW, linear warm-up then constant, as diffusers' examples default)."""
+    """Optimiser and schedule: AdamW; linear warm-up, then constant (diffusers' examples default), and with
+    ``decay_steps`` > 0 the last ``decay_steps`` of ``steps`` fall linearly to 0 (warm-up / stable / decay).
+
+    The schedule is a function of the step alone, so a run resumed with more ``steps`` and a decay continues
+    the constant phase it was in, then anneals: the recipe's way to end a long constant-rate run.
+    """
 
     steps: int = 1000
     batch_size: int = 16
@@ -73,6 +78,7 @@ class OptimConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
+    decay_steps: int = 0
 
 
 @dataclass
@@ -216,6 +222,10 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 1, got {value}")
         if not self.optim.lr > 0:
             raise UserError(f"--lr must be > 0, got {self.optim.lr}")
+        if self.optim.decay_steps < 0 or self.optim.decay_steps > max(0, self.optim.steps - self.optim.warmup_steps):
+            raise UserError(f"--decay-steps {self.optim.decay_steps} must be in [0, steps - warm-up steps = "
+                            f"{self.optim.steps - self.optim.warmup_steps}]; e.g. --decay-steps "
+                            f"{max(0, (self.optim.steps - self.optim.warmup_steps) // 8)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay} (0 turns EMA off)")
         if self.ldm.prediction_type not in (None, "epsilon", "v_prediction"):

@@ -37,11 +37,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
@@ -493,7 +492,7 @@ class Trainer:
             adapter.requires_grad_(True).train()
             params += list(adapter.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.optim.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.optim))
         if adapter is not None:
             model, adapter, opt, sched = acc.prepare(model, adapter, opt, sched)
         else:
@@ -641,6 +640,24 @@ class _Meter:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+def lr_factor(optim) -> Callable[[int], float]:
+    """The learning-rate multiplier of step ``s`` (0-based) under ``optim`` (an ``OptimConfig``).
+
+    Linear warm-up over ``warmup_steps`` (``s / warmup_steps``, diffusers' ``constant_with_warmup`` exactly), then
+    1, then over the last ``decay_steps`` of ``steps`` a linear fall to 0 (``(steps - s) / decay_steps``).
+    """
+    warm, decay, total = int(optim.warmup_steps), int(optim.decay_steps), int(optim.steps)
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return float(s) / float(max(1, warm))
+        if decay > 0 and s >= total - decay:
+            return max(0.0, float(total - s) / float(decay))
+        return 1.0
+
+    return factor
+
+
 def load_components_for(cfg: TrainConfig):
     """Build tiny components (``--model tiny``) or load a shipped name / diffusers-layout directory.
 

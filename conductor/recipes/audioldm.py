@@ -88,6 +88,9 @@ class RecipeConfig:
     ldm_batch: int = 12
     ldm_lr: float = 1e-3
     ldm_warmup: int = 20
+    # The last N of ``ldm_steps`` lower the learning rate linearly to 0 (0: constant to the end). A run extended
+    # by resuming with more steps and a decay anneals what it had learned at the constant rate.
+    ldm_decay_steps: int = 0
     ema_decay: float = 0.98
     cfg_dropout: float = 0.1
     # Unweighted v-prediction: the loss weighs the clip's layout at high noise, where the condition decides
@@ -202,7 +205,8 @@ def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: st
 
     return TrainConfig(
         stage="ldm", out_dir=str(out_dir), model=str(vae_final), clap=str(clap), data=data,
-        optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup),
+        optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup,
+                          decay_steps=rc.ldm_decay_steps),
         ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
                            prediction_type=rc.prediction_type, unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
         val=val, ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=seed, resume=True, quiet=quiet,
@@ -354,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ldm-batch", type=int, default=None)
     p.add_argument("--ldm-lr", type=float, default=None)
     p.add_argument("--ldm-warmup", type=int, default=None, help="linear learning-rate warm-up steps of the ldm stages")
+    p.add_argument("--ldm-decay-steps", type=int, default=None,
+                   help="the last N ldm steps lower the learning rate linearly to 0 (default 0: constant)")
     p.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the ldm stages (default 0.98: "
                    "CPU-sized runs; ~0.999 for runs of tens of thousands of steps)")
     p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint every N steps (default 20: CPU-sized)")
@@ -380,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc.val_prompts = args.val_prompts
     for flag, attr in (("n_train", "n_train"), ("ldm_batch", "ldm_batch"), ("ldm_lr", "ldm_lr"),
                        ("ckpt_every", "ckpt_every"), ("val_every", "val_every"), ("ldm_warmup", "ldm_warmup"),
+                       ("ldm_decay_steps", "ldm_decay_steps"),
                        ("ema_decay", "ema_decay"), ("prediction_type", "prediction_type")):
         if getattr(args, flag) is not None:
             setattr(rc, attr, getattr(args, flag))
