@@ -190,3 +190,46 @@ def test_table4_benchmark_rejects_a_bad_judge_before_generating(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--judge" in lines[0] and str(bad) in lines[0]
     assert not (tmp_path / "w").exists()  # nothing was built or generated
+
+
+def test_init_from_continues_each_unet_and_keeps_its_history(tmp_path, capsys):
+    """``--init-from DIR``: the ldm stage loads DIR/ldm-NAME/final's UNet (no fresh one) on the same VAE and records
+    the start's command; a start on another VAE, or none for a conditioner, is one line and exit 2."""
+    from safetensors.torch import load_file
+
+    from conductor.recipes.audioldm import main
+
+    common = ["--quick", "--no-install", "--vae", "tiny-tclap", "--conditioners", "tiny-tclap", "--no-val-generate",
+              "--quiet"]
+    first = tmp_path / "first"
+    assert main(["--out", str(first), *common]) == 0
+    start = first / "ldm-tiny-tclap" / "final"
+    second = tmp_path / "second"
+    assert main(["--out", str(second), *common, "--init-from", str(first), "--ldm-steps", "1", "--ldm-warmup", "0",
+                 "--ldm-lr", "1e-12"]) == 0
+    cfg = json.loads((second / "ldm-tiny-tclap" / "config.json").read_text())
+    assert cfg["model"] == str(start.resolve()) and cfg["ldm"]["unet"] is None
+    # one step at a learning rate of 1e-12 leaves the continued UNet where it started (a fresh one would differ)
+    a = load_file(str(start / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(second / "ldm-tiny-tclap" / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    res = json.loads((second / "recipe_results.json").read_text())
+    hist = res["ldm-tiny-tclap"]["continued_from"]
+    assert hist["model"] == str(start.resolve())
+    capsys.readouterr()
+
+    assert main(["--out", str(tmp_path / "x"), *common, "--init-from", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init-from" in err[0] and "tiny-tclap" in err[0]
+    other = tmp_path / "other" / "tiny-tclap"  # the same model with a VAE of other weights
+    import shutil
+
+    shutil.copytree(start, other)
+    f = other / "vae" / "diffusion_pytorch_model.safetensors"
+    w = load_file(str(f))
+    from safetensors.torch import save_file
+
+    save_file({k: v + 1 for k, v in w.items()}, str(f))
+    assert main(["--out", str(tmp_path / "y"), *common, "--init-from", str(other.parent)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "VAE" in err[0]

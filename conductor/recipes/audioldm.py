@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -113,6 +114,11 @@ class RecipeConfig:
         "channels": [16, 32], "layers_per_block": 1, "attention": True, "position_channels": 4,
         "cond_map_channels": 8, "cond_map_segments": 8})
     vae_dir: str | None = None
+    # Continue instead of starting fresh: each ldm stage ``ldm-NAME`` starts from the UNet of the model folder
+    # ``<init_from>/NAME`` (or a recipe run's ``<init_from>/ldm-NAME/final``; "shipped": the installed models),
+    # with its VAE, which must be ``vae_dir``'s. The optimiser state starts anew (warm-up ``ldm_warmup``) and
+    # ``ldm_steps`` counts the steps of this run; ``ldm_unet`` is not used.
+    init_from: str | None = None
     judge_clap: str | None = "tiny-tclap"  # CLAP of the validation CLAP metrics (None: the conditioner's own)
     # The clip banks of the training and validation mix-ups (their union when several, each keeping its own
     # hold-out): "builtin", a folder per class, an ESC-50 CSV (docs/bank.md).
@@ -203,14 +209,54 @@ def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: st
     """An ``ldm`` stage's :class:`~audioldm_cond.train.config.TrainConfig`: a UNet on ``clap``'s text embedding,
     on the VAE in ``vae_final``; ``val`` is a :class:`~audioldm_cond.train.config.ValidationConfig`."""
 
+    name = Path(out_dir).name.removeprefix("ldm-")
+    start = init_unet_dir(rc, name) if rc.init_from else None
     return TrainConfig(
-        stage="ldm", out_dir=str(out_dir), model=str(vae_final), clap=str(clap), data=data,
+        stage="ldm", out_dir=str(out_dir), model=str(start or vae_final), clap=str(clap), data=data,
         optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup,
                           decay_steps=rc.ldm_decay_steps),
         ldm=LdmStageConfig(cond_source="text", cfg_dropout=rc.cfg_dropout, snr_gamma=rc.snr_gamma,
-                           prediction_type=rc.prediction_type, unet=dict(rc.ldm_unet) if rc.ldm_unet else None),
+                           prediction_type=rc.prediction_type,
+                           unet=dict(rc.ldm_unet) if rc.ldm_unet and not start else None),
         val=val, ema_decay=rc.ema_decay, ckpt_every=rc.ckpt_every, seed=seed, resume=True, quiet=quiet,
     )
+
+
+def init_unet_dir(rc: RecipeConfig, name: str) -> Path:
+    """The model folder whose UNet the ldm stage ``ldm-<name>`` continues from (``rc.init_from``); its VAE must be
+    the recipe's (``rc.vae_dir``), byte for byte, else one :class:`UserError` line."""
+    from audioldm_cond.components import assets_dir  # noqa: PLC0415 (loads torch; only this branch needs it)
+
+    root = assets_dir() if rc.init_from == "shipped" else Path(os.path.expanduser(str(rc.init_from)))
+    for cand in (root / name, root / f"ldm-{name}" / "final"):
+        if (cand / "model_index.json").is_file() and (cand / "unet").is_dir():
+            break
+    else:
+        raise UserError(f"--init-from {rc.init_from}: no model folder for conditioner {name} ({root / name} or "
+                        f"{root / f'ldm-{name}' / 'final'}); give a folder holding one per --conditioners name")
+    if not rc.vae_dir:
+        raise UserError(f"--init-from {rc.init_from} needs --vae: the VAE its UNets were trained on (e.g. --vae {name})")
+    digest = {}
+    for d in (cand, Path(rc.vae_dir)):
+        f = d / "vae" / "diffusion_pytorch_model.safetensors"
+        digest[d] = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
+    if digest[cand] is None or digest[cand] != digest[Path(rc.vae_dir)]:
+        raise UserError(f"--init-from: {cand}'s VAE is not --vae {rc.vae_dir}'s; its UNet was trained on other latents "
+                        "(give the --vae of the model it continues)")
+    return cand.resolve()
+
+
+def continued_record(start: Path, stage: str) -> dict[str, Any]:
+    """What an ``--init-from`` run continued: the start model's own record of how its UNet was made (its command,
+    recipe and ``stage`` record, and what that one continued in turn), so a shipped continuation keeps its history."""
+    src = start / "recipe.json"
+    if not src.is_file():
+        return {"model": str(start), "record": None}
+    prev = json.loads(src.read_text())
+    stage_rec = (prev.get("stages") or {}).get(stage) or {}
+    return {"model": str(start), "command": prev.get("command"), "recipe": prev.get("recipe"),
+            "stage": {k: v for k, v in stage_rec.items() if k != "continued_from"},
+            "continued_from": stage_rec.get("continued_from")}
 
 
 def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bool = False) -> dict[str, Any]:
@@ -318,7 +364,15 @@ def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True
                 results["vae"] = {**vae_rec, "final": rc.vae_dir, "reused": True,
                                   "trained_by": vae_rec.get("trained_by", prev.get("command"))}
     for name, cfg in cfgs.items():
+        history = Path(cfg.out_dir) / "continued_from.json"
+        if name.startswith("ldm-") and rc.init_from and not history.is_file():
+            # Kept with the run before it trains: installing overwrites the start model's record when it is a
+            # shipped model, and a re-run must still say what the run continued.
+            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(history, json.dumps(continued_record(Path(cfg.model), name), indent=2))
         results[name] = run_stage(cfg)
+        if name.startswith("ldm-") and rc.init_from:
+            results[name]["continued_from"] = json.loads(history.read_text())
         if name.startswith("ldm-"):
             write_model_events(results[name]["final"], rc)
         atomic_write_text(out / "recipe_results.json", json.dumps(results, indent=2))
@@ -354,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default 8x8; 0: none, as AudioLDM)")
     p.add_argument("--vae", default=None, help="reuse the VAE (and vocoder) of this trained model directory or "
                    "shipped name instead of training one")
+    p.add_argument("--init-from", default=None, metavar="DIR|shipped",
+                   help="continue: each conditioner NAME's UNet starts from the model DIR/NAME (or DIR/ldm-NAME/final; "
+                        "shipped: the installed models) instead of a fresh UNet; needs --vae, the VAE it was trained on")
     p.add_argument("--n-train", type=int, default=None, help="training mix-ups (each also used order-swapped)")
     p.add_argument("--ldm-batch", type=int, default=None)
     p.add_argument("--ldm-lr", type=float, default=None)
@@ -413,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from audioldm_cond.components import resolve_model_dir  # noqa: PLC0415 (loads torch; only this branch needs it)
 
         rc.vae_dir = str(resolve_model_dir(args.vae))
+    if args.init_from:
+        rc.init_from = args.init_from
     rc.conditioners = tuple(c.strip() for c in args.conditioners.split(",") if c.strip())
     if not rc.conditioners:
         raise UserError("--conditioners is empty; name at least one CLAP, e.g. tiny-tclap")
