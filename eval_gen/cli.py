@@ -3,7 +3,7 @@
     eval-gen score --gen DIR --ref DIR [--prompts FILE] --backend NAME [--weights PATH] [--detector DIR] \\
                    --metrics fad,kad,kl,clap,order --out DIR
     eval-gen compare runA/scores.json runB/scores.json ...
-    eval-gen detector train --bank BANK --out DIR        (the order judge for a folder-per-class bank)
+    eval-gen detector train --bank BANK [--bank BANK] --out DIR   (the order judge for a bank, or a union of banks)
     eval-gen detector ceiling [--detector DIR] --n 400   (its order accuracy on real held-out mix-ups)
 """
 

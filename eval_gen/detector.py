@@ -3,7 +3,10 @@
 Detect the events in a clip, sort them by onset and compare with the order the prompt asks for
 (:func:`order_matches`). The built-in procedural bank (:mod:`tclap.synth`) has a detector shipped in the
 package; any folder-per-class bank (``BANK/<label>/*.wav``) gets one with ``eval-gen detector train --bank BANK
---out DIR`` (or :func:`train_detector`), a few seconds to a minute on a CPU.
+--out DIR`` (or :func:`train_detector`), a few seconds to a minute on a CPU. Several banks train one detector over
+the union of their classes (``--bank builtin --bank DIR`` or ``--bank builtin+DIR``, read by
+:class:`tclap.data.banks.UnionBank`): each class is drawn from its own bank's train split, so every bank's hold-out
+list stays out of training and is left for the ceiling; a class name or caption phrase in two banks is refused.
 
 Features (16 kHz, 10 ms hop, ``n_mels`` Slaney log-mel bands of a 512-point STFT), per frame ``[4 · n_mels]``:
 the frame's log-mel; the mean and the standard deviation over ±``context`` frames (±100 ms), so impulse trains
@@ -120,16 +123,49 @@ def frame_features(wave: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ banks
+def _is_spec(bank) -> bool:
+    """Whether ``bank`` names banks (a spec or a list of specs, as repeated ``--bank`` gives) rather than being one."""
+    return isinstance(bank, (str, os.PathLike, list, tuple))
+
+
+def bank_specs(bank) -> list[str]:
+    """The banks a detector ``bank`` names, in order, ``bank:`` prefixes removed: ``"builtin"``, ``"DIR"``,
+    ``"builtin+DIR"`` or a list of them -> ``["builtin", "DIR"]`` (:func:`tclap.data.banks.bank_parts`).
+
+    Each must be ``builtin`` or a folder per class; anything else is one line naming it.
+    """
+    from tclap.data.banks import bank_parts
+
+    parts = bank_parts(bank if isinstance(bank, (str, os.PathLike)) else [str(b) for b in bank])
+    for part in parts:
+        if part != BUILTIN and not Path(part).is_dir():
+            where = "" if len(parts) == 1 else f" (one of the banks {'+'.join(parts)!r})"
+            raise UserError(f"detector bank {part!r}{where} is not 'builtin' or a folder per class "
+                            "(BANK/<label>/*.wav); fix the path or leave that --bank out")
+    return parts
+
+
+def _bank_path(part: str) -> str:
+    """How a record names one bank: ``builtin``, or the folder's absolute path."""
+    return BUILTIN if part == BUILTIN else str(Path(part).resolve())
+
+
 def _open_bank(bank):
-    """A :class:`tclap.data.banks.ClipBank` from ``"builtin"``, a folder per class, or a bank object."""
-    if not isinstance(bank, (str, os.PathLike)):
+    """A :class:`tclap.data.banks.ClipBank` from ``"builtin"``, a folder per class, several of them (a list or
+    ``builtin+DIR``: their :class:`tclap.data.banks.UnionBank`), or a bank object."""
+    if not _is_spec(bank):
         return bank
     from tclap.data.banks import open_bank
 
-    spec = str(bank)
-    if spec != BUILTIN and not Path(spec).is_dir():
-        raise UserError(f"detector bank {spec!r} is not 'builtin' or a folder per class (BANK/<label>/*.wav)")
-    return open_bank(spec)
+    parts = bank_specs(bank)
+    return open_bank(parts[0] if len(parts) == 1 else parts)
+
+
+def _owner(bank, label: str):
+    """The bank that holds ``label``: the member of a union, else ``bank`` itself."""
+    from tclap.data.banks import UnionBank
+
+    return bank.owner(label) if isinstance(bank, UnionBank) else bank
 
 
 def _training_keys(bank, cfg: DetectorConfig) -> dict[str, list[str]]:
@@ -145,21 +181,24 @@ def bank_fingerprint(bank, cfg: DetectorConfig | None = None) -> str:
     """What a trained detector depends on in the bank: its labels and the content of its training clips.
 
     Built-in bank: the labels and one rendered instance per class (the renderers are code: a change shows in
-    every instance). Folder banks: the labels and the bytes of every training file.
+    every instance). Folder banks: the labels and the bytes of every training file. A union: each class as its
+    own bank would have it, in label order (for a single bank this is the same digest as before unions existed,
+    so shipped and cached detectors stay valid). Held-out files are not part of it: changing one keeps the digest.
     """
+    from tclap.data.banks import BuiltinBank
+
     bank = _open_bank(bank)
     cfg = cfg or DetectorConfig()
     keys = _training_keys(bank, cfg)
     h = hashlib.sha256("|".join(keys).encode())
-    if bank.name == BUILTIN:
-        from tclap.synth import render_event
+    for lab, ks in keys.items():
+        if isinstance(_owner(bank, lab), BuiltinBank):
+            from tclap.synth import render_event
 
-        for lab in keys:
             h.update(np.round(render_event(lab, 0, SR).astype(np.float64), 5).tobytes())
-    else:
-        from eval_gen.backends.base import file_sha256
+        else:
+            from eval_gen.backends.base import file_sha256
 
-        for lab, ks in keys.items():
             for k in ks:
                 h.update(f"{lab}/{Path(k).name}:{file_sha256(k)}".encode())
     return h.hexdigest()[:16]
@@ -412,12 +451,20 @@ def _fit(cfg: DetectorConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> _
 
 
 def train_detector(bank="builtin", cfg: DetectorConfig | None = None) -> EventDetector:
-    """Train a detector on ``bank`` (``"builtin"``, a folder per class, or a ``ClipBank``); deterministic.
+    """Train a detector on ``bank``; deterministic.
 
-    Only the bank's *train* split is used (built-in: instances never held out; folders: the files that
-    :func:`tclap.data.banks.folder_split` keeps for training), so held-out mix-ups measure the detector fairly.
+    ``bank``: ``"builtin"``, a folder per class, a ``ClipBank``, or several banks (a list of specs as repeated
+    ``--bank`` gives, or ``"builtin+DIR"``) trained as one detector over the union of their classes.
+
+    Only each bank's *train* split is used (built-in: instances never held out; folders: the files that their
+    ``heldout.txt`` does not list, or :func:`tclap.data.banks.folder_split` keeps for training), so held-out
+    mix-ups measure the detector fairly. A union's record also names the banks as given (``bank.given``), each
+    member (``bank.members``) and the bank each class came from (``bank.class_bank``: ``builtin`` or a path).
     """
+    from tclap.data.banks import BuiltinBank, UnionBank
+
     cfg = cfg or DetectorConfig()
+    parts = bank_specs(bank) if _is_spec(bank) else None
     b = _open_bank(bank)
     keys = _training_keys(b, cfg)
     short = [lab for lab, ks in keys.items() if not ks]
@@ -433,9 +480,23 @@ def train_detector(bank="builtin", cfg: DetectorConfig | None = None) -> EventDe
         model = _fit(cfg, x, y, len(keys))
     finally:
         torch.set_num_threads(threads)
-    path = BUILTIN if b.name == BUILTIN else (str(Path(bank).resolve()) if isinstance(bank, (str, os.PathLike)) else None)
-    record = {"bank": {"name": b.name, "path": path, "fingerprint": bank_fingerprint(b, cfg),
-                       "clips_per_class": {lab: len(ks) for lab, ks in keys.items()}},
+
+    def where(m) -> str | None:  # a bank object given without its spec has no path, except the built-in one
+        return BUILTIN if isinstance(m, BuiltinBank) else None
+
+    bank_rec: dict = {"name": b.name}
+    if isinstance(b, UnionBank):
+        paths = [_bank_path(p) for p in parts] if parts is not None else [where(m) for m in b.members]
+        given = None if parts is None else [str(x) for x in bank] if isinstance(bank, (list, tuple)) else [str(bank)]
+        by_member = {id(m): p for m, p in zip(b.members, paths)}
+        # "path" is what `eval-gen detector ceiling` reopens: the members' paths, a list only for a union.
+        bank_rec.update(path=paths, given=given,
+                        members=[{"name": m.name, "path": p} for m, p in zip(b.members, paths)],
+                        class_bank={lab: by_member[id(b.owner(lab))] for lab in keys})
+    else:
+        bank_rec["path"] = _bank_path(parts[0]) if parts is not None else where(b)
+    bank_rec.update(fingerprint=bank_fingerprint(b, cfg), clips_per_class={lab: len(ks) for lab, ks in keys.items()})
+    record = {"bank": bank_rec,
               "made_by": {"command": f"train_detector({b.name!r}, {cfg!r})",
                           "training_frames": int(len(x)), "seconds": round(time.perf_counter() - t0, 1),
                           "torch": torch.__version__, "machine": platform.machine()}}
@@ -460,7 +521,7 @@ def _shipped(cfg: DetectorConfig, fingerprint: str) -> EventDetector | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _get_detector(cfg: DetectorConfig, cache_dir: str | None, bank: str) -> EventDetector:
+def _get_detector(cfg: DetectorConfig, cache_dir: str | None, bank: str | tuple[str, ...]) -> EventDetector:
     from eval_gen.cache import default_cache_dir
 
     fp = bank_fingerprint(bank, cfg)
@@ -481,17 +542,17 @@ def _get_detector(cfg: DetectorConfig, cache_dir: str | None, bank: str) -> Even
 
 
 def get_detector(cfg: DetectorConfig | None = None, cache_dir: str | os.PathLike | None = None,
-                 bank: str | os.PathLike = BUILTIN) -> EventDetector:
+                 bank: str | os.PathLike | Sequence[str] = BUILTIN) -> EventDetector:
     """The detector for ``cfg`` and ``bank``: from memory, the package, the disk cache, or trained now.
 
-    ``bank`` may also be a saved detector folder (``eval-gen detector train --out DIR``), loaded as it is.
+    ``bank`` may also be several banks (a list, or ``"builtin+DIR"``: one detector over their union), or a saved
+    detector folder (``eval-gen detector train --out DIR``), loaded as it is.
     """
-    spec = str(bank)
-    if spec != BUILTIN and (Path(spec) / "detector.json").is_file():
-        return _load_saved(str(Path(spec).resolve()))
-    if spec != BUILTIN:
-        spec = str(Path(spec).resolve())
-    return _get_detector(cfg or DetectorConfig(), None if cache_dir is None else str(cache_dir), spec)
+    if isinstance(bank, (str, os.PathLike)) and str(bank) != BUILTIN and (Path(bank) / "detector.json").is_file():
+        return _load_saved(str(Path(bank).resolve()))
+    paths = tuple(_bank_path(p) for p in bank_specs(bank))
+    return _get_detector(cfg or DetectorConfig(), None if cache_dir is None else str(cache_dir),
+                         paths[0] if len(paths) == 1 else paths)
 
 
 @functools.lru_cache(maxsize=8)

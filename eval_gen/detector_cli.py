@@ -1,18 +1,21 @@
 """``eval-gen detector``: train an event detector on a clip bank and measure its ceiling on held-out mix-ups.
 
-    eval-gen detector train --bank BANK --out DIR [--set steps=1500 ...]
-    eval-gen detector ceiling [--detector DIR] [--bank BANK] --n 400 [--seconds 4] [--events 2] [--seed 0]
+    eval-gen detector train --bank BANK [--bank BANK ...] --out DIR [--set steps=1500 ...]
+    eval-gen detector ceiling [--detector DIR] [--bank BANK ...] --n 400 [--seconds 4] [--events 2] [--seed 0]
 
-``BANK`` is ``builtin`` or a folder per class (``BANK/<label>/*.wav``). ``train`` uses the bank's train split only;
-``ceiling`` builds ``--n`` ordered mix-ups of the bank's *held-out* split (no overlapping events) and prints the
-share whose true event order the detector finds, with its 95% Wilson interval: the highest order accuracy
-that this judge can credit a generator with.
+``BANK`` is ``builtin`` or a folder per class (``BANK/<label>/*.wav``); repeat ``--bank`` (or join banks with ``+``:
+``builtin+DIR``) for one detector over the union of their classes, each class from its own bank
+(:class:`tclap.data.banks.UnionBank`; a class in two banks is refused). ``train`` uses every bank's train split
+only; ``ceiling`` builds ``--n`` ordered mix-ups of the banks' *held-out* splits (no overlapping events; by default
+the banks the detector was trained on) and prints the share whose true event order the detector finds, with its
+95% Wilson interval: the highest order accuracy that this judge can credit a generator with.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -25,13 +28,17 @@ def add_parser(sub) -> None:
     d = sub.add_parser("detector", help="train a sound-event detector on a clip bank, or measure its ceiling")
     dsub = d.add_subparsers(dest="detector_cmd", required=True)
     t = dsub.add_parser("train", help="train a detector on a bank's train split and save it to a folder")
-    t.add_argument("--bank", required=True, help="'builtin' or a folder per class (BANK/<label>/*.wav)")
+    t.add_argument("--bank", action="append", required=True, metavar="BANK",
+                   help="'builtin' or a folder per class (BANK/<label>/*.wav); repeat it (or join with +: builtin+DIR) "
+                        "for one detector over the union of the banks' classes, each keeping its own hold-out")
     t.add_argument("--out", required=True, help="folder for detector.json + model.safetensors")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="a detector setting (repeat), e.g. --set steps=1500 --set instances_per_class=40")
     c = dsub.add_parser("ceiling", help="the detector's order accuracy on real held-out mix-ups of a bank")
     c.add_argument("--detector", default="builtin", help="a saved detector folder, or 'builtin' (default)")
-    c.add_argument("--bank", default=None, help="bank of the mix-ups (default: the detector's; 'builtin' or a folder)")
+    c.add_argument("--bank", action="append", default=None, metavar="BANK",
+                   help="bank of the mix-ups (default: the detector's; 'builtin' or a folder; repeat it, or "
+                        "builtin+DIR, for a union)")
     c.add_argument("--n", type=int, default=400, help="held-out mix-ups (default 400)")
     c.add_argument("--seconds", type=float, default=4.0)
     c.add_argument("--events", default="2", help="events per mix-up: 2, 3 or 2-3")
@@ -76,9 +83,10 @@ def run(args) -> int:
         from eval_gen.detector import train_detector
 
         cfg = parse_settings(args.set)
-        det = train_detector(args.bank, cfg)
+        det = train_detector(args.bank[0] if len(args.bank) == 1 else args.bank, cfg)
         det.record["made_by"]["command"] = " ".join(
-            ["eval-gen detector train --bank", str(args.bank), "--out", str(args.out), *(f"--set {s}" for s in args.set)])
+            ["eval-gen detector train", *(f"--bank {shlex.quote(str(b))}" for b in args.bank), "--out",
+             shlex.quote(str(args.out)), *(f"--set {shlex.quote(s)}" for s in args.set)])
         out = det.save(args.out)
         print(json.dumps({"out": str(out), "labels": list(det.labels[1:]), **det.record}, indent=2))
         return 0
@@ -89,7 +97,14 @@ def run(args) -> int:
         raise UserError(f"--n {args.n}: give at least 1 mix-up (400 or more for a ceiling worth reporting)")
     lo, hi = _events(args.events)
     det = get_detector() if args.detector == BUILTIN else EventDetector.load(args.detector)
+    from tclap.data.banks import bank_label
+
+    # A union detector records its members' paths as a list; the mix-ups then draw each class from its own bank.
     bank = args.bank or (det.record.get("bank", {}).get("path") or "builtin")
+    if isinstance(bank, list) and None in bank:
+        raise UserError(f"detector {args.detector} does not record where all of its banks are; name them with --bank")
+    if isinstance(bank, list) and len(bank) == 1:
+        bank = bank[0]
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +112,8 @@ def run(args) -> int:
                                detector=det, bank=bank, min_events=lo, max_events=hi, progress=not args.quiet)
     lo_ci, hi_ci = res["wilson"]
     print(f"detector ceiling: {100 * res['order_accuracy']:.2f}% ({res['correct']}/{res['n']}) of held-out "
-          f"{args.events}-event mix-ups of {bank} in order; 95% Wilson interval {100 * lo_ci:.2f}-{100 * hi_ci:.2f}%")
+          f"{args.events}-event mix-ups of {bank_label(bank)} in order; "
+          f"95% Wilson interval {100 * lo_ci:.2f}-{100 * hi_ci:.2f}%")
     if args.json:
         from basekit.atomic import atomic_write_text
 

@@ -154,14 +154,16 @@ def order_accuracy_detector(waves: Sequence[np.ndarray], sr: int, prompts: Seque
 
 
 def detector_ceiling(out_dir: str, n: int = 400, seconds: float = 4.0, seed: int = 0, split: str = "heldout",
-                     cache_dir: str | None = None, detector=None, bank: str = "builtin", min_events: int = 2,
-                     max_events: int = 3, progress: bool = False, level: float = 0.95) -> dict:
+                     cache_dir: str | None = None, detector=None, bank: str | Sequence[str] = "builtin",
+                     min_events: int = 2, max_events: int = 3, progress: bool = False, level: float = 0.95) -> dict:
     """The detector's own order accuracy on real mix-ups of held-out clips (the order metric's ceiling).
 
     Builds ``n`` ordered mix-ups of ``bank``'s ``split`` (:func:`tclap.data.mixup.build_mixups`, no overlapping
     events, ``min_events``-``max_events`` events each, ``seconds`` long, seeded by ``seed``; resumable under
     ``out_dir``) and checks the detected order against the true one (manifest ``events`` by onset).
-    ``detector``: an :class:`eval_gen.detector.EventDetector` (default: the built-in bank's).
+    ``detector``: an :class:`eval_gen.detector.EventDetector` (default: the built-in bank's). ``bank``: one bank, or
+    several (a list, or ``"builtin+DIR"``) whose held-out recordings are mixed, each class from its own bank's
+    hold-out (:class:`tclap.data.banks.UnionBank`), as a detector trained on their union needs.
 
     Returns ``{"order_accuracy", "correct", "n", "wilson": [low, high], "level", "exact_sequence_accuracy",
     "events_per_clip", "skipped", "missed": {label: count}, "failures": [first 20 {"id", "true", "detected"}],
@@ -170,6 +172,7 @@ def detector_ceiling(out_dir: str, n: int = 400, seconds: float = 4.0, seed: int
     from tqdm.auto import tqdm
 
     from basekit.audio import load_audio_with_sr
+    from tclap.data.banks import bank_label, bank_setting
     from tclap.data.manifest import read_manifest
     from tclap.data.mixup import MixupConfig, build_mixups
 
@@ -177,7 +180,9 @@ def detector_ceiling(out_dir: str, n: int = 400, seconds: float = 4.0, seed: int
     from eval_gen.stats import wilson_interval
 
     det = detector if detector is not None else get_detector(cache_dir=cache_dir)
-    mcfg = MixupConfig(bank=str(bank), seconds=seconds, sr=16000, split=split, seed=seed, min_events=min_events,
+    # One bank stays as written (so a resumed set's settings compare equal); several become the tuple of their parts.
+    bank = bank_setting([str(b) for b in bank] if isinstance(bank, (list, tuple)) else str(bank))
+    mcfg = MixupConfig(bank=bank, seconds=seconds, sr=16000, split=split, seed=seed, min_events=min_events,
                        max_events=max_events, overlap_prob=0.0)
     rep = build_mixups(mcfg, out_dir, n, quiet=True)
     if rep.failed or rep.manifest is None:
@@ -210,5 +215,5 @@ def detector_ceiling(out_dir: str, n: int = 400, seconds: float = 4.0, seed: int
     return {"order_accuracy": correct / scored if scored else None, "correct": correct, "n": scored,
             "wilson": [lo, hi], "level": level, "exact_sequence_accuracy": exact / scored if scored else None,
             "events_per_clip": dict(by_len), "skipped": dict(skipped), "missed": dict(missed), "failures": failures,
-            "settings": {"bank": str(bank), "split": split, "seconds": seconds, "seed": seed,
+            "settings": {"bank": bank_label(bank), "split": split, "seconds": seconds, "seed": seed,
                          "events": [min_events, max_events]}}
