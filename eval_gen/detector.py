@@ -487,7 +487,7 @@ def train_detector(bank="builtin", cfg: DetectorConfig | None = None) -> EventDe
     bank_rec: dict = {"name": b.name}
     if isinstance(b, UnionBank):
         paths = [_bank_path(p) for p in parts] if parts is not None else [where(m) for m in b.members]
-        given = None if parts is None else [str(x) for x in bank] if isinstance(bank, (list, tuple)) else [str(bank)]
+        given = None if parts is None else [str(x) for x in (bank if isinstance(bank, (list, tuple)) else [bank])]
         by_member = {id(m): p for m, p in zip(b.members, paths)}
         # "path" is what `eval-gen detector ceiling` reopens: the members' paths, a list only for a union.
         bank_rec.update(path=paths, given=given,

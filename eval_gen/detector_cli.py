@@ -103,8 +103,6 @@ def run(args) -> int:
     bank = args.bank or (det.record.get("bank", {}).get("path") or "builtin")
     if isinstance(bank, list) and None in bank:
         raise UserError(f"detector {args.detector} does not record where all of its banks are; name them with --bank")
-    if isinstance(bank, list) and len(bank) == 1:
-        bank = bank[0]
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import shlex
@@ -205,12 +204,11 @@ def vae_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, data, seed: i
 
 
 def ldm_train_config(rc: RecipeConfig, out_dir: str | os.PathLike, vae_final: str | os.PathLike, clap: str,
-                     data, seed: int, val, quiet: bool = False):
+                     data, seed: int, val, quiet: bool = False, start: str | os.PathLike | None = None):
     """An ``ldm`` stage's :class:`~audioldm_cond.train.config.TrainConfig`: a UNet on ``clap``'s text embedding,
-    on the VAE in ``vae_final``; ``val`` is a :class:`~audioldm_cond.train.config.ValidationConfig`."""
+    on the VAE in ``vae_final``; ``val`` is a :class:`~audioldm_cond.train.config.ValidationConfig`. ``start``: a
+    model folder whose UNet (and VAE) the stage continues (:func:`init_unet_dir`) instead of a fresh UNet."""
 
-    name = Path(out_dir).name.removeprefix("ldm-")
-    start = init_unet_dir(rc, name) if rc.init_from else None
     return TrainConfig(
         stage="ldm", out_dir=str(out_dir), model=str(start or vae_final), clap=str(clap), data=data,
         optim=OptimConfig(steps=rc.ldm_steps, batch_size=rc.ldm_batch, lr=rc.ldm_lr, warmup_steps=rc.ldm_warmup,
@@ -236,11 +234,10 @@ def init_unet_dir(rc: RecipeConfig, name: str) -> Path:
                         f"{root / f'ldm-{name}' / 'final'}); give a folder holding one per --conditioners name")
     if not rc.vae_dir:
         raise UserError(f"--init-from {rc.init_from} needs --vae: the VAE its UNets were trained on (e.g. --vae {name})")
-    digest = {}
-    for d in (cand, Path(rc.vae_dir)):
-        f = d / "vae" / "diffusion_pytorch_model.safetensors"
-        digest[d] = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
-    if digest[cand] is None or digest[cand] != digest[Path(rc.vae_dir)]:
+    from eval_gen.backends.base import file_sha256  # noqa: PLC0415 (same)
+
+    weights = [d / "vae" / "diffusion_pytorch_model.safetensors" for d in (cand, Path(rc.vae_dir))]
+    if not all(f.is_file() for f in weights) or file_sha256(weights[0]) != file_sha256(weights[1]):
         raise UserError(f"--init-from: {cand}'s VAE is not --vae {rc.vae_dir}'s; its UNet was trained on other latents "
                         "(give the --vae of the model it continues)")
     return cand.resolve()
@@ -271,7 +268,9 @@ def stage_configs(out: Path, rc: RecipeConfig, train: Path, val: Path, quiet: bo
         val_cfg = ValidationConfig(every=rc.val_every, num_prompts=rc.val_prompts, generate=rc.val_generate,
                                    guidance_scales=tuple(rc.guidance_scales), backend="mel-stats",
                                    clap_model=rc.judge_clap or clap)
-        cfgs[f"ldm-{name}"] = ldm_train_config(rc, out / f"ldm-{name}", vae_final, clap, data, rc.seed, val_cfg, quiet)
+        start = init_unet_dir(rc, name) if rc.init_from else None
+        cfgs[f"ldm-{name}"] = ldm_train_config(rc, out / f"ldm-{name}", vae_final, clap, data, rc.seed, val_cfg, quiet,
+                                               start=start)
     return cfgs
 
 
@@ -364,14 +363,15 @@ def run_recipe(out: str | os.PathLike, rc: RecipeConfig, do_install: bool = True
                 results["vae"] = {**vae_rec, "final": rc.vae_dir, "reused": True,
                                   "trained_by": vae_rec.get("trained_by", prev.get("command"))}
     for name, cfg in cfgs.items():
+        continued = name.startswith("ldm-") and rc.init_from
         history = Path(cfg.out_dir) / "continued_from.json"
-        if name.startswith("ldm-") and rc.init_from and not history.is_file():
+        if continued and not history.is_file():
             # Kept with the run before it trains: installing overwrites the start model's record when it is a
             # shipped model, and a re-run must still say what the run continued.
             Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
             atomic_write_text(history, json.dumps(continued_record(Path(cfg.model), name), indent=2))
         results[name] = run_stage(cfg)
-        if name.startswith("ldm-") and rc.init_from:
+        if continued:
             results[name]["continued_from"] = json.loads(history.read_text())
         if name.startswith("ldm-"):
             write_model_events(results[name]["final"], rc)
